@@ -1,0 +1,66 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+/// Settings every Swift target shares: the upcoming features the server anchors enable.
+let common: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+/// The parser and API layers must not use `Unsafe*` at all: any use fails the build.
+let strict: [SwiftSetting] = common + [
+    .strictMemorySafety(),
+    .treatWarning("StrictMemorySafety", as: .error),
+]
+
+let package = Package(
+    name: "qcowscope",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "QCOW2", targets: ["QCOW2"]),
+        .executable(name: "qcowscoped", targets: ["qcowscoped"]),
+        .executable(name: "qcowscope", targets: ["qcowscope"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // Parser, model and validation. No package dependency, no Foundation: Glibc pread only.
+        .target(name: "QCOW2", swiftSettings: strict),
+        // libmicrohttpd as a system library with a header-only shim.
+        .systemLibrary(
+            name: "CMicroHTTPD",
+            pkgConfig: "libmicrohttpd",
+            providers: [.apt(["libmicrohttpd-dev"])]
+        ),
+        // A small Swift wrapper over libmicrohttpd: start/stop, request in, response out.
+        .target(name: "MicroHTTPD", dependencies: ["CMicroHTTPD"], swiftSettings: common),
+        // Transport-agnostic API: routes, JSON documents, problem+json, ETags, pagination.
+        .target(name: "QCOW2API", dependencies: ["QCOW2"], swiftSettings: common),
+        .executableTarget(
+            name: "qcowscoped",
+            dependencies: [
+                "MicroHTTPD", "QCOW2API", "QCOW2",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: common
+        ),
+        .executableTarget(
+            name: "qcowscope",
+            dependencies: [
+                "QCOW2API", "QCOW2",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: common
+        ),
+        // Test support: byte-level image builder and qemu-img/qemu-io image factory.
+        .target(name: "QCOW2TestSupport", dependencies: ["QCOW2"], path: "Tests/QCOW2TestSupport", swiftSettings: common),
+        .testTarget(name: "QCOW2Tests", dependencies: ["QCOW2", "QCOW2TestSupport"], swiftSettings: common),
+        .testTarget(name: "MicroHTTPDTests", dependencies: ["MicroHTTPD"], swiftSettings: common),
+        .testTarget(name: "QCOW2APITests", dependencies: ["QCOW2API", "QCOW2", "QCOW2TestSupport"], swiftSettings: common),
+        .testTarget(name: "DaemonTests", dependencies: ["QCOW2", "QCOW2TestSupport"], swiftSettings: common),
+    ]
+)

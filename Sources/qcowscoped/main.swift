@@ -1,0 +1,1 @@
+print("qcowscoped: not yet")
