@@ -1,0 +1,97 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A file opened read-only and read with `pread`: never written, never locked.
+///
+/// The descriptor is opened `O_RDONLY | O_CLOEXEC` (or adopted from a caller that opened it
+/// safely, e.g. relative to a directory) and closed when the source is released. No `flock`
+/// or `fcntl` lock is taken, so a running QEMU does not notice the reader.
+public final class FileImageSource: ImageSource {
+    /// The open descriptor.
+    public let fd: Int32
+    /// Size from `fstat` at open time.
+    public let size: UInt64
+    private let owns: Bool
+
+    /// Opens `path` read-only.
+    ///
+    /// - Throws: ``QCOW2Error`` of kind `io` with the errno when `open` or `fstat` fails.
+    public convenience init(path: String) throws(QCOW2Error) {
+        let fd = unsafe open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let e = errno
+            throw QCOW2Error(.io, structure: "file", value: "errno \(e)", message: "cannot open: \(Self.describe(e))")
+        }
+        do {
+            try self.init(fd: fd, ownsDescriptor: true)
+        } catch {
+            close(fd)
+            throw error
+        }
+    }
+
+    /// Adopts an already open descriptor; closes it on release when `ownsDescriptor` is true.
+    ///
+    /// - Throws: ``QCOW2Error`` of kind `io` when `fstat` fails or the descriptor is not a regular file.
+    public init(fd: Int32, ownsDescriptor: Bool) throws(QCOW2Error) {
+        var st = stat()
+        guard unsafe fstat(fd, &st) == 0 else {
+            let e = errno
+            throw QCOW2Error(.io, structure: "file", value: "errno \(e)", message: "fstat: \(Self.describe(e))")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw QCOW2Error(.io, structure: "file", message: "not a regular file")
+        }
+        self.fd = fd
+        self.size = UInt64(clamping: st.st_size)
+        self.owns = ownsDescriptor
+    }
+
+    deinit {
+        if owns { close(fd) }
+    }
+
+    /// Reads exactly `count` bytes with `pread`, retrying on EINTR and short reads.
+    public func read(at offset: UInt64, count: Int) throws(QCOW2Error) -> [UInt8] {
+        guard count >= 0, offset <= UInt64(Int64.max) else {
+            throw QCOW2Error(.outOfRange, structure: "file", value: "\(count) bytes", offset: offset, message: "bad read")
+        }
+        if count == 0 { return [] }
+        var buffer = [UInt8](repeating: 0, count: count)
+        var done = 0
+        var failure: Int32 = 0
+        unsafe buffer.withUnsafeMutableBytes { raw in
+            guard let base = raw.baseAddress else { return }
+            while done < count {
+                let n = unsafe pread(fd, base + done, count - done, off_t(offset) + off_t(done))
+                if n > 0 {
+                    done += n
+                } else if n == 0 {
+                    break
+                } else if errno != EINTR {
+                    failure = errno
+                    break
+                }
+            }
+        }
+        if failure != 0 {
+            throw QCOW2Error(
+                .io, structure: "file", value: "errno \(failure)", offset: offset,
+                message: "pread: \(Self.describe(failure))")
+        }
+        guard done == count else {
+            throw QCOW2Error(
+                .truncated, structure: "file", value: "\(count) bytes", offset: offset,
+                message: "only \(done) bytes could be read: the file ends (or shrank) before")
+        }
+        return buffer
+    }
+
+    static func describe(_ code: Int32) -> String {
+        guard let p = unsafe strerror(code) else { return "errno \(code)" }
+        return unsafe String(cString: p)
+    }
+}

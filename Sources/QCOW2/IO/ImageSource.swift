@@ -1,0 +1,35 @@
+/// Where image bytes come from: a file read with `pread`, or memory in tests and fuzzing.
+///
+/// Implementations never write. A read either returns exactly `count` bytes or throws.
+public protocol ImageSource: Sendable {
+    /// Size of the image in bytes, as known when the source was opened.
+    var size: UInt64 { get }
+
+    /// Reads exactly `count` bytes starting at `offset`.
+    ///
+    /// - Throws: ``QCOW2Error`` of kind `truncated` when fewer bytes exist, `io` on a system error.
+    func read(at offset: UInt64, count: Int) throws(QCOW2Error) -> [UInt8]
+}
+
+extension ImageSource {
+    /// Reads `count` bytes at `offset` for `structure`, naming it in the error when the file is too short.
+    func read(_ structure: String, at offset: UInt64, count: UInt64) throws(QCOW2Error) -> [UInt8] {
+        guard count <= UInt64(Int.max), let end = offset +? count else {
+            throw QCOW2Error(
+                .outOfRange, structure: structure, value: "\(count) bytes", offset: offset,
+                message: "offset + length overflows 64 bits")
+        }
+        guard end <= size else {
+            throw QCOW2Error(
+                .truncated, structure: structure, value: "\(count) bytes", offset: offset,
+                message: "ends at \(end) (\(Hex.string(end))), past the end of the file (\(size) bytes)")
+        }
+        do {
+            return try read(at: offset, count: Int(count))
+        } catch {
+            var e = error
+            if e.structure == "file" { e.structure = structure }
+            throw e
+        }
+    }
+}

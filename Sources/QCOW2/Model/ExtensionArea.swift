@@ -1,0 +1,61 @@
+/// The header extension area of cluster 0: its extensions, end marker and framing findings.
+struct ExtensionArea {
+    var extensions: [HeaderExtension] = []
+    var endMarker: UInt64?
+    var findings: [Finding] = []
+    var end: UInt64 = 0
+
+    /// Reads extensions from header_length up to the backing file name or the end of cluster 0.
+    static func parse(header: Header, source: any ImageSource) throws(QCOW2Error) -> ExtensionArea {
+        var area = ExtensionArea()
+        let start = header.extensionsStart
+        var end = min(header.clusterSize, start +? Limits.maxExtensionArea ?? start)
+        if header.backingFileOffset > start { end = min(end, header.backingFileOffset) }
+        area.end = end
+        var pos = start
+        // Read the area in one bounded pread (at most the cluster, at most 2 MiB), clipped to the file.
+        let readEnd = min(end, source.size)
+        guard readEnd > pos else { return area }
+        let bytes = try source.read("header_extensions", at: pos, count: readEnd - pos)
+        func at(_ off: UInt64, _ width: Int) -> UInt64 {
+            ByteReader.uint(bytes, at: Int(off - start), width: width)
+        }
+        while let next = pos +? 8, next <= readEnd {
+            if area.extensions.count >= Limits.maxExtensions {
+                area.findings.append(
+                    Finding(
+                        "X6", .error, structure: "header_extensions", offset: pos,
+                        message: "more than \(Limits.maxExtensions) header extensions; the rest is not read"))
+                break
+            }
+            let magic = UInt32(truncatingIfNeeded: at(pos, 4))
+            let length = UInt32(truncatingIfNeeded: at(pos + 4, 4))
+            if magic == 0 {
+                area.endMarker = pos
+                break
+            }
+            let dataEnd = next + UInt64(length)
+            var dataCount = UInt64(length)
+            if dataEnd > end || dataEnd > readEnd {
+                let avail = readEnd - next
+                dataCount = min(avail, UInt64(length))
+                area.findings.append(
+                    Finding(
+                        "X1", .error, structure: "header_extension", field: "length", value: "\(length)",
+                        offset: pos + 4,
+                        message:
+                            "Header extension too large: \(Hex.string(magic)) data would end at \(dataEnd), past the end of the extension area (\(end))"
+                    ))
+            }
+            let lo = Int(next - start)
+            let data = Array(bytes[lo..<(lo + Int(dataCount))])
+            let payload = HeaderExtension.decode(magic: magic, data: data, at: next)
+            area.extensions.append(
+                HeaderExtension(magic: magic, length: length, offset: pos, data: data, payload: payload))
+            if dataCount < UInt64(length) { break }
+            guard let padded = Checked.roundUp(dataEnd, to: 8) else { break }
+            pos = padded
+        }
+        return area
+    }
+}

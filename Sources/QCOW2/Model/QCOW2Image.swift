@@ -1,0 +1,137 @@
+/// A parsed qcow2 image: header, header extensions and bitmap directory, read eagerly with a
+/// bounded amount of I/O; bitmap tables, snapshots and whole-table checks are read on demand.
+///
+/// Parsing tolerates and reports: only an unreadable header throws; every other rule the image
+/// breaks becomes a ``Finding`` in ``findings`` and the rest of the image is still available.
+public struct QCOW2Image: Sendable {
+    /// Where the bytes come from.
+    public let source: any ImageSource
+    /// The header.
+    public let header: Header
+    /// Header extensions in file order (without the end-of-area marker).
+    public let extensions: [HeaderExtension]
+    /// File offset of the end-of-area marker, when one was found.
+    public let extensionsEndMarker: UInt64?
+    /// The backing file name, when the header names one and it can be read.
+    public let backingFile: ByteString?
+    /// The bitmaps extension fields, when the image has a decodable one.
+    public let bitmapsExtension: BitmapsExtension?
+    /// The bitmap directory entries that could be parsed, in directory order.
+    public let bitmaps: [BitmapDirectoryEntry]
+    /// Findings from the header, extensions and bitmap directory (no table or snapshot reads).
+    public let findings: [Finding]
+
+    /// Parses the header, the extensions, the backing file name and the bitmap directory.
+    ///
+    /// - Throws: ``QCOW2Error`` only when the header itself is unreadable (see ``Header/init(source:)``)
+    ///   or the source fails with an I/O error.
+    public init(source: any ImageSource) throws(QCOW2Error) {
+        self.source = source
+        let header = try Header(source: source)
+        self.header = header
+        var findings = HeaderChecks.check(header, fileSize: source.size)
+
+        let area = try ExtensionArea.parse(header: header, source: source)
+        extensions = area.extensions
+        extensionsEndMarker = area.endMarker
+        findings += area.findings
+
+        var backing: ByteString? = nil
+        if header.backingFileOffset != 0 {
+            if header.backingFileOffset <= header.clusterSize,
+                UInt64(header.backingFileSize) <= Limits.maxBackingFileName,
+                let name = try? source.read(
+                    "backing_file_name", at: header.backingFileOffset, count: UInt64(header.backingFileSize))
+            {
+                backing = ByteString(name)
+            }
+        }
+        backingFile = backing
+        findings += HeaderChecks.checkExtensions(header, extensions: area.extensions, backingFile: backing)
+
+        let dir = try BitmapDirectoryParser.parse(header: header, extensions: area.extensions, source: source)
+        bitmapsExtension = dir.extension_
+        bitmaps = dir.entries
+        findings += dir.findings
+        self.findings = findings
+    }
+
+    /// Opens and parses the file at `path` (read-only, `pread`, no lock).
+    ///
+    /// - Throws: ``QCOW2Error`` when the file cannot be opened or its header is unreadable.
+    public init(path: String) throws(QCOW2Error) {
+        try self.init(source: try FileImageSource(path: path))
+    }
+
+    /// The value of the backing format extension, if present.
+    public var backingFormat: ByteString? {
+        for e in extensions where e.kind == .backingFormat {
+            if case .string(let s) = e.payload { return s }
+        }
+        return nil
+    }
+
+    /// The external data file name, if present.
+    public var dataFile: ByteString? {
+        for e in extensions where e.kind == .dataFile {
+            if case .string(let s) = e.payload { return s }
+        }
+        return nil
+    }
+
+    /// The feature name table entries, if the image has the extension.
+    public var featureNameTable: [FeatureNameEntry]? {
+        for e in extensions where e.kind == .featureNameTable {
+            if case .featureNames(let n) = e.payload { return n }
+        }
+        return nil
+    }
+
+    /// Names of the set bits of `group`: the spec's names, else the image's table, else `bit N`.
+    public func featureNames(_ group: FeatureGroup) -> [String] {
+        let mask: UInt64
+        switch group {
+        case .incompatible: mask = header.incompatibleFeatures
+        case .compatible: mask = header.compatibleFeatures
+        case .autoclear: mask = header.autoclearFeatures
+        }
+        let table = featureNameTable ?? []
+        return FeatureGroup.bits(of: mask).map { bit in
+            if let n = group.knownNames[bit] { return n }
+            if let e = table.first(where: { $0.type == group.rawValue && Int($0.bit) == bit }) {
+                return e.name.escaped
+            }
+            return "bit \(bit)"
+        }
+    }
+
+    /// Whether the bitmap's data can be trusted: not in use, and the autoclear bitmaps bit is set (v3).
+    public func isConsistent(_ bitmap: BitmapDirectoryEntry) -> Bool {
+        inconsistencyReason(bitmap) == nil
+    }
+
+    /// Why the bitmap's data cannot be trusted, `nil` when it can.
+    public func inconsistencyReason(_ bitmap: BitmapDirectoryEntry) -> String? {
+        if bitmap.inUse {
+            return "in-use: the bitmap was not saved cleanly (a writer has the image open, or crashed)"
+        }
+        if header.version < 3 { return "version 2 images cannot carry persistent bitmaps" }
+        if !header.bitmapsConsistentBit {
+            return "autoclear bit 0 is clear: a program without bitmap support modified the image"
+        }
+        return nil
+    }
+
+    /// Finds a bitmap by its exact name bytes.
+    public func bitmap(named name: ByteString) -> BitmapDirectoryEntry? {
+        bitmaps.first { $0.name == name }
+    }
+
+    /// Every finding: header, extensions, directory, every bitmap table (bounded) and the snapshot table.
+    public func allFindings() -> [Finding] {
+        var all = findings
+        for b in bitmaps { all += tableFindings(b) }
+        all += snapshots().findings
+        return all
+    }
+}
