@@ -35,10 +35,12 @@ let package = Package(
             pkgConfig: "libmicrohttpd",
             providers: [.apt(["libmicrohttpd-dev"])]
         ),
+        // Header-only shim for openat2 (syscall() is variadic and not imported).
+        .systemLibrary(name: "CSystemShim"),
         // A small Swift wrapper over libmicrohttpd: start/stop, request in, response out.
         .target(name: "MicroHTTPD", dependencies: ["CMicroHTTPD"], swiftSettings: common),
         // Transport-agnostic API: routes, JSON documents, problem+json, ETags, pagination.
-        .target(name: "QCOW2API", dependencies: ["QCOW2"], swiftSettings: common),
+        .target(name: "QCOW2API", dependencies: ["QCOW2", "CSystemShim"], swiftSettings: common),
         .executableTarget(
             name: "qcowscoped",
             dependencies: [

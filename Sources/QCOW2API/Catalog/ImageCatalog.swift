@@ -1,0 +1,197 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import CSystemShim
+public import QCOW2
+import Synchronization
+
+/// The configured images directory: safe lookups by name, listing, and a bounded cache of parsed images.
+///
+/// Every open goes through `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)` relative to the
+/// directory's descriptor (falling back to `O_NOFOLLOW` where the kernel lacks openat2), with
+/// `O_RDONLY | O_CLOEXEC | O_NONBLOCK`: no name can reach a file outside the directory, a FIFO
+/// cannot block the open, and nothing is ever opened for writing or locked.
+public final class ImageCatalog: Sendable {
+    /// Why a lookup failed.
+    public enum LookupError: Error, Sendable {
+        /// No such image, or the name cannot name a file in the directory.
+        case notFound(String)
+        /// The file exists but is not readable as qcow2 (open error or parse error).
+        case unreadable(QCOW2Error)
+    }
+
+    /// A parsed image with its file identity.
+    public final class Entry: Sendable {
+        /// The file's identity when it was parsed.
+        public let file: FileInfo
+        /// The parsed image (its source keeps the descriptor open).
+        public let image: QCOW2Image
+        /// Every finding, computed on first use and kept with the entry.
+        private let allFindings = Mutex<[Finding]?>(nil)
+
+        init(file: FileInfo, image: QCOW2Image) {
+            self.file = file
+            self.image = image
+        }
+
+        /// Every finding of the image (header, directory, tables, snapshots), computed once per file version.
+        public func findings() -> [Finding] {
+            if let f = allFindings.withLock({ $0 }) { return f }
+            let f = image.allFindings()
+            allFindings.withLock { $0 = f }
+            return f
+        }
+    }
+
+    private let dirfd: Int32
+    /// The directory path as configured (for messages only).
+    public let path: String
+    private let capacity: Int
+    private struct CacheState {
+        var entries: [String: Entry] = [:]
+        var order: [String] = []
+        var magic: [String: (FileInfo, Bool)] = [:]
+    }
+    private let cache = Mutex(CacheState())
+    private let useOpenat2 = Atomic<Bool>(true)
+
+    /// Opens the directory.
+    ///
+    /// - Parameters:
+    ///   - path: the images directory.
+    ///   - cacheCapacity: parsed images kept (least recently used ones are dropped).
+    /// - Throws: ``QCOW2Error`` of kind `io` naming the errno when the directory cannot be opened.
+    public init(path: String, cacheCapacity: Int = 256) throws(QCOW2Error) {
+        let fd = css_open_directory(path)
+        guard fd >= 0 else {
+            let e = errno
+            throw QCOW2Error(.io, structure: "images_directory", value: path, message: "cannot open directory: \(String(cString: strerror(e)))")
+        }
+        self.dirfd = fd
+        self.path = path
+        self.capacity = max(1, cacheCapacity)
+    }
+
+    deinit {
+        close(dirfd)
+    }
+
+    /// Whether `name` is a single path component that may name a file here.
+    public static func isValidName(_ name: [UInt8]) -> Bool {
+        !name.isEmpty && name.count <= 255 && !name.contains(0x2f) && !name.contains(0) && name != [0x2e]
+            && name != [0x2e, 0x2e]
+    }
+
+    /// Opens `name` safely beneath the directory; returns the descriptor and its stat.
+    private func openBeneath(_ name: String) throws(LookupError) -> (Int32, FileInfo) {
+        guard ImageCatalog.isValidName(Array(name.utf8)) else { throw .notFound(name) }
+        var fd: Int32 = -1
+        if useOpenat2.load(ordering: .relaxed) {
+            fd = css_openat2_beneath(dirfd, name)
+            if fd < 0 && (errno == ENOSYS || errno == EPERM) {
+                // No openat2 (old kernel, or a seccomp filter): fall back for good.
+                useOpenat2.store(false, ordering: .relaxed)
+            }
+        }
+        if !useOpenat2.load(ordering: .relaxed) {
+            fd = css_openat_nofollow(dirfd, name)
+        }
+        guard fd >= 0 else {
+            let e = errno
+            if e == ENOENT || e == ENOTDIR || e == EXDEV || e == ELOOP || e == EINVAL || e == ENAMETOOLONG {
+                throw .notFound(name)
+            }
+            throw .unreadable(QCOW2Error(.io, structure: "file", value: name, message: "cannot open: \(String(cString: strerror(e)))"))
+        }
+        var st = Glibc.stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw .notFound(name)
+        }
+        let info = FileInfo(
+            name: name, device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: UInt64(clamping: st.st_size),
+            allocatedBytes: UInt64(clamping: st.st_blocks) &* 512, mtimeSec: Int64(st.st_mtim.tv_sec),
+            mtimeNsec: Int64(st.st_mtim.tv_nsec), ctimeSec: Int64(st.st_ctim.tv_sec),
+            ctimeNsec: Int64(st.st_ctim.tv_nsec))
+        return (fd, info)
+    }
+
+    /// The parsed image called `name`, from the cache when the file has not changed.
+    ///
+    /// - Throws: ``LookupError/notFound(_:)`` or ``LookupError/unreadable(_:)``.
+    public func image(named name: String) throws(LookupError) -> Entry {
+        let (fd, info) = try openBeneath(name)
+        if let hit = cache.withLock({ state -> Entry? in
+            guard let e = state.entries[name], e.file.sameVersion(as: info) else { return nil }
+            if let i = state.order.lastIndex(of: name) { state.order.remove(at: i) }
+            state.order.append(name)
+            return e
+        }) {
+            close(fd)
+            return hit
+        }
+        let image: QCOW2Image
+        do {
+            let source = try FileImageSource(fd: fd, ownsDescriptor: true)
+            image = try QCOW2Image(source: source)
+        } catch {
+            throw .unreadable(error)
+        }
+        let entry = Entry(file: info, image: image)
+        cache.withLock { state in
+            if state.entries.updateValue(entry, forKey: name) != nil, let i = state.order.firstIndex(of: name) {
+                state.order.remove(at: i)
+            }
+            state.order.append(name)
+            while state.order.count > capacity {
+                let old = state.order.removeFirst()
+                state.entries[old] = nil
+            }
+        }
+        return entry
+    }
+
+    /// The file's identity without parsing, for conditional requests on unreadable files.
+    public func fileInfo(named name: String) throws(LookupError) -> FileInfo {
+        let (fd, info) = try openBeneath(name)
+        close(fd)
+        return info
+    }
+
+    /// Names of the directory entries, sorted by their bytes (not yet filtered).
+    public func names() -> [String] {
+        let dup = fcntl(dirfd, F_DUPFD_CLOEXEC, 0)
+        guard dup >= 0, let dir = fdopendir(dup) else {
+            if dup >= 0 { close(dup) }
+            return []
+        }
+        defer { closedir(dir) }
+        rewinddir(dir)
+        var out: [String] = []
+        while let ent = readdir(dir) {
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw -> [UInt8] in
+                Array(raw.prefix { $0 != 0 })
+            }
+            if name == [0x2e] || name == [0x2e, 0x2e] { continue }
+            // Names that are not valid UTF-8 cannot be asked for over HTTP by their text; skip them.
+            guard let s = ByteString(name).utf8 else { continue }
+            out.append(s)
+        }
+        return out.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+    }
+
+    /// Whether `name` is a regular file starting with `QFI\xfb` (cached per file version).
+    public func isQCOW2(_ name: String) -> Bool {
+        guard let (fd, info) = try? openBeneath(name) else { return false }
+        defer { close(fd) }
+        if let cached = cache.withLock({ $0.magic[name] }), cached.0.sameVersion(as: info) { return cached.1 }
+        var magic = [UInt8](repeating: 0, count: 4)
+        let n = magic.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 4, 0) }
+        let ok = n == 4 && magic == [0x51, 0x46, 0x49, 0xfb]
+        cache.withLock { state in
+            if state.magic.count > 100_000 { state.magic.removeAll() }
+            state.magic[name] = (info, ok)
+        }
+        return ok
+    }
+}

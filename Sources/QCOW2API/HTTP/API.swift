@@ -1,0 +1,305 @@
+public import QCOW2
+
+/// The HTTP API over an ``ImageCatalog``: routing, JSON views, problem+json, ETags and pagination.
+///
+/// Transport-agnostic: it takes an ``APIRequest`` and returns an ``APIResponse``, so the daemon,
+/// tests and tools can all call it. Thread-safe; call it from any thread.
+public final class API: Sendable {
+    /// Every route: method-independent path patterns (GET and HEAD are served for each).
+    public static let routes: [String] = [
+        "/healthz", "/v1/openapi.yaml", "/v1/images", "/v1/images/{image}", "/v1/images/{image}/header",
+        "/v1/images/{image}/extensions", "/v1/images/{image}/bitmaps", "/v1/images/{image}/bitmaps/{bitmap}",
+        "/v1/images/{image}/bitmaps/{bitmap}/table", "/v1/images/{image}/snapshots", "/v1/images/{image}/findings",
+    ]
+
+    /// Pagination limits: (default, maximum).
+    public enum Paging {
+        /// `/v1/images`.
+        public static let images: (UInt64, UInt64) = (100, 1000)
+        /// `/v1/images/{image}/bitmaps`.
+        public static let bitmaps: (UInt64, UInt64) = (1000, 10000)
+        /// `/v1/images/{image}/bitmaps/{bitmap}/table`.
+        public static let table: (UInt64, UInt64) = (256, UInt64(Limits.maxTablePage))
+        /// `/v1/images/{image}/snapshots`.
+        public static let snapshots: (UInt64, UInt64) = (1000, 10000)
+    }
+
+    /// The images.
+    public let catalog: ImageCatalog
+    private let openAPI: [UInt8]
+
+    /// Creates the API over `catalog`; `openAPI` is served at `/v1/openapi.yaml`.
+    public init(catalog: ImageCatalog, openAPI: [UInt8] = []) {
+        self.catalog = catalog
+        self.openAPI = openAPI
+    }
+
+    /// Answers one request. Never traps and never returns 500 for anything a request or image contains.
+    public func handle(_ req: APIRequest) -> APIResponse {
+        var resp: APIResponse
+        do {
+            resp = try route(req)
+        } catch {
+            resp = error.response(instance: req.rawPath)
+        }
+        resp.headers.append(("X-Content-Type-Options", "nosniff"))
+        return resp
+    }
+
+    private func route(_ req: APIRequest) throws(Problem) -> APIResponse {
+        let segs = req.rawPath.split(separator: "/", omittingEmptySubsequences: false)
+        guard req.rawPath.hasPrefix("/"), segs.count >= 2 else { throw Problem.noRoute(req.rawPath) }
+        let parts = Array(segs.dropFirst())
+        let isRead = req.method == "GET" || req.method == "HEAD"
+        func allow() throws(Problem) {
+            if !isRead { throw Problem.methodNotAllowed(req.method) }
+        }
+        switch parts.count {
+        case 1 where parts[0] == "healthz":
+            try allow()
+            return .json(.obj(["status": .string("ok")]), extra: [("Cache-Control", "no-store")])
+        case 2 where parts[0] == "v1" && parts[1] == "openapi.yaml":
+            try allow()
+            return APIResponse(status: 200, headers: [("Content-Type", "application/yaml"), ("Cache-Control", "no-cache")], body: openAPI)
+        case 2 where parts[0] == "v1" && parts[1] == "images":
+            try allow()
+            return try listImages(Query(req.rawQuery), req: req)
+        default:
+            break
+        }
+        guard parts.count >= 3, parts[0] == "v1", parts[1] == "images", !parts[2].isEmpty else {
+            throw Problem.noRoute(req.rawPath)
+        }
+        let rest = Array(parts.dropFirst(3))
+        let view: String
+        var bitmapSeg: Substring? = nil
+        switch rest.count {
+        case 0: view = "summary"
+        case 1 where ["header", "extensions", "bitmaps", "snapshots", "findings"].contains(rest[0]): view = String(rest[0])
+        case 2 where rest[0] == "bitmaps" && !rest[1].isEmpty:
+            view = "bitmap"
+            bitmapSeg = rest[1]
+        case 3 where rest[0] == "bitmaps" && !rest[1].isEmpty && rest[2] == "table":
+            view = "table"
+            bitmapSeg = rest[1]
+        default: throw Problem.noRoute(req.rawPath)
+        }
+        try allow()
+        guard let nameBytes = PercentEncoding.decode(parts[2]), ImageCatalog.isValidName(nameBytes),
+            let name = ByteString(nameBytes).utf8
+        else {
+            throw Problem.imageNotFound(String(decoding: PercentEncoding.decode(parts[2]) ?? [], as: UTF8.self))
+        }
+        var bitmapName: ByteString? = nil
+        if let bitmapSeg {
+            guard let b = PercentEncoding.decode(bitmapSeg) else {
+                throw Problem(status: 400, slug: "invalid-path", title: "Invalid path", detail: "malformed percent-encoding in the bitmap name")
+            }
+            bitmapName = ByteString(b)
+        }
+        let query = try Query(req.rawQuery)
+        let entry: ImageCatalog.Entry
+        do {
+            entry = try catalog.image(named: name)
+        } catch {
+            switch error {
+            case .notFound: throw Problem.imageNotFound(name)
+            case .unreadable(let e): throw Problem.unreadable(e, image: name)
+            }
+        }
+        // Validate the query before answering 304, so a bad request never looks cached.
+        let doc: () throws(Problem) -> (JSONValue, [(name: String, value: String)])
+        let image = entry.image
+        switch view {
+        case "summary": doc = { () throws(Problem) in (ImageViews.summary(image, file: entry.file, findings: entry.findings()), []) }
+        case "header": doc = { () throws(Problem) in (ImageViews.header(image), []) }
+        case "extensions": doc = { () throws(Problem) in (ImageViews.extensions(image), []) }
+        case "findings": doc = { () throws(Problem) in (ImageViews.findings(entry.findings()), []) }
+        case "bitmaps":
+            let limit = try query.integer("limit", default: Paging.bitmaps.0, range: 1...Paging.bitmaps.1)
+            let cursor = try query.integer("cursor", default: 0, range: 0...UInt64(image.bitmaps.count))
+            doc = { () throws(Problem) in self.bitmapsPage(entry, name: name, limit: limit, cursor: cursor) }
+        case "snapshots":
+            let limit = try query.integer("limit", default: Paging.snapshots.0, range: 1...Paging.snapshots.1)
+            let offset = try query.integer("offset", default: 0, range: 0...UInt64(image.header.nbSnapshots))
+            doc = { () throws(Problem) in self.snapshotsPage(image, name: name, limit: limit, offset: offset) }
+        case "bitmap", "table":
+            guard let bitmapName, let b = image.bitmap(named: bitmapName) else {
+                throw Problem.bitmapNotFound(bitmapName?.escaped ?? "", image: name)
+            }
+            if view == "bitmap" {
+                doc = { () throws(Problem) in (ImageViews.bitmap(b, in: image, findings: image.findings), []) }
+            } else {
+                let total = UInt64(b.tableSize)
+                let limit = try query.integer("limit", default: Paging.table.0, range: 1...Paging.table.1)
+                let offset = try query.integer("offset", default: 0, range: 0...(total == 0 ? 0 : total - 1))
+                doc = { () throws(Problem) in try self.tablePage(image, b, name: name, limit: limit, offset: offset) }
+            }
+        default: throw Problem.noRoute(req.rawPath)
+        }
+        let etag = entry.file.etag(view: req.rawPath + "?" + req.rawQuery)
+        let cacheHeaders: [(name: String, value: String)] = [("ETag", etag), ("Cache-Control", "no-cache")]
+        if let inm = req.header("If-None-Match"), API.matches(inm, etag) {
+            return APIResponse(status: 304, headers: cacheHeaders)
+        }
+        let (value, extra) = try doc()
+        return .json(value, extra: cacheHeaders + extra)
+    }
+
+    /// RFC 9110 weak comparison of an If-None-Match list against `etag`.
+    static func matches(_ header: String, _ etag: String) -> Bool {
+        for raw in header.split(separator: ",") {
+            var t = raw.trimmingPrefixSpaces()
+            if t == "*" { return true }
+            if t.hasPrefix("W/") { t = t.dropFirst(2) }
+            if t == etag { return true }
+        }
+        return false
+    }
+
+    private func link(_ path: String, _ query: String) -> (name: String, value: String) {
+        ("Link", "<\(path)?\(query)>; rel=\"next\"")
+    }
+
+    private func bitmapsPage(_ entry: ImageCatalog.Entry, name: String, limit: UInt64, cursor: UInt64)
+        -> (JSONValue, [(name: String, value: String)])
+    {
+        let image = entry.image
+        let all = image.bitmaps
+        let start = Int(cursor)
+        let end = min(all.count, start + Int(limit))
+        let page = all[start..<end]
+        let next: UInt64? = end < all.count ? UInt64(end) : nil
+        let path = "/v1/images/\(PercentEncoding.encode(name))/bitmaps"
+        let value: JSONValue = .obj([
+            "extension": ImageViews.bitmapsExtension(image),
+            "autoclear_bitmaps": .bool(image.header.bitmapsConsistentBit),
+            "total": .num(all.count), "cursor": .num(cursor), "limit": .num(limit),
+            "bitmaps": .array(page.map { ImageViews.bitmap($0, in: image, findings: image.findings) }),
+            "next": next.map { .string(String($0)) } ?? .null,
+        ])
+        return (value, next.map { [link(path, "cursor=\($0)&limit=\(limit)")] } ?? [])
+    }
+
+    private func tablePage(_ image: QCOW2Image, _ b: BitmapDirectoryEntry, name: String, limit: UInt64, offset: UInt64)
+        throws(Problem) -> (JSONValue, [(name: String, value: String)])
+    {
+        let total = UInt64(b.tableSize)
+        let entries: [BitmapTableEntry]
+        do {
+            entries = try image.bitmapTable(b, offset: offset, limit: Int(limit))
+        } catch {
+            throw Problem.unreadable(error, image: name)
+        }
+        let end = offset + UInt64(entries.count)
+        let next: UInt64? = end < total ? end : nil
+        let path = "/v1/images/\(PercentEncoding.encode(name))/bitmaps/\(PercentEncoding.encode(b.name.bytes))/table"
+        var o: [(String, JSONValue)] = []
+        ImageViews.text("bitmap", b.name, into: &o)
+        o += [
+            ("total", .num(total)), ("offset", .num(offset)), ("limit", .num(limit)),
+            ("cluster_size", .num(image.header.clusterSize)),
+            ("bytes_per_entry", b.bytesPerTableEntry(clusterSize: image.header.clusterSize).map { .num($0) } ?? .null),
+            ("consistent", .bool(image.isConsistent(b))),
+            ("entries", .array(entries.map(ImageViews.tableEntry))),
+            ("next", next.map { .num($0) } ?? .null),
+        ]
+        return (.object(o), next.map { [link(path, "offset=\($0)&limit=\(limit)")] } ?? [])
+    }
+
+    private func snapshotsPage(_ image: QCOW2Image, name: String, limit: UInt64, offset: UInt64)
+        -> (JSONValue, [(name: String, value: String)])
+    {
+        let table = image.snapshots()
+        let all = table.entries
+        let start = min(Int(offset), all.count)
+        let end = min(all.count, start + Int(limit))
+        let next: UInt64? = end < all.count ? UInt64(end) : nil
+        let path = "/v1/images/\(PercentEncoding.encode(name))/snapshots"
+        let value: JSONValue = .obj([
+            "total": .num(all.count), "nb_snapshots": .num(image.header.nbSnapshots), "offset": .num(offset),
+            "limit": .num(limit), "snapshots": .array(all[start..<end].map(ImageViews.snapshot)),
+            "findings": .array(table.findings.map(ImageViews.finding)), "next": next.map { .num($0) } ?? .null,
+        ])
+        return (value, next.map { [link(path, "offset=\($0)&limit=\(limit)")] } ?? [])
+    }
+
+    private func listImages(_ query: Query, req: APIRequest) throws(Problem) -> APIResponse {
+        let limit = try query.integer("limit", default: Paging.images.0, range: 1...Paging.images.1)
+        let cursor = query.string("cursor") ?? ""
+        if cursor.utf8.count > 255 {
+            throw Problem.badParameter("cursor", String(cursor.prefix(64)), allowed: "the `next` value of a previous page")
+        }
+        let names = catalog.names()
+        // Binary search: the first name after the cursor.
+        var lo = 0
+        var hi = names.count
+        if !cursor.isEmpty {
+            let c = Array(cursor.utf8)
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if Array(names[mid].utf8).lexicographicallyPrecedes(c) || names[mid] == cursor { lo = mid + 1 } else { hi = mid }
+            }
+        } else {
+            lo = 0
+        }
+        var items: [JSONValue] = []
+        var i = lo
+        var last: String? = nil
+        while i < names.count && items.count < Int(limit) {
+            let n = names[i]
+            i += 1
+            guard catalog.isQCOW2(n) else { continue }
+            items.append(listItem(n))
+            last = n
+        }
+        // Is there another qcow2 image after this page?
+        var more = false
+        while i < names.count {
+            if catalog.isQCOW2(names[i]) {
+                more = true
+                break
+            }
+            i += 1
+        }
+        let next = more ? last : nil
+        var extra: [(name: String, value: String)] = [("Cache-Control", "no-cache")]
+        if let next { extra.append(link("/v1/images", "cursor=\(PercentEncoding.encode(next))&limit=\(limit)")) }
+        return .json(.obj(["images": .array(items), "limit": .num(limit), "next": .str(next)]), extra: extra)
+    }
+
+    private func listItem(_ name: String) -> JSONValue {
+        do {
+            let e = try catalog.image(named: name)
+            let f = e.findings()
+            let serious = f.contains { $0.severity != .info }
+            return .obj([
+                "name": .string(name), "size_bytes": .num(e.file.size), "mtime": .string(e.file.mtimeRFC3339),
+                "virtual_size": .num(e.image.header.size), "bitmaps": .num(e.image.bitmaps.count),
+                "status": .string(serious ? "findings" : "ok"), "finding_counts": ImageViews.findingCounts(f),
+                "error": .null,
+            ])
+        } catch {
+            let info = try? catalog.fileInfo(named: name)
+            let err: JSONValue
+            switch error {
+            case .notFound: err = .obj(["kind": .string("not_found"), "message": .string("the file disappeared")])
+            case .unreadable(let q): err = ImageViews.error(q)
+            }
+            return .obj([
+                "name": .string(name), "size_bytes": info.map { .num($0.size) } ?? .null,
+                "mtime": info.map { .string($0.mtimeRFC3339) } ?? .null, "virtual_size": .null, "bitmaps": .null,
+                "status": .string("unreadable"), "finding_counts": .null, "error": err,
+            ])
+        }
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingPrefixSpaces() -> Substring {
+        var s = self
+        while s.first == " " || s.first == "\t" { s = s.dropFirst() }
+        while s.last == " " || s.last == "\t" { s = s.dropLast() }
+        return s
+    }
+}

@@ -1,0 +1,63 @@
+/// What `fstat` says about an image file: identity for caching and ETags, and sizes for summaries.
+public struct FileInfo: Sendable, Hashable {
+    /// The name inside the images directory.
+    public var name: String
+    /// Device number.
+    public var device: UInt64
+    /// Inode number.
+    public var inode: UInt64
+    /// Size in bytes.
+    public var size: UInt64
+    /// Bytes allocated on disk (`st_blocks * 512`), qemu-img's actual-size.
+    public var allocatedBytes: UInt64
+    /// Modification time, seconds.
+    public var mtimeSec: Int64
+    /// Modification time, nanoseconds.
+    public var mtimeNsec: Int64
+    /// Status change time, seconds.
+    public var ctimeSec: Int64
+    /// Status change time, nanoseconds.
+    public var ctimeNsec: Int64
+
+    /// Creates file info.
+    public init(
+        name: String, device: UInt64, inode: UInt64, size: UInt64, allocatedBytes: UInt64, mtimeSec: Int64,
+        mtimeNsec: Int64, ctimeSec: Int64, ctimeNsec: Int64
+    ) {
+        self.name = name
+        self.device = device
+        self.inode = inode
+        self.size = size
+        self.allocatedBytes = allocatedBytes
+        self.mtimeSec = mtimeSec
+        self.mtimeNsec = mtimeNsec
+        self.ctimeSec = ctimeSec
+        self.ctimeNsec = ctimeNsec
+    }
+
+    /// The modification time as RFC 3339 UTC.
+    public var mtimeRFC3339: String { Timestamp.rfc3339(seconds: mtimeSec, nanoseconds: mtimeNsec) }
+
+    /// Whether two stats describe the same unchanged file (dev, inode, size, mtime, ctime).
+    public func sameVersion(as other: FileInfo) -> Bool {
+        device == other.device && inode == other.inode && size == other.size && mtimeSec == other.mtimeSec
+            && mtimeNsec == other.mtimeNsec && ctimeSec == other.ctimeSec && ctimeNsec == other.ctimeNsec
+    }
+
+    /// A strong validator for `view` of this file version: 16 hex digits of FNV-1a over the identity.
+    public func etag(view: String) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ v: UInt64) {
+            var x = v
+            for _ in 0..<8 {
+                h = (h ^ (x & 0xff)) &* 0x100_0000_01b3
+                x >>= 8
+            }
+        }
+        for v in [device, inode, size, UInt64(bitPattern: mtimeSec), UInt64(bitPattern: mtimeNsec),
+            UInt64(bitPattern: ctimeSec), UInt64(bitPattern: ctimeNsec)] { mix(v) }
+        for b in view.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        let s = String(h, radix: 16)
+        return "\"" + String(repeating: "0", count: 16 - s.count) + s + "\""
+    }
+}

@@ -1,0 +1,207 @@
+public import QCOW2
+
+/// Turns the parser's model into the JSON documents of the API (and of the CLI's `--format json`).
+///
+/// One function per view; field names are qcow2.py's where it has one, snake_case otherwise.
+/// Every number is exact (u64 values above 2^53 are printed in full).
+public enum ImageViews {
+    /// A byte string as `name` (lossless escaped text) plus `name_hex` when it is not valid UTF-8.
+    static func text(_ key: String, _ b: ByteString?, into o: inout [(String, JSONValue)], alwaysHex: Bool = false) {
+        guard let b else {
+            o.append((key, .null))
+            return
+        }
+        o.append((key, .string(b.escaped)))
+        if alwaysHex || b.utf8 == nil { o.append((key + "_hex", .string(b.hex))) }
+    }
+
+    /// `/v1/images/{image}/header`.
+    public static func header(_ image: QCOW2Image) -> JSONValue {
+        let h = image.header
+        var o: [(String, JSONValue)] = [
+            ("magic", .num(h.magic)), ("version", .num(h.version)),
+            ("backing_file_offset", .num(h.backingFileOffset)), ("backing_file_size", .num(h.backingFileSize)),
+            ("cluster_bits", .num(h.clusterBits)), ("size", .num(h.size)), ("crypt_method", .num(h.cryptMethod)),
+            ("l1_size", .num(h.l1Size)), ("l1_table_offset", .num(h.l1TableOffset)),
+            ("refcount_table_offset", .num(h.refcountTableOffset)),
+            ("refcount_table_clusters", .num(h.refcountTableClusters)), ("nb_snapshots", .num(h.nbSnapshots)),
+            ("snapshot_offset", .num(h.snapshotsOffset)), ("incompatible_features", .num(h.incompatibleFeatures)),
+            ("compatible_features", .num(h.compatibleFeatures)), ("autoclear_features", .num(h.autoclearFeatures)),
+            ("refcount_order", .num(h.refcountOrder)), ("header_length", .num(h.headerLength)),
+            ("compression_type", .num(h.compressionType)),
+            ("compression_type_name", .string(h.compressionTypeName)),
+            ("cluster_size", .num(h.clusterSize)),
+            ("refcount_bits", h.refcountBits.map { .num($0) } ?? .null),
+            ("compat", .string(h.compat)),
+            (
+                "features",
+                .object(FeatureGroup.allCases.map { g in (g.name, .array(image.featureNames(g).map { .string($0) })) })
+            ),
+        ]
+        text("backing_file", image.backingFile, into: &o)
+        return .object(o)
+    }
+
+    /// One header extension with its decoded data.
+    public static func extensionDoc(_ e: HeaderExtension) -> JSONValue {
+        var o: [(String, JSONValue)] = [
+            ("magic", .string(Hex.string(e.magic))), ("name", .string(e.label)),
+            ("type", .string(e.kind?.id ?? "unknown")), ("length", .num(e.length)), ("offset", .num(e.offset)),
+        ]
+        var d: [(String, JSONValue)] = []
+        switch e.payload {
+        case .string(let s):
+            text(e.kind == .backingFormat ? "format" : "name", s, into: &d)
+        case .featureNames(let entries):
+            d.append(
+                (
+                    "entries",
+                    .array(
+                        entries.map { f in
+                            var fo: [(String, JSONValue)] = [
+                                ("type", .string(f.group?.name ?? "unknown")), ("type_code", .num(f.type)),
+                                ("bit", .num(f.bit)),
+                            ]
+                            text("name", f.name, into: &fo)
+                            return .object(fo)
+                        })
+                ))
+        case .bitmaps(let b):
+            d = [
+                ("nb_bitmaps", .num(b.nbBitmaps)), ("reserved32", .num(b.reserved32)),
+                ("bitmap_directory_size", .num(b.directorySize)),
+                ("bitmap_directory_offset", .num(b.directoryOffset)),
+            ]
+        case .crypto(let off, let len):
+            d = [("offset", .num(off)), ("length", .num(len))]
+        case .raw:
+            d = [("hex", .string(Hex.bytes(e.data)))]
+        }
+        o.append(("data", .object(d)))
+        o.append(("truncated", .bool(e.isTruncated)))
+        return .object(o)
+    }
+
+    /// `/v1/images/{image}/extensions`.
+    public static func extensions(_ image: QCOW2Image) -> JSONValue {
+        .array(image.extensions.map(extensionDoc))
+    }
+
+    /// The bitmaps extension fields, or null.
+    public static func bitmapsExtension(_ image: QCOW2Image) -> JSONValue {
+        guard let b = image.bitmapsExtension else { return .null }
+        return .obj([
+            "nb_bitmaps": .num(b.nbBitmaps), "bitmap_directory_size": .num(b.directorySize),
+            "bitmap_directory_offset": .num(b.directoryOffset), "reserved32": .num(b.reserved32),
+        ])
+    }
+
+    /// One bitmap directory entry with derived fields and its findings.
+    public static func bitmap(_ b: BitmapDirectoryEntry, in image: QCOW2Image, findings: [Finding]) -> JSONValue {
+        var o: [(String, JSONValue)] = [("index", .num(b.index))]
+        text("name", b.name, into: &o, alwaysHex: true)
+        o += [
+            ("bitmap_table_offset", .num(b.tableOffset)), ("bitmap_table_size", .num(b.tableSize)),
+            ("flags", .num(b.flags)), ("type", .num(b.type)), ("granularity_bits", .num(b.granularityBits)),
+            ("name_size", .num(b.nameSize)), ("extra_data_size", .num(b.extraDataSize)),
+            ("extra_data_hex", .string(Hex.bytes(b.extraData))),
+            ("granularity", b.granularity.map { .num($0) } ?? .null),
+            ("flag_names", .array(b.flagNames.map { .string($0) })), ("in_use", .bool(b.inUse)),
+            ("auto", .bool(b.auto)), ("entry_offset", .num(b.entryOffset)),
+            ("consistent", .bool(image.isConsistent(b))), ("inconsistent_reason", .str(image.inconsistencyReason(b))),
+            ("findings", .array(findings.filter { $0.bitmapIndex == b.index }.map(finding))),
+        ]
+        return .object(o)
+    }
+
+    /// One bitmap table entry.
+    public static func tableEntry(_ e: BitmapTableEntry) -> JSONValue {
+        .obj([
+            "index": .num(e.index), "type": .string(e.kind.rawValue), "offset": .num(e.dataOffset),
+            "reserved": .num(e.reserved), "raw": .string(Hex.string(e.raw)),
+            "guest_start": e.guestStart.map { .num($0) } ?? .null,
+            "guest_length": e.guestLength.map { .num($0) } ?? .null,
+        ])
+    }
+
+    /// One finding.
+    public static func finding(_ f: Finding) -> JSONValue {
+        .obj([
+            "code": .string(f.code), "severity": .string(f.severity.rawValue), "structure": .string(f.structure),
+            "field": .str(f.field), "value": .str(f.value), "offset": f.offset.map { .num($0) } ?? .null,
+            "bitmap_index": f.bitmapIndex.map { .num($0) } ?? .null, "message": .string(f.message),
+        ])
+    }
+
+    /// Counts of findings by severity: `{error, warning, info}`.
+    public static func findingCounts(_ findings: [Finding]) -> JSONValue {
+        .object(
+            Finding.Severity.allCases.map { s in (s.rawValue, .num(findings.filter { $0.severity == s }.count)) })
+    }
+
+    /// `/v1/images/{image}/findings`.
+    public static func findings(_ findings: [Finding]) -> JSONValue {
+        let sorted = findings.enumerated().sorted { a, b in
+            a.element.severity != b.element.severity ? a.element.severity < b.element.severity : a.offset < b.offset
+        }.map(\.element)
+        return .obj(["counts": findingCounts(findings), "findings": .array(sorted.map(finding))])
+    }
+
+    /// One snapshot.
+    public static func snapshot(_ s: SnapshotEntry) -> JSONValue {
+        var o: [(String, JSONValue)] = [("index", .num(s.index))]
+        text("id", s.id, into: &o)
+        text("name", s.name, into: &o)
+        o += [
+            ("l1_table_offset", .num(s.l1TableOffset)), ("l1_size", .num(s.l1Size)),
+            ("vm_state_size", .num(s.vmStateSize)), ("date_sec", .num(s.dateSec)), ("date_nsec", .num(s.dateNsec)),
+            ("date", .string(Timestamp.rfc3339(seconds: Int64(s.dateSec), nanoseconds: Int64(s.dateNsec)))),
+            ("vm_clock_nsec", .num(s.vmClockNsec)),
+            ("icount", s.icountSigned.map { .num($0) } ?? .null),
+            ("disk_size", s.diskSize.map { .num($0) } ?? .null), ("extra_data_size", .num(s.extraDataSize)),
+            ("entry_offset", .num(s.entryOffset)),
+        ]
+        return .object(o)
+    }
+
+    /// The summary in qemu-img's vocabulary (`/v1/images/{image}`).
+    public static func summary(_ image: QCOW2Image, file: FileInfo, findings: [Finding]) -> JSONValue {
+        let h = image.header
+        var o: [(String, JSONValue)] = [
+            ("name", .string(file.name)), ("format", .string("qcow2")), ("virtual_size", .num(h.size)),
+            ("actual_size", .num(file.allocatedBytes)), ("size_bytes", .num(file.size)),
+            ("mtime", .string(file.mtimeRFC3339)), ("cluster_size", .num(h.clusterSize)),
+            ("compat", .string(h.compat)), ("compression_type", .string(h.compressionTypeName)),
+            ("lazy_refcounts", .bool(h.compatibleFeatures & Header.lazyRefcountsBit != 0)),
+            ("extended_l2", .bool(h.incompatibleFeatures & Header.extendedL2Bit != 0)),
+            ("refcount_bits", h.refcountBits.map { .num($0) } ?? .null),
+            ("dirty", .bool(h.incompatibleFeatures & Header.dirtyBit != 0)),
+            ("corrupt", .bool(h.incompatibleFeatures & Header.corruptBit != 0)),
+        ]
+        text("backing_file", image.backingFile, into: &o)
+        text("backing_file_format", image.backingFormat, into: &o)
+        text("data_file", image.dataFile, into: &o)
+        o.append(("data_file_raw", .bool(h.autoclearFeatures & Header.rawExternalDataBit != 0)))
+        o.append(("encrypted", .bool(h.cryptMethod != 0)))
+        let enc: String? = h.cryptMethod == 1 ? "aes" : h.cryptMethod == 2 ? "luks" : nil
+        o.append(("encryption_format", .str(enc)))
+        o.append(("snapshots", .num(h.nbSnapshots)))
+        o.append(
+            (
+                "bitmaps",
+                .array(
+                    image.bitmaps.map { b in
+                        var bo: [(String, JSONValue)] = []
+                        text("name", b.name, into: &bo)
+                        bo += [
+                            ("granularity", b.granularity.map { .num($0) } ?? .null),
+                            ("flags", .array(b.flagNames.map { .string($0) })),
+                            ("consistent", .bool(image.isConsistent(b))),
+                        ]
+                        return .object(bo)
+                    })
+            ))
+        o.append(("finding_counts", findingCounts(findings)))
+        return .object(o)
+    }
+}
