@@ -56,12 +56,15 @@ extension QCOW2Image {
                 add("S4", .error, "snapshot[\(i)]", "extra_data_size", "\(extra)", entryAt + 36,
                     "Too much extra metadata in snapshot table entry \(i) (QEMU allows 1024 bytes)")
             }
-            guard ensure(pos + size) else {
+            // The last entry's padding may be missing: files can end right after the name.
+            let unpadded = 40 + extra + idSize + nameSize
+            guard ensure(pos + unpadded) else {
                 add("S1", .error, "snapshot[\(i)]", nil, nil, entryAt,
                     "snapshot table truncated: entry \(i) (\(size) bytes) runs past the end of the file or 64 MiB")
                 break
             }
-            var r = ByteReader(Array(buffer[p..<(p + Int(size))]), base: entryAt, structure: "snapshot[\(i)]")
+            let have = min(Int(size), buffer.count - p)
+            var r = ByteReader(Array(buffer[p..<(p + have)]), base: entryAt, structure: "snapshot[\(i)]")
             guard let e = try? SnapshotEntry(parsing: &r, index: i) else {
                 add("S1", .error, "snapshot[\(i)]", nil, nil, entryAt, "snapshot entry \(i) cannot be parsed")
                 break

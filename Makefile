@@ -1,0 +1,24 @@
+# The two README commands: `make demo` runs the daemon on real demo images, `make test` runs every test.
+SWIFT ?= swift
+DEMO_DIR ?= .build/demo
+LISTEN ?= 127.0.0.1:8741
+
+.PHONY: demo test deps build release
+
+deps:
+	@bash Tests/Scripts/install-deps.sh
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+demo: release
+	@bash Tests/Scripts/make-demo-images.sh $(DEMO_DIR)
+	@echo "qcowscoped: serving $(DEMO_DIR) on http://$(LISTEN)  (try: curl -s http://$(LISTEN)/v1/images | jq)"
+	exec $$($(SWIFT) build -c release --show-bin-path)/qcowscoped --images $(DEMO_DIR) --listen $(LISTEN)
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
