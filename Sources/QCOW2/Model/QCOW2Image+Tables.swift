@@ -97,7 +97,7 @@ extension QCOW2Image {
                             bitmapIndex: bitmap.index, message: "data cluster has refcount 0 (would be reused by a writer)"))
                     }
                 }
-                if e.kind == .serialized { lastSerialized = e }
+                if e.kind == .serialized && e.reserved == 0 && e.dataOffset % cs == 0 { lastSerialized = e }
             }
             offset += UInt64(page.count)
             if page.isEmpty { break }

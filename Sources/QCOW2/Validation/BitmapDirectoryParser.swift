@@ -53,7 +53,8 @@ enum BitmapDirectoryParser {
         }
         if b.directoryOffset % h.clusterSize != 0 {
             add("E7", .error, "bitmaps_extension", "bitmap_directory_offset", Hex.string(b.directoryOffset), base + 16,
-                "bitmaps_ext: invalid bitmap directory offset (not cluster aligned)")
+                "bitmaps_ext: invalid bitmap directory offset (not cluster aligned); directory not read")
+            return r
         }
         if b.directorySize > Limits.maxBitmapDirectorySize {
             add("E8", .error, "bitmaps_extension", "bitmap_directory_size", "\(b.directorySize)", base + 8,
@@ -79,6 +80,7 @@ enum BitmapDirectoryParser {
         let bytes = try source.read("bitmap_directory", at: b.directoryOffset, count: size)
         var reader = ByteReader(bytes, base: b.directoryOffset, structure: "bitmap_directory")
         var names: [ByteString: Int] = [:]
+        var broken = false
         while reader.remaining > 0 {
             let index = r.entries.count
             if index >= Limits.maxDirectoryEntries {
@@ -92,10 +94,11 @@ enum BitmapDirectoryParser {
             } catch {
                 add("E10", .error, error.structure, error.field, error.value, error.offset,
                     "Broken bitmap directory: \(error.message)", bitmap: index)
+                broken = true
                 break
             }
             r.entries.append(entry)
-            if index == Int(b.nbBitmaps) {
+            if index == Int(b.nbBitmaps) && b.nbBitmaps > 0 {
                 add("E11", .error, "bitmap_directory[\(index)]", nil, "\(index + 1) > \(b.nbBitmaps)", entry.entryOffset,
                     "More bitmaps found than specified in header extension", bitmap: index)
             }
@@ -107,7 +110,7 @@ enum BitmapDirectoryParser {
                 names[entry.name] = index
             }
         }
-        if r.entries.count < Int(b.nbBitmaps) && UInt64(b.nbBitmaps) <= Limits.maxBitmaps {
+        if !broken && r.entries.count < Int(b.nbBitmaps) && UInt64(b.nbBitmaps) <= Limits.maxBitmaps {
             add("E11", .error, "bitmaps_extension", "nb_bitmaps", "\(b.nbBitmaps)", base,
                 "Less bitmaps found than specified in header extension (\(r.entries.count) found)")
         }
@@ -143,7 +146,8 @@ enum BitmapDirectoryParser {
         } else if e.tableOffset % cs != 0 {
             add("D3", .error, "bitmap_table_offset", Hex.string(e.tableOffset), o, "bitmap_table_offset is not cluster aligned")
         }
-        if UInt64(e.tableSize) > Limits.maxBitmapTableSize {
+        let tooLarge = UInt64(e.tableSize) > Limits.maxBitmapTableSize
+        if tooLarge {
             add("D4", .error, "bitmap_table_size", "\(e.tableSize)", o + 8, "more than 134217728 table entries")
         }
         if e.granularityBits < 9 || e.granularityBits > 31 {
@@ -159,7 +163,7 @@ enum BitmapDirectoryParser {
             add("D8", .error, "type", "\(e.type)", o + 16, "type must be 1 (dirty tracking bitmap)")
         }
         let phys = UInt64(e.tableSize) *? cs
-        if phys == nil || phys.map({ $0 > Limits.maxBitmapPhysSize }) == true {
+        if !tooLarge && (phys == nil || phys.map({ $0 > Limits.maxBitmapPhysSize }) == true) {
             add("D9", .error, "bitmap_table_size", "\(e.tableSize)", o + 8,
                 "\(e.tableSize) table entries x \(cs)-byte clusters exceed 512 MiB of bitmap data")
         }
@@ -178,7 +182,8 @@ enum BitmapDirectoryParser {
                     message:
                         "bitmap '\(e.name.escaped)' is in use: a writer has it open or crashed; its table and data may be stale (size rules D10/D11 skipped)"
                 ))
-        } else if e.granularityBits >= 9 && e.granularityBits <= 31 {
+        } else if !f.contains(where: { $0.severity == .error }) {
+            // D10/D11 only for entries that pass the other constraints, as QEMU checks them after.
             let covered = e.bytesPerTableEntry(clusterSize: cs).flatMap { UInt64(e.tableSize) *? $0 }
             if let covered, covered < h.size {
                 add("D10", .error, "bitmap_table_size", "\(e.tableSize)", o + 8,
