@@ -1,3 +1,0 @@
-import Testing
-
-@Test func placeholderQCOW2APITests() { #expect(Bool(true)) }
