@@ -34,6 +34,25 @@ public final class ImageCatalog: Sendable {
             self.image = image
         }
 
+        private let dirty = Mutex<[Int: DirtyCount]>([:])
+
+        /// The exact dirty byte count of a bitmap, or why there is none; computed once per file version.
+        public func dirtyCount(_ bitmap: BitmapDirectoryEntry) -> DirtyCount {
+            if let c = dirty.withLock({ $0[bitmap.index] }) { return c }
+            let c: DirtyCount
+            do {
+                if let bytes = try image.dirtyBytes(bitmap, budget: ImageCatalog.dirtyCountBudget) {
+                    c = DirtyCount(bytes: bytes, reason: nil)
+                } else {
+                    c = DirtyCount(bytes: nil, reason: "bitmap data larger than \(ImageCatalog.dirtyCountBudget >> 20) MiB: too large to count here; use the extents endpoint")
+                }
+            } catch {
+                c = DirtyCount(bytes: nil, reason: "cannot read the bitmap data: \(error.description)")
+            }
+            dirty.withLock { $0[bitmap.index] = c }
+            return c
+        }
+
         /// Every finding of the image (header, directory, tables, snapshots), computed once per file version.
         public func findings() -> [Finding] {
             if let f = allFindings.withLock({ $0 }) { return f }
@@ -41,6 +60,17 @@ public final class ImageCatalog: Sendable {
             allFindings.withLock { $0 = f }
             return f
         }
+    }
+
+    /// Bytes of bitmap data read at most to count one bitmap's dirty bytes.
+    public static let dirtyCountBudget: UInt64 = 32 << 20
+
+    /// A bitmap's dirty byte count, or the reason it is not known.
+    public struct DirtyCount: Sendable, Hashable {
+        /// Exact dirty bytes (guest bytes whose bit is set, clipped to the disk), nil when not counted.
+        public var bytes: UInt64?
+        /// Why `bytes` is nil.
+        public var reason: String?
     }
 
     private let dirfd: Int32

@@ -9,7 +9,8 @@ public final class API: Sendable {
     public static let routes: [String] = [
         "/healthz", "/v1/openapi.yaml", "/v1/images", "/v1/images/{image}", "/v1/images/{image}/header",
         "/v1/images/{image}/extensions", "/v1/images/{image}/bitmaps", "/v1/images/{image}/bitmaps/{bitmap}",
-        "/v1/images/{image}/bitmaps/{bitmap}/table", "/v1/images/{image}/snapshots", "/v1/images/{image}/findings",
+        "/v1/images/{image}/bitmaps/{bitmap}/table", "/v1/images/{image}/bitmaps/{bitmap}/extents",
+        "/v1/images/{image}/snapshots", "/v1/images/{image}/findings",
     ]
 
     /// Pagination limits: (default, maximum).
@@ -20,6 +21,8 @@ public final class API: Sendable {
         public static let bitmaps: (UInt64, UInt64) = (1000, 10000)
         /// `/v1/images/{image}/bitmaps/{bitmap}/table`.
         public static let table: (UInt64, UInt64) = (256, UInt64(Limits.maxTablePage))
+        /// `/v1/images/{image}/bitmaps/{bitmap}/extents`.
+        public static let extents: (UInt64, UInt64) = (1000, 10000)
         /// `/v1/images/{image}/snapshots`.
         public static let snapshots: (UInt64, UInt64) = (1000, 10000)
     }
@@ -79,8 +82,8 @@ public final class API: Sendable {
         case 2 where rest[0] == "bitmaps" && !rest[1].isEmpty:
             view = "bitmap"
             bitmapSeg = rest[1]
-        case 3 where rest[0] == "bitmaps" && !rest[1].isEmpty && rest[2] == "table":
-            view = "table"
+        case 3 where rest[0] == "bitmaps" && !rest[1].isEmpty && (rest[2] == "table" || rest[2] == "extents"):
+            view = String(rest[2])
             bitmapSeg = rest[1]
         default: throw Problem.noRoute(req.rawPath)
         }
@@ -111,7 +114,10 @@ public final class API: Sendable {
         let doc: () throws(Problem) -> (JSONValue, [(name: String, value: String)])
         let image = entry.image
         switch view {
-        case "summary": doc = { () throws(Problem) in (ImageViews.summary(image, file: entry.file, findings: entry.findings()), []) }
+        case "summary":
+            doc = { () throws(Problem) in
+                (ImageViews.summary(image, file: entry.file, findings: entry.findings(), dirty: entry.dirtyCount), [])
+            }
         case "header": doc = { () throws(Problem) in (ImageViews.header(image), []) }
         case "extensions": doc = { () throws(Problem) in (ImageViews.extensions(image), []) }
         case "findings": doc = { () throws(Problem) in (ImageViews.findings(entry.findings()), []) }
@@ -123,12 +129,26 @@ public final class API: Sendable {
             let limit = try query.integer("limit", default: Paging.snapshots.0, range: 1...Paging.snapshots.1)
             let offset = try query.integer("offset", default: 0, range: 0...UInt64(image.header.nbSnapshots))
             doc = { () throws(Problem) in self.snapshotsPage(image, name: name, limit: limit, offset: offset) }
-        case "bitmap", "table":
+        case "bitmap", "table", "extents":
             guard let bitmapName, let b = image.bitmap(named: bitmapName) else {
                 throw Problem.bitmapNotFound(bitmapName?.escaped ?? "", image: name)
             }
             if view == "bitmap" {
-                doc = { () throws(Problem) in (ImageViews.bitmap(b, in: image, findings: image.findings), []) }
+                doc = { () throws(Problem) in
+                    (ImageViews.bitmap(b, in: image, findings: image.findings, dirty: entry.dirtyCount), [])
+                }
+            } else if view == "extents" {
+                let size = image.header.size
+                let start = try query.integer("start", default: 0, range: 0...(size == 0 ? 0 : size - 1))
+                let length = try query.integer("length", default: size - start, range: 1...UInt64(Int64.max))
+                let limit = try query.integer("limit", default: Paging.extents.0, range: 1...Paging.extents.1)
+                var from = start
+                if let c = query.string("cursor") {
+                    from = try API.parseCursor(c, etag: entry.file.etag(view: "extents"), start: start, length: length)
+                }
+                doc = { () throws(Problem) in
+                    try self.extentsPage(entry, b, name: name, start: start, length: length, from: from, limit: limit)
+                }
             } else {
                 let total = UInt64(b.tableSize)
                 let limit = try query.integer("limit", default: Paging.table.0, range: 1...Paging.table.1)
@@ -175,7 +195,7 @@ public final class API: Sendable {
             "extension": ImageViews.bitmapsExtension(image),
             "autoclear_bitmaps": .bool(image.header.bitmapsConsistentBit),
             "total": .num(all.count), "cursor": .num(cursor), "limit": .num(limit),
-            "bitmaps": .array(page.map { ImageViews.bitmap($0, in: image, findings: image.findings) }),
+            "bitmaps": .array(page.map { ImageViews.bitmap($0, in: image, findings: image.findings, dirty: entry.dirtyCount) }),
             "next": next.map { .string(String($0)) } ?? .null,
         ])
         return (value, next.map { [link(path, "cursor=\($0)&limit=\(limit)")] } ?? [])
@@ -205,6 +225,58 @@ public final class API: Sendable {
             ("next", next.map { .num($0) } ?? .null),
         ]
         return (.object(o), next.map { [link(path, "offset=\($0)&limit=\(limit)")] } ?? [])
+    }
+
+    /// Decodes an extents cursor `<offset>-<version>`: 400 when malformed or outside the range,
+    /// 410 Gone when the image changed since the cursor was issued.
+    static func parseCursor(_ c: String, etag: String, start: UInt64, length: UInt64) throws(Problem) -> UInt64 {
+        let parts = c.split(separator: "-", maxSplits: 1)
+        let allowed = "the `next` value of a previous page of the same query"
+        guard parts.count == 2, parts[0].count <= 20, parts[0].utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+            let off = UInt64(parts[0])
+        else { throw Problem.badParameter("cursor", String(c.prefix(64)), allowed: allowed) }
+        guard String(parts[1]) == API.version(etag) else {
+            var p = Problem(status: 410, slug: "stale-cursor", title: "Cursor expired",
+                detail: "the image changed since this cursor was issued; start again without a cursor")
+            p.extra = [("parameter", .string("cursor"))]
+            throw p
+        }
+        guard off > start, off < start &+ length else {
+            throw Problem.badParameter("cursor", String(c.prefix(64)), allowed: allowed)
+        }
+        return off
+    }
+
+    /// The 16 hex digits of an ETag, used to bind cursors to a file version.
+    static func version(_ etag: String) -> String {
+        String(etag.filter { $0 != "\"" })
+    }
+
+    private func extentsPage(
+        _ entry: ImageCatalog.Entry, _ b: BitmapDirectoryEntry, name: String, start: UInt64, length: UInt64,
+        from: UInt64, limit: UInt64
+    ) throws(Problem) -> (JSONValue, [(name: String, value: String)]) {
+        let image = entry.image
+        let (sum, overflow) = start.addingReportingOverflow(length)
+        let end = overflow ? UInt64.max : sum
+        let page: (extents: [DirtyExtent], next: UInt64?)
+        do {
+            page = try image.dirtyExtents(b, start: from, length: end - from, limit: Int(limit))
+        } catch {
+            throw Problem.unreadable(error, image: name)
+        }
+        let cursor = page.next.map { "\($0)-" + API.version(entry.file.etag(view: "extents")) }
+        let path = "/v1/images/\(PercentEncoding.encode(name))/bitmaps/\(PercentEncoding.encode(b.name.bytes))/extents"
+        var o: [(String, JSONValue)] = []
+        ImageViews.text("bitmap", b.name, into: &o)
+        o += [
+            ("granularity", b.granularity.map { .num($0) } ?? .null), ("start", .num(start)),
+            ("length", .num(min(length, image.header.size - start))), ("from", .num(from)),
+            ("consistent", .bool(image.isConsistent(b))), ("inconsistent_reason", .str(image.inconsistencyReason(b))),
+            ("extents", .array(page.extents.map(ImageViews.extent))), ("next", .str(cursor)),
+        ]
+        let q = "start=\(start)&length=\(length)&limit=\(limit)"
+        return (.object(o), cursor.map { [link(path, q + "&cursor=\($0)")] } ?? [])
     }
 
     private func snapshotsPage(_ image: QCOW2Image, name: String, limit: UInt64, offset: UInt64)

@@ -8,6 +8,8 @@ public enum JSONValue: Sendable, Hashable {
     case uint(UInt64)
     /// A signed integer, printed exactly.
     case int(Int64)
+    /// A finite floating-point number (printed in Swift's shortest round-trip form).
+    case double(Double)
     /// A string.
     case string(String)
     /// A boolean.
@@ -41,6 +43,7 @@ public enum JSONValue: Sendable, Hashable {
         case (.uint(let a), .uint(let b)): return a == b
         case (.int(let a), .int(let b)): return a == b
         case (.string(let a), .string(let b)): return a == b
+        case (.double(let a), .double(let b)): return a == b
         case (.bool(let a), .bool(let b)): return a == b
         case (.null, .null): return true
         case (.array(let a), .array(let b)): return a == b
@@ -56,6 +59,7 @@ public enum JSONValue: Sendable, Hashable {
         case .uint(let v): h.combine(v)
         case .int(let v): h.combine(v)
         case .string(let s): h.combine(s)
+        case .double(let d): h.combine(d)
         case .bool(let b): h.combine(b)
         case .null: h.combine(0)
         case .array(let a): h.combine(a)

@@ -47,6 +47,7 @@ public struct JSONWriter: Sendable {
         switch v {
         case .uint(let n): out += String(n)
         case .int(let n): out += String(n)
+        case .double(let d): out += d.isFinite ? (d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) + ".0" : String(d)) : "null"
         case .bool(let b): out += b ? "true" : "false"
         case .null: out += "null"
         case .string(let s): JSONWriter.quote(s, asciiOnly: asciiOnly, into: &out)

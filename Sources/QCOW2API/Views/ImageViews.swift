@@ -97,7 +97,10 @@ public enum ImageViews {
     }
 
     /// One bitmap directory entry with derived fields and its findings.
-    public static func bitmap(_ b: BitmapDirectoryEntry, in image: QCOW2Image, findings: [Finding]) -> JSONValue {
+    public static func bitmap(
+        _ b: BitmapDirectoryEntry, in image: QCOW2Image, findings: [Finding],
+        dirty: ((BitmapDirectoryEntry) -> ImageCatalog.DirtyCount)? = nil
+    ) -> JSONValue {
         var o: [(String, JSONValue)] = [("index", .num(b.index))]
         text("name", b.name, into: &o, alwaysHex: true)
         o += [
@@ -109,9 +112,16 @@ public enum ImageViews {
             ("flag_names", .array(b.flagNames.map { .string($0) })), ("in_use", .bool(b.inUse)),
             ("auto", .bool(b.auto)), ("entry_offset", .num(b.entryOffset)),
             ("consistent", .bool(image.isConsistent(b))), ("inconsistent_reason", .str(image.inconsistencyReason(b))),
-            ("findings", .array(findings.filter { $0.bitmapIndex == b.index }.map(finding))),
         ]
+        if let dirty { o += dirtyFields(dirty(b), size: image.header.size) }
+        o.append(("findings", .array(findings.filter { $0.bitmapIndex == b.index }.map(finding))))
         return .object(o)
+    }
+
+    /// `dirty_bytes`, `dirty_fraction` (of the virtual size) and `dirty_bytes_reason`.
+    static func dirtyFields(_ c: ImageCatalog.DirtyCount, size: UInt64) -> [(String, JSONValue)] {
+        let fraction: JSONValue = c.bytes.map { size == 0 ? .double(0) : .double(Double($0) / Double(size)) } ?? .null
+        return [("dirty_bytes", c.bytes.map { .num($0) } ?? .null), ("dirty_fraction", fraction), ("dirty_bytes_reason", .str(c.reason))]
     }
 
     /// One bitmap table entry.
@@ -122,6 +132,11 @@ public enum ImageViews {
             "guest_start": e.guestStart.map { .num($0) } ?? .null,
             "guest_length": e.guestLength.map { .num($0) } ?? .null,
         ])
+    }
+
+    /// One dirty/clean extent.
+    public static func extent(_ e: DirtyExtent) -> JSONValue {
+        .obj(["start": .num(e.start), "length": .num(e.length), "dirty": .bool(e.dirty)])
     }
 
     /// One finding.
@@ -165,7 +180,10 @@ public enum ImageViews {
     }
 
     /// The summary in qemu-img's vocabulary (`/v1/images/{image}`).
-    public static func summary(_ image: QCOW2Image, file: FileInfo, findings: [Finding]) -> JSONValue {
+    public static func summary(
+        _ image: QCOW2Image, file: FileInfo, findings: [Finding],
+        dirty: ((BitmapDirectoryEntry) -> ImageCatalog.DirtyCount)? = nil
+    ) -> JSONValue {
         let h = image.header
         var o: [(String, JSONValue)] = [
             ("name", .string(file.name)), ("format", .string("qcow2")), ("virtual_size", .num(h.size)),
@@ -198,6 +216,7 @@ public enum ImageViews {
                             ("flags", .array(b.flagNames.map { .string($0) })),
                             ("consistent", .bool(image.isConsistent(b))),
                         ]
+                        if let dirty { bo += dirtyFields(dirty(b), size: h.size) }
                         return .object(bo)
                     })
             ))
