@@ -1,0 +1,92 @@
+import Glibc
+
+/// A numeric IPv4 or IPv6 address and a TCP port to listen on.
+///
+/// The text form is `IPv4:PORT` (`127.0.0.1:8741`) or `[IPv6]:PORT` (`[::1]:8741`). Host names are
+/// not resolved. Port 0 asks the kernel for a free port; ``HTTPServer/boundAddresses`` tells which.
+public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
+    /// The address family of a ``ListenAddress``.
+    public enum Family: Sendable, Hashable {
+        /// `AF_INET`.
+        case ipv4
+        /// `AF_INET6`; such sockets are bound with `IPV6_V6ONLY`.
+        case ipv6
+    }
+
+    /// The numeric host, without brackets (`127.0.0.1`, `::1`).
+    public let host: String
+    /// The TCP port; 0 means "any free port".
+    public let port: UInt16
+    /// The address family, derived from ``host``.
+    public let family: Family
+
+    /// Creates an address from a numeric host and a port.
+    ///
+    /// - Throws: ``HTTPServerError/Code/invalidAddress`` when `host` is not a numeric IPv4 or IPv6 address.
+    public init(host: String, port: UInt16) throws(HTTPServerError) {
+        if Self.isNumeric(host, family: AF_INET) {
+            family = .ipv4
+        } else if Self.isNumeric(host, family: AF_INET6) {
+            family = .ipv6
+        } else {
+            throw HTTPServerError(
+                code: .invalidAddress,
+                message: "invalid listen address '\(host)': not a numeric IPv4 or IPv6 address")
+        }
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `IPv4:PORT` or `[IPv6]:PORT`.
+    ///
+    /// - Throws: ``HTTPServerError/Code/invalidAddress`` naming the text and what is wrong with it.
+    public init(parsing text: String) throws(HTTPServerError) {
+        func invalid(_ reason: String) -> HTTPServerError {
+            HTTPServerError(
+                code: .invalidAddress,
+                message: "invalid listen address '\(text)': \(reason) (expected IPv4:PORT or [IPv6]:PORT)")
+        }
+        let hostPart: Substring
+        let portPart: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { throw invalid("missing ']'") }
+            hostPart = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else { throw invalid("missing ':PORT' after ']'") }
+            portPart = rest.dropFirst()
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { throw invalid("missing ':PORT'") }
+            hostPart = text[..<colon]
+            portPart = text[text.index(after: colon)...]
+            if hostPart.contains(":") { throw invalid("IPv6 addresses must be written in brackets") }
+        }
+        guard !portPart.isEmpty, portPart.count <= 5, portPart.allSatisfy({ $0.isASCII && $0.isNumber }),
+            let port = Int(portPart), port <= 65535
+        else { throw invalid("port must be a number from 0 to 65535") }
+        let host = String(hostPart)
+        if text.hasPrefix("[") {
+            guard Self.isNumeric(host, family: AF_INET6) else {
+                throw invalid("'\(host)' is not a numeric IPv6 address")
+            }
+            family = .ipv6
+        } else {
+            guard Self.isNumeric(host, family: AF_INET) else {
+                throw invalid("'\(host)' is not a numeric IPv4 address")
+            }
+            family = .ipv4
+        }
+        self.host = host
+        self.port = UInt16(port)
+    }
+
+    /// The text form: `127.0.0.1:8741` or `[::1]:8741`.
+    public var description: String {
+        family == .ipv6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+
+    /// Whether `inet_pton` accepts `host` for the family.
+    private static func isNumeric(_ host: String, family: Int32) -> Bool {
+        var storage = sockaddr_in6()
+        return unsafe withUnsafeMutableBytes(of: &storage) { unsafe inet_pton(family, host, $0.baseAddress) == 1 }
+    }
+}

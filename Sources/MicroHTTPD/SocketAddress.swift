@@ -1,0 +1,62 @@
+import CMicroHTTPD
+import Glibc
+
+/// Conversions between ``ListenAddress`` and C `sockaddr` values.
+enum SocketAddress {
+    /// Calls `body` with a `sockaddr_in` or `sockaddr_in6` for `address` and its length.
+    static func withSockaddr<R>(
+        of address: ListenAddress, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R
+    ) -> R {
+        switch address.family {
+        case .ipv4:
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_port = address.port.bigEndian
+            _ = unsafe inet_pton(AF_INET, address.host, &sin.sin_addr)
+            return unsafe withUnsafePointer(to: &sin) {
+                unsafe $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    unsafe body($0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+        case .ipv6:
+            var sin6 = sockaddr_in6()
+            sin6.sin6_family = sa_family_t(AF_INET6)
+            sin6.sin6_port = address.port.bigEndian
+            _ = unsafe inet_pton(AF_INET6, address.host, &sin6.sin6_addr)
+            return unsafe withUnsafePointer(to: &sin6) {
+                unsafe $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    unsafe body($0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                }
+            }
+        }
+    }
+
+    /// The numeric host and port of an `AF_INET` or `AF_INET6` socket address, or nil for other families.
+    static func decode(_ address: UnsafePointer<sockaddr>) -> (
+        host: String, port: UInt16, family: ListenAddress.Family
+    )? {
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        switch Int32(unsafe address.pointee.sa_family) {
+        case AF_INET:
+            return unsafe address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                var addr = unsafe sin.pointee.sin_addr
+                guard unsafe inet_ntop(AF_INET, &addr, &text, socklen_t(text.count)) != nil else { return nil }
+                return (Self.string(text), UInt16(bigEndian: unsafe sin.pointee.sin_port), .ipv4)
+            }
+        case AF_INET6:
+            return unsafe address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
+                var addr = unsafe sin6.pointee.sin6_addr
+                guard unsafe inet_ntop(AF_INET6, &addr, &text, socklen_t(text.count)) != nil else { return nil }
+                return (Self.string(text), UInt16(bigEndian: unsafe sin6.pointee.sin6_port), .ipv6)
+            }
+        default:
+            return nil
+        }
+    }
+
+    /// The text before the first NUL of a C character buffer.
+    private static func string(_ buffer: [CChar]) -> String {
+        let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

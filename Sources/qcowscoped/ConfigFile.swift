@@ -1,0 +1,120 @@
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+import Glibc
+
+/// The JSON configuration file: every key optional, unknown keys rejected.
+///
+/// Keys: `images`, `listen` (array of `HOST:PORT`), `log_level`, `threads`, `connection_limit`,
+/// `per_ip_connection_limit`, `connection_timeout`. `null` counts as absent. See `deploy/qcowscoped.json`.
+struct ConfigFile: Decodable, Equatable {
+    /// `images`: the images directory.
+    var images: String?
+    /// `listen`: addresses, `IPv4:PORT` or `[IPv6]:PORT`.
+    var listen: [String]?
+    /// `log_level`: trace, debug, info, notice, warning, error or critical.
+    var logLevel: String?
+    /// `threads`: threads per listening socket; 0 means one per processor.
+    var threads: Int?
+    /// `connection_limit`: connections served at once per listening socket.
+    var connectionLimit: Int?
+    /// `per_ip_connection_limit`: connections per client address; 0 means no limit.
+    var perIPConnectionLimit: Int?
+    /// `connection_timeout`: seconds before an idle connection is closed; 0 means never.
+    var connectionTimeout: Int?
+
+    /// The keys the file may contain, in documentation order.
+    static let knownKeys = [
+        "images", "listen", "log_level", "threads", "connection_limit", "per_ip_connection_limit",
+        "connection_timeout",
+    ]
+
+    /// A coding key for any string, so unknown keys can be found.
+    private struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    /// Creates an empty file (every key absent).
+    init() {}
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: Key.self)
+        for key in container.allKeys where !Self.knownKeys.contains(key.stringValue) {
+            throw StartupError(
+                "unknown key '\(key.stringValue)' (known keys: \(Self.knownKeys.joined(separator: ", ")))")
+        }
+        images = try container.decodeIfPresent(String.self, forKey: Key(stringValue: "images"))
+        listen = try container.decodeIfPresent([String].self, forKey: Key(stringValue: "listen"))
+        logLevel = try container.decodeIfPresent(String.self, forKey: Key(stringValue: "log_level"))
+        threads = try container.decodeIfPresent(Int.self, forKey: Key(stringValue: "threads"))
+        connectionLimit = try container.decodeIfPresent(Int.self, forKey: Key(stringValue: "connection_limit"))
+        perIPConnectionLimit = try container.decodeIfPresent(
+            Int.self, forKey: Key(stringValue: "per_ip_connection_limit"))
+        connectionTimeout = try container.decodeIfPresent(Int.self, forKey: Key(stringValue: "connection_timeout"))
+    }
+
+    /// Reads and decodes the file at `path`.
+    ///
+    /// - Throws: ``StartupError`` naming the file and the problem: unreadable, not JSON, not an object,
+    ///   an unknown key, or a value of the wrong type.
+    static func load(path: String) throws(StartupError) -> ConfigFile {
+        let bytes = try readAll(path)
+        do {
+            return try JSONDecoder().decode(ConfigFile.self, from: Data(bytes))
+        } catch let error as StartupError {
+            throw StartupError("config file '\(path)': \(error.description)")
+        } catch let DecodingError.typeMismatch(type, context) {
+            throw StartupError("config file '\(path)': \(describe(context.codingPath)) \(expectation(for: type))")
+        } catch let DecodingError.valueNotFound(type, context) {
+            throw StartupError("config file '\(path)': \(describe(context.codingPath)) \(expectation(for: type))")
+        } catch let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
+            throw StartupError("config file '\(path)': \(describe(context.codingPath)) has an invalid value")
+        } catch {
+            throw StartupError("config file '\(path)' is not valid JSON")
+        }
+    }
+
+    /// The whole content of a file, through `open`/`read`.
+    private static func readAll(_ path: String) throws(StartupError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw StartupError("cannot read config file '\(path)': \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count >= 0 else {
+                throw StartupError("cannot read config file '\(path)': \(String(cString: strerror(errno)))")
+            }
+            if count == 0 { return bytes }
+            bytes += chunk[..<count]
+            if bytes.count > 1 << 20 { throw StartupError("config file '\(path)' is larger than 1 MiB") }
+        }
+    }
+
+    /// `key 'threads'`, `key 'listen' item 2` or `the top level`.
+    private static func describe(_ path: [any CodingKey]) -> String {
+        guard let first = path.first else { return "the top level" }
+        var text = "key '\(first.stringValue)'"
+        if path.count > 1, let index = path[1].intValue { text += " item \(index + 1)" }
+        return text
+    }
+
+    /// The expectation a value of `type` failed, for example `must be an integer`.
+    private static func expectation(for type: Any.Type) -> String {
+        switch type {
+        case is String.Type: return "must be a string"
+        case is Int.Type: return "must be an integer"
+        case is [String].Type: return "must be an array of strings"
+        default: return "must be a JSON object"
+        }
+    }
+}

@@ -1,0 +1,108 @@
+import ArgumentParser
+import Glibc
+import Logging
+import MicroHTTPD
+
+/// The `qcowscoped` command line, and the daemon's life from parsing to exit.
+struct DaemonCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "qcowscoped",
+        abstract: "Serve read-only QCOW2 image inspection over HTTP.",
+        discussion: """
+            Options override the JSON config file (--config), which overrides the defaults. \
+            SIGTERM or SIGINT stop accepting connections, let requests in flight finish (up to 10 s) and exit 0.
+            """)
+
+    @Option(name: .long, help: "Directory holding the images to inspect.")
+    var images: String?
+
+    @Option(
+        name: .long,
+        help: "Address to listen on, IPv4:PORT or [IPv6]:PORT; repeat for several (default 127.0.0.1:8741).")
+    var listen: [String] = []
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "JSON config file (CLI options override it).",
+            discussion: "Keys: images, listen, log_level, threads, connection_limit, per_ip_connection_limit, "
+                + "connection_timeout.")
+    )
+    var config: String?
+
+    @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical (default info).")
+    var logLevel: String?
+
+    @Option(name: .long, help: "Threads per listening socket; 0 means one per processor (default 0).")
+    var threads: Int?
+
+    @Option(name: .long, help: "Connections served at once per listening socket (default 1024).")
+    var connectionLimit: Int?
+
+    @Option(name: .customLong("per-ip-limit"), help: "Connections per client address; 0 means no limit (default 0).")
+    var perIPLimit: Int?
+
+    @Option(name: .long, help: "Seconds before an idle connection is closed; 0 means never (default 30).")
+    var timeout: Int?
+
+    /// How long in-flight requests may take to finish after SIGTERM or SIGINT.
+    static let shutdownGracePeriod = Duration.seconds(10)
+
+    /// Parses the command line and runs the daemon; never returns.
+    ///
+    /// Every error before listening is one line on stderr (`qcowscoped: error: …`) and exit status 1.
+    /// `--help` prints the help and exits 0.
+    static func start() -> Never {
+        let command: DaemonCommand
+        do {
+            command = try parse(Array(CommandLine.arguments.dropFirst()))
+        } catch {
+            if exitCode(for: error) == .success { exit(withError: error) }
+            let message = message(for: error).split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
+            fail("\(message) (see --help)", code: exitCode(for: error).rawValue)
+        }
+        do {
+            try command.serve()
+        } catch {
+            fail(error.description, code: 1)
+        }
+        Glibc.exit(0)
+    }
+
+    /// Prints `qcowscoped: error: <message>` on stderr and exits.
+    private static func fail(_ message: String, code: Int32) -> Never {
+        let line = Array("qcowscoped: error: \(message)\n".utf8)
+        _ = line.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+        Glibc.exit(code == 0 ? 1 : code)
+    }
+
+    /// Resolves the configuration, listens, serves until SIGTERM or SIGINT, then shuts down gracefully.
+    func serve() throws(StartupError) {
+        let configuration = try DaemonConfiguration.resolve(self)
+        let level = configuration.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "qcowscoped")
+        let server: HTTPServer
+        do {
+            server = try HTTPServer(
+                configuration: configuration.server,
+                errorLog: AccessLog.libraryLogger(logger),
+                handler: AccessLog.wrap(RequestRouter.handle, logger: logger))
+        } catch {
+            throw StartupError(error.description)
+        }
+        for address in server.boundAddresses {
+            logger.info("qcowscoped listening on http://\(address)")
+        }
+        let signal = SignalWaiter.waitForTermination()
+        logger.notice("received \(signal): finishing requests in flight, then stopping")
+        if !server.shutdown(gracePeriod: Self.shutdownGracePeriod) {
+            logger.warning("requests still in flight after \(Self.shutdownGracePeriod) were abandoned")
+        }
+        logger.info("qcowscoped stopped")
+    }
+}

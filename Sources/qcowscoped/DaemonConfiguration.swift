@@ -1,0 +1,99 @@
+import Glibc
+import Logging
+import MicroHTTPD
+
+/// The daemon's settings after merging command line, config file and defaults, all checked.
+///
+/// Precedence: a command-line option wins over the config file, which wins over the default.
+/// `--listen` given at least once replaces the file's whole `listen` list.
+struct DaemonConfiguration {
+    /// The directory of images to serve (checked: exists, is a directory, can be listed).
+    var imagesDirectory: String
+    /// The log level of every handler.
+    var logLevel: Logger.Level
+    /// Addresses, limits and timeouts for the HTTP server.
+    var server: HTTPServerConfiguration
+
+    /// The defaults shown in `deploy/qcowscoped.json`.
+    enum Defaults {
+        static let listen = ["127.0.0.1:8741"]
+        static let logLevel = "info"
+        /// 0 means one thread per online processor.
+        static let threads = 0
+        static let connectionLimit = 1024
+        /// 0 means no per-IP limit.
+        static let perIPConnectionLimit = 0
+        static let connectionTimeout = 30
+    }
+
+    /// Merges the command line over the config file over the defaults, and checks every value.
+    ///
+    /// - Throws: ``StartupError`` naming the first bad value.
+    static func resolve(_ command: DaemonCommand) throws(StartupError) -> DaemonConfiguration {
+        let file =
+            try command.config.map { path throws(StartupError) in try ConfigFile.load(path: path) } ?? ConfigFile()
+
+        guard let images = command.images ?? file.images else {
+            throw StartupError("no images directory given: use --images DIR or the config key 'images'")
+        }
+        try checkImagesDirectory(images)
+
+        let levelText = command.logLevel ?? file.logLevel ?? Defaults.logLevel
+        guard let level = Logger.Level(rawValue: levelText) else {
+            throw StartupError(
+                "invalid log level '\(levelText)' (expected trace, debug, info, notice, warning, error or critical)")
+        }
+
+        let listenTexts = command.listen.isEmpty ? (file.listen ?? Defaults.listen) : command.listen
+        guard !listenTexts.isEmpty else { throw StartupError("no listen address given") }
+        var addresses: [ListenAddress] = []
+        for text in listenTexts {
+            do {
+                addresses.append(try ListenAddress(parsing: text))
+            } catch {
+                throw StartupError(error.description)
+            }
+        }
+
+        let threads = try checked(command.threads ?? file.threads ?? Defaults.threads, "threads", 0...1024)
+        let limit = try checked(
+            command.connectionLimit ?? file.connectionLimit ?? Defaults.connectionLimit, "connection limit",
+            1...1_000_000)
+        let perIP = try checked(
+            command.perIPLimit ?? file.perIPConnectionLimit ?? Defaults.perIPConnectionLimit,
+            "per-IP connection limit", 0...1_000_000)
+        let timeout = try checked(
+            command.timeout ?? file.connectionTimeout ?? Defaults.connectionTimeout, "connection timeout", 0...86_400)
+
+        let server = HTTPServerConfiguration(
+            listenAddresses: addresses,
+            threadPoolSize: threads == 0 ? HTTPServerConfiguration.processorCount : threads,
+            connectionLimit: limit,
+            perIPConnectionLimit: perIP,
+            connectionTimeoutSeconds: timeout)
+        return DaemonConfiguration(imagesDirectory: images, logLevel: level, server: server)
+    }
+
+    /// Returns `value` if it lies in `range`, else throws naming the setting.
+    private static func checked(_ value: Int, _ name: String, _ range: ClosedRange<Int>) throws(StartupError) -> Int {
+        guard range.contains(value) else {
+            throw StartupError("invalid \(name) \(value) (expected \(range.lowerBound) to \(range.upperBound))")
+        }
+        return value
+    }
+
+    /// Checks that `path` is a directory this process can list.
+    private static func checkImagesDirectory(_ path: String) throws(StartupError) {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw StartupError("images directory '\(path)': \(String(cString: strerror(errno)))")
+        }
+        guard (info.st_mode & S_IFMT) == S_IFDIR else {
+            throw StartupError("images directory '\(path)' is not a directory")
+        }
+        guard let directory = opendir(path) else {
+            throw StartupError("images directory '\(path)' cannot be read: \(String(cString: strerror(errno)))")
+        }
+        closedir(directory)
+    }
+}

@@ -1,0 +1,263 @@
+import Foundation
+import Glibc
+import MicroHTTPD
+import Synchronization
+import Testing
+
+@Suite("HTTPServer, live over loopback")
+struct HTTPServerTests {
+    @Test func getOverIPv4() throws {
+        let server = try startServer()
+        let address = try #require(server.boundAddresses.first)
+        #expect(address.family == .ipv4)
+        #expect(address.port != 0)
+        let client = try HTTPTestClient(host: "127.0.0.1", port: address.port)
+        let response = try client.request("GET", "/hello")
+        #expect(response.status == 200)
+        #expect(response.text == "GET /hello ?<none> 127.0.0.1")
+        #expect(response.header("content-type") == "text/plain")
+        #expect(response.header("Content-Length") == "\(response.body.count)")
+    }
+
+    @Test func getOverIPv6AndIPv4FromOneServer() throws {
+        let server = try startServer(["[::1]:0", "127.0.0.1:0"])
+        #expect(server.boundAddresses.map(\.family) == [.ipv6, .ipv4])
+        #expect(server.boundAddresses[0].description == "[::1]:\(server.boundAddresses[0].port)")
+        let v6 = try HTTPTestClient(host: "::1", port: server.boundAddresses[0].port)
+        #expect(try v6.request("GET", "/six").text == "GET /six ?<none> ::1")
+        let v4 = try HTTPTestClient(host: "127.0.0.1", port: server.boundAddresses[1].port)
+        #expect(try v4.request("GET", "/four").text == "GET /four ?<none> 127.0.0.1")
+    }
+
+    @Test func keepAliveReusesTheConnection() throws {
+        let server = try startServer()
+        let client = try HTTPTestClient(host: "127.0.0.1", port: server.boundAddresses[0].port)
+        for index in 0..<5 {
+            let response = try client.request("GET", "/n\(index)")
+            #expect(response.status == 200)
+            #expect(response.text.hasPrefix("GET /n\(index) "))
+            #expect(response.header("Connection")?.lowercased() != "close")
+        }
+        #expect(server.openConnections == 1)
+    }
+
+    @Test func headHasNoBodyAndTheHeadersOfGet() throws {
+        let server = try startServer()
+        let client = try HTTPTestClient(host: "127.0.0.1", port: server.boundAddresses[0].port)
+        let get = try client.request("GET", "/same")
+        let head = try client.request("HEAD", "/same")
+        #expect(head.status == 200)
+        #expect(head.body.isEmpty)
+        let getLength = try #require(get.header("Content-Length"))
+        let headLength = try #require(head.header("Content-Length"))
+        #expect(Int(getLength) == "GET /same ?<none> 127.0.0.1".utf8.count)
+        #expect(Int(headLength) == "HEAD /same ?<none> 127.0.0.1".utf8.count)
+        let names = { (r: HTTPTestResponse) in r.headers.map { $0.name.lowercased() }.sorted() }
+        #expect(names(get) == names(head))
+        // Had HEAD sent body bytes, this response would not parse.
+        #expect(try client.request("GET", "/after").text.hasPrefix("GET /after "))
+    }
+
+    @Test func postIsAnsweredByTheHandlerAndItsBodyDiscarded() throws {
+        let seen = Box<[String]>([])
+        let server = try startServer(handler: { request in
+            seen.value.withLock { $0.append("\(request.method) \(request.header("content-length") ?? "-")") }
+            return echo(request)
+        })
+        let client = try HTTPTestClient(host: "127.0.0.1", port: server.boundAddresses[0].port)
+        let body = [UInt8](repeating: 0x41, count: 20_000)
+        let response = try client.request("POST", "/upload", body: body)
+        #expect(response.status == 405)
+        #expect(response.header("Allow") == "GET, HEAD")
+        #expect(try client.request("GET", "/next").status == 200)
+        #expect(seen.value.withLock { $0 } == ["POST 20000", "GET -"])
+    }
+
+    @Test func oversizedUploadIsAnsweredEarlyAndTheConnectionClosed() throws {
+        let server = try startServer { $0.uploadDiscardLimit = 4096 }
+        let client = try HTTPTestClient(host: "127.0.0.1", port: server.boundAddresses[0].port)
+        try client.send("PUT /big HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n")
+        let response = try client.readResponse()
+        #expect(response.status == 405)
+        #expect(client.waitForClose())
+        let chunked = try HTTPTestClient(host: "127.0.0.1", port: server.boundAddresses[0].port)
+        try chunked.send("POST /chunked HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        #expect(try chunked.readResponse().status == 405)
+        #expect(chunked.waitForClose())
+        // A body within the limit is discarded and the connection stays usable.
+        let small = try HTTPTestClient(host: "127.0.0.1", port: server.boundAddresses[0].port)
+        #expect(try small.request("PUT", "/small", body: [UInt8](repeating: 1, count: 4096)).status == 405)
+        #expect(try small.request("GET", "/then").status == 200)
+    }
+
+    @Test func rawTargetArrivesUndecoded() throws {
+        let seen = Box<HTTPRequest?>(nil)
+        let server = try startServer(handler: { request in
+            seen.value.withLock { $0 = request }
+            return echo(request)
+        })
+        let client = try HTTPTestClient(host: "127.0.0.1", port: server.boundAddresses[0].port)
+        let response = try client.request("GET", "/a%2Fb%00c?x=%20&y=a+b&flag&&z=")
+        #expect(response.text == "GET /a%2Fb%00c ?x=%20&y=a+b&flag&&z= 127.0.0.1")
+        let request = try #require(seen.value.withLock { $0 })
+        #expect(request.rawTarget == "/a%2Fb%00c?x=%20&y=a+b&flag&&z=")
+        #expect(request.query.map(\.name) == ["x", "y", "flag", "z"])
+        #expect(request.query.map(\.value) == ["%20", "a+b", nil, ""])
+        #expect(request.version == "HTTP/1.1")
+    }
+
+    @Test func headersAreLookedUpCaseInsensitively() throws {
+        let seen = Box<HTTPRequest?>(nil)
+        let server = try startServer(handler: { request in
+            seen.value.withLock { $0 = request }
+            return echo(request)
+        })
+        let client = try HTTPTestClient(host: "127.0.0.1", port: server.boundAddresses[0].port)
+        _ = try client.request("GET", "/h", headers: [("X-Probe-Thing", "one"), ("x-probe-thing", "two")])
+        let request = try #require(seen.value.withLock { $0 })
+        #expect(request.header("x-PROBE-thing") == "one")
+        #expect(request.headers(named: "X-Probe-Thing") == ["one", "two"])
+        #expect(request.header("Host") == "test")
+        #expect(request.header("X-Absent") == nil)
+    }
+
+    @Test func sixtyFourConcurrentClients() throws {
+        let server = try startServer()
+        let port = server.boundAddresses[0].port
+        let results = Box<[Int: String]>([:])
+        let connected = Box(0)
+        for index in 0..<64 {
+            onThread {
+                do {
+                    let client = try HTTPTestClient(host: "127.0.0.1", port: port)
+                    connected.value.withLock { $0 += 1 }
+                    // Hold every connection open until all 64 exist, then request at once.
+                    _ = eventually(within: 10) { connected.value.withLock { $0 } == 64 }
+                    let first = try client.request("GET", "/c\(index)")
+                    let second = try client.request("GET", "/c\(index)/again")
+                    results.value.withLock { $0[index] = "\(first.status) \(second.status) \(second.text)" }
+                } catch {
+                    results.value.withLock { $0[index] = "error: \(error)" }
+                }
+            }
+        }
+        #expect(eventually(within: 30) { results.value.withLock { $0.count } == 64 })
+        let all = results.value.withLock { $0 }
+        for index in 0..<64 {
+            #expect(all[index] == "200 200 GET /c\(index)/again ?<none> 127.0.0.1")
+        }
+    }
+
+    @Test func portInUseIsAClearError() throws {
+        let first = try startServer()
+        let taken = first.boundAddresses[0]
+        let error = #expect(throws: HTTPServerError.self) {
+            _ = try startServer(["127.0.0.1:0", taken.description])
+        }
+        #expect(error?.code == .addressInUse)
+        #expect(error?.description == "cannot listen on \(taken): address already in use")
+        // The first server still serves.
+        let client = try HTTPTestClient(host: "127.0.0.1", port: taken.port)
+        #expect(try client.request("GET", "/still").status == 200)
+    }
+
+    @Test func addressNotOnThisHostIsAClearError() {
+        let error = #expect(throws: HTTPServerError.self) { _ = try startServer(["192.0.2.1:0"]) }
+        #expect(error?.code == .addressUnavailable)
+        #expect(error?.description == "cannot listen on 192.0.2.1:0: address not available on this host")
+    }
+
+    @Test func quiesceAndStopLetAnInFlightRequestFinish() throws {
+        let server = try startServer()
+        let port = server.boundAddresses[0].port
+        let outcome = Box<String?>(nil)
+        onThread {
+            do {
+                let client = try HTTPTestClient(host: "127.0.0.1", port: port)
+                let response = try client.request("GET", "/slow")
+                outcome.value.withLock {
+                    $0 = "\(response.status) \(response.header("Connection") ?? "-") \(response.text)"
+                }
+            } catch {
+                outcome.value.withLock { $0 = "error: \(error)" }
+            }
+        }
+        #expect(eventually { server.inFlightRequests == 1 })
+        server.quiesce()
+        // New connections are refused while the slow request is still being served.
+        #expect(throws: HTTPTestClientError.self) { _ = try HTTPTestClient(host: "127.0.0.1", port: port) }
+        #expect(server.waitForInFlightRequests(timeout: .seconds(5)))
+        server.stop()
+        #expect(eventually { outcome.value.withLock { $0 } != nil })
+        #expect(outcome.value.withLock { $0 } == "200 close GET /slow ?<none> 127.0.0.1")
+        #expect(server.inFlightRequests == 0)
+    }
+
+    @Test func shutdownReturnsWhenIdleAndIsIdempotent() throws {
+        let server = try startServer()
+        #expect(server.shutdown(gracePeriod: .seconds(1)))
+        server.stop()
+        server.quiesce()
+        #expect(server.openConnections == 0)
+    }
+
+    @Test func adoptsAnAlreadyListeningDescriptor() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        #expect(bound == 0)
+        #expect(listen(fd, 16) == 0)
+        let server = try HTTPServer(
+            configuration: HTTPServerConfiguration(listenDescriptors: [fd], threadPoolSize: 1), handler: echo)
+        let port = try #require(server.boundAddresses.first?.port)
+        #expect(port != 0)
+        let client = try HTTPTestClient(host: "127.0.0.1", port: port)
+        #expect(try client.request("GET", "/adopted").status == 200)
+    }
+
+    @Test func connectionLimitHoldsNewConnectionsBack() throws {
+        let server = try startServer {
+            $0.threadPoolSize = 1; $0.connectionLimit = 1
+        }
+        let port = server.boundAddresses[0].port
+        let first = try HTTPTestClient(host: "127.0.0.1", port: port)
+        #expect(try first.request("GET", "/one").status == 200)
+        // At the limit MHD stops accepting: the kernel completes the handshake but nobody serves it.
+        let second = try HTTPTestClient(host: "127.0.0.1", port: port, timeoutSeconds: 1)
+        try second.send("GET /two HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(throws: HTTPTestClientError.self) { _ = try second.readResponse() }
+        first.close()
+        // Once the first connection is gone, the waiting one is accepted and served.
+        second.setTimeout(seconds: 10)
+        #expect(try second.readResponse().text.hasPrefix("GET /two "))
+    }
+
+    @Test func perIPLimitClosesExtraConnectionsAndLogsIt() throws {
+        let messages = Box<[String]>([])
+        var configuration = HTTPServerConfiguration(
+            listenAddresses: [try ListenAddress(parsing: "127.0.0.1:0")], threadPoolSize: 1, perIPConnectionLimit: 1)
+        configuration.connectionTimeoutSeconds = 10
+        let server = try HTTPServer(
+            configuration: configuration, errorLog: { line in messages.value.withLock { $0.append(line) } },
+            handler: echo)
+        let port = server.boundAddresses[0].port
+        let first = try HTTPTestClient(host: "127.0.0.1", port: port)
+        #expect(try first.request("GET", "/one").status == 200)
+        let second = try HTTPTestClient(host: "127.0.0.1", port: port)
+        #expect(second.waitForClose())
+        #expect(eventually { !messages.value.withLock { $0 }.isEmpty })
+        #expect(try first.request("GET", "/still").status == 200)
+    }
+
+    @Test func invalidStatusBecomes500() throws {
+        let server = try startServer(handler: { _ in HTTPResponse(status: 42) })
+        let client = try HTTPTestClient(host: "127.0.0.1", port: server.boundAddresses[0].port)
+        #expect(try client.request("GET", "/x").status == 500)
+    }
+}

@@ -1,3 +1,0 @@
-import Testing
-
-@Test func placeholderMicroHTTPDTests() { #expect(Bool(true)) }

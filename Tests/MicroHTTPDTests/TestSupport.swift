@@ -1,0 +1,56 @@
+import Foundation
+import Glibc
+import MicroHTTPD
+import Synchronization
+
+/// Starts a server on the given addresses with a small configuration suited to tests.
+func startServer(
+    _ addresses: [String] = ["127.0.0.1:0"],
+    configure: (inout HTTPServerConfiguration) -> Void = { _ in },
+    handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse = echo
+) throws -> HTTPServer {
+    var configuration = HTTPServerConfiguration(
+        listenAddresses: try addresses.map { address throws(HTTPServerError) in try ListenAddress(parsing: address) },
+        threadPoolSize: 2, connectionTimeoutSeconds: 10)
+    configure(&configuration)
+    return try HTTPServer(configuration: configuration, handler: handler)
+}
+
+/// A handler that describes the request it got: `METHOD rawPath ?rawQuery remote`, as text/plain.
+@Sendable func echo(_ request: HTTPRequest) -> HTTPResponse {
+    if request.rawPath == "/slow" {
+        var pause = timespec(tv_sec: 0, tv_nsec: 500_000_000)
+        nanosleep(&pause, nil)
+    }
+    let text = "\(request.method) \(request.rawPath) ?\(request.rawQuery ?? "<none>") \(request.remoteAddress)"
+    if request.method != "GET" && request.method != "HEAD" {
+        return HTTPResponse(
+            status: 405, headers: [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")],
+            body: Array(text.utf8))
+    }
+    return HTTPResponse(
+        status: 200, headers: [("Content-Type", "text/plain"), ("X-Echo", "1")], body: Array(text.utf8))
+}
+
+/// Runs `body` on a new thread (blocking socket code must not sit on the cooperative pool).
+func onThread(_ body: @escaping @Sendable () -> Void) {
+    Thread { body() }.start()
+}
+
+/// Polls `condition` every 5 ms until it holds or `seconds` pass; returns whether it held.
+func eventually(within seconds: Double = 5, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(5000)
+    }
+    return condition()
+}
+
+/// A value several threads write once and the test reads at the end.
+final class Box<Value: Sendable>: Sendable {
+    /// The guarded value.
+    let value: Mutex<Value>
+    /// Creates a box holding `initial`.
+    init(_ initial: Value) { value = Mutex(initial) }
+}
