@@ -48,8 +48,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: common
+            swiftSettings: common,
+            plugins: ["OpenAPIEmbedPlugin"]
         ),
+        // Build-time embedding of api/openapi.yaml (one source of truth, rebuilt when it changes).
+        .executableTarget(name: "openapi-embed", path: "Sources/openapi-embed"),
+        .plugin(
+            name: "OpenAPIEmbedPlugin", capability: .buildTool(), dependencies: ["openapi-embed"],
+            path: "Sources/OpenAPIEmbedPlugin"),
         .executableTarget(
             name: "qcowscope",
             dependencies: [

@@ -2,6 +2,8 @@ import ArgumentParser
 import Glibc
 import Logging
 import MicroHTTPD
+import QCOW2
+import QCOW2API
 
 /// The `qcowscoped` command line, and the daemon's life from parsing to exit.
 struct DaemonCommand: ParsableCommand {
@@ -86,12 +88,19 @@ struct DaemonCommand: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "qcowscoped")
+        let catalog: ImageCatalog
+        do {
+            catalog = try ImageCatalog(path: configuration.imagesDirectory)
+        } catch {
+            throw StartupError("images directory '\(configuration.imagesDirectory)': \(error.message)")
+        }
+        let router = RequestRouter(api: API(catalog: catalog, openAPI: Array(OpenAPIDocument.text.utf8)))
         let server: HTTPServer
         do {
             server = try HTTPServer(
                 configuration: configuration.server,
                 errorLog: AccessLog.libraryLogger(logger),
-                handler: AccessLog.wrap(RequestRouter.handle, logger: logger))
+                handler: AccessLog.wrap(router.handle, logger: logger))
         } catch {
             throw StartupError(error.description)
         }
