@@ -27,14 +27,59 @@ public final class API: Sendable {
         public static let snapshots: (UInt64, UInt64) = (1000, 10000)
     }
 
+    /// A static file of the built-in web view.
+    public struct Asset: Sendable {
+        /// The `Content-Type`.
+        public var contentType: String
+        /// The bytes.
+        public var body: [UInt8]
+
+        /// Creates an asset.
+        public init(contentType: String, body: [UInt8]) {
+            self.contentType = contentType
+            self.body = body
+        }
+    }
+
     /// The images.
     public let catalog: ImageCatalog
     private let openAPI: [UInt8]
+    private let ui: [String: Asset]
 
-    /// Creates the API over `catalog`; `openAPI` is served at `/v1/openapi.yaml`.
-    public init(catalog: ImageCatalog, openAPI: [UInt8] = []) {
+    /// Creates the API over `catalog`; `openAPI` is served at `/v1/openapi.yaml`, `ui` (file name →
+    /// asset, `index.html` among them) under `/ui/`.
+    public init(catalog: ImageCatalog, openAPI: [UInt8] = [], ui: [String: Asset] = [:]) {
         self.catalog = catalog
         self.openAPI = openAPI
+        self.ui = ui
+    }
+
+    /// Headers of every web view response: no inline script, nothing from elsewhere, no referrer.
+    public static let uiHeaders: [(name: String, value: String)] = [
+        (
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+                + "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
+        ),
+        ("Referrer-Policy", "no-referrer"), ("X-Frame-Options", "DENY"), ("Cache-Control", "no-cache"),
+    ]
+
+    private func uiResponse(_ parts: [Substring], _ req: APIRequest) throws(Problem) -> APIResponse? {
+        if parts == [""] {
+            guard !ui.isEmpty else { throw Problem.noRoute(req.rawPath) }
+            return APIResponse(status: 308, headers: [("Location", "/ui/"), ("Cache-Control", "no-cache")])
+        }
+        guard parts.first == "ui", parts.count == 2 || (parts.count == 1) else { return nil }
+        if parts.count == 1 {
+            return APIResponse(status: 308, headers: [("Location", "/ui/"), ("Cache-Control", "no-cache")])
+        }
+        let file = parts[1].isEmpty ? "index.html" : String(parts[1])
+        guard let asset = ui[file] else { throw Problem.noRoute(req.rawPath) }
+        let etag = "\"ui-\(asset.body.count)-\(asset.body.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 })\""
+        if let inm = req.header("If-None-Match"), API.matches(inm, etag) {
+            return APIResponse(status: 304, headers: [("ETag", etag)] + API.uiHeaders)
+        }
+        return APIResponse(status: 200, headers: [("Content-Type", asset.contentType), ("ETag", etag)] + API.uiHeaders, body: asset.body)
     }
 
     /// Answers one request. Never traps and never returns 500 for anything a request or image contains.
@@ -56,6 +101,10 @@ public final class API: Sendable {
         let isRead = req.method == "GET" || req.method == "HEAD"
         func allow() throws(Problem) {
             if !isRead { throw Problem.methodNotAllowed(req.method) }
+        }
+        if parts.first == "ui" || parts == [""] {
+            try allow()
+            if let r = try uiResponse(parts, req) { return r }
         }
         switch parts.count {
         case 1 where parts[0] == "healthz":
