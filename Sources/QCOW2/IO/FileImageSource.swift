@@ -66,7 +66,7 @@ public final class FileImageSource: ImageSource {
         unsafe buffer.withUnsafeMutableBytes { raw in
             guard let base = raw.baseAddress else { return }
             while done < count {
-                let n = unsafe pread(fd, base + done, count - done, off_t(offset) + off_t(done))
+                let n = unsafe pread(fd, base + done, count - done, off_t(offset) &+ off_t(done))
                 if n > 0 {
                     done += n
                 } else if n == 0 {

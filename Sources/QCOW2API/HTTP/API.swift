@@ -290,7 +290,8 @@ public final class API: Sendable {
             p.extra = [("parameter", .string("cursor"))]
             throw p
         }
-        guard off > start, off < start &+ length else {
+        let (sum, overflow) = start.addingReportingOverflow(length)
+        guard off > start, off < (overflow ? UInt64.max : sum) else {
             throw Problem.badParameter("cursor", String(c.prefix(64)), allowed: allowed)
         }
         return off
