@@ -22,3 +22,4 @@ demo: release
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	bash Tests/Contract/run-contract.sh

@@ -189,7 +189,7 @@ public final class API: Sendable {
             } else if view == "extents" {
                 let size = image.header.size
                 let start = try query.integer("start", default: 0, range: 0...(size == 0 ? 0 : size - 1))
-                let length = try query.integer("length", default: size - start, range: 1...UInt64(Int64.max))
+                let length = try query.integer("length", default: size - start, range: 1...UInt64.max)
                 let limit = try query.integer("limit", default: Paging.extents.0, range: 1...Paging.extents.1)
                 var from = start
                 if let c = query.string("cursor") {
@@ -284,7 +284,10 @@ public final class API: Sendable {
         guard parts.count == 2, parts[0].count <= 20, parts[0].utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
             let off = UInt64(parts[0])
         else { throw Problem.badParameter("cursor", String(c.prefix(64)), allowed: allowed) }
-        guard String(parts[1]) == API.version(etag) else {
+        let version = parts[1]
+        guard version.utf8.count == 16, version.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) })
+        else { throw Problem.badParameter("cursor", String(c.prefix(64)), allowed: allowed) }
+        guard String(version) == API.version(etag) else {
             var p = Problem(status: 410, slug: "stale-cursor", title: "Cursor expired",
                 detail: "the image changed since this cursor was issued; start again without a cursor")
             p.extra = [("parameter", .string("cursor"))]
@@ -360,7 +363,9 @@ public final class API: Sendable {
             let c = Array(cursor.utf8)
             while lo < hi {
                 let mid = (lo + hi) / 2
-                if Array(names[mid].utf8).lexicographicallyPrecedes(c) || names[mid] == cursor { lo = mid + 1 } else { hi = mid }
+                let m = Array(names[mid].utf8)
+                // Bytes, not String equality: NFC and NFD spellings of a name are different files.
+                if m.lexicographicallyPrecedes(c) || m == c { lo = mid + 1 } else { hi = mid }
             }
         } else {
             lo = 0
