@@ -48,6 +48,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            exclude: ["UI"],
             swiftSettings: common,
             plugins: ["OpenAPIEmbedPlugin"]
         ),

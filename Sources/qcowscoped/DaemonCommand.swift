@@ -94,7 +94,8 @@ struct DaemonCommand: ParsableCommand {
         } catch {
             throw StartupError("images directory '\(configuration.imagesDirectory)': \(error.message)")
         }
-        let router = RequestRouter(api: API(catalog: catalog, openAPI: Array(OpenAPIDocument.text.utf8)))
+        let ui = Dictionary(uniqueKeysWithValues: UIAssets.files.map { ($0.name, API.Asset(contentType: $0.contentType, body: Array($0.text.utf8))) })
+        let router = RequestRouter(api: API(catalog: catalog, openAPI: Array(OpenAPIDocument.text.utf8), ui: ui))
         let server: HTTPServer
         do {
             server = try HTTPServer(
