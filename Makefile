@@ -23,3 +23,4 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	bash Tests/Contract/run-contract.sh
+	bash Tests/Browser/run-browser-tests.sh
