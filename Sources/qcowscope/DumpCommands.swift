@@ -1,0 +1,72 @@
+import ArgumentParser
+import QCOW2API
+
+/// `qcowscope dump-header FILE [-j]`: qcow2.py's `dump-header`.
+struct DumpHeaderCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dump-header",
+        abstract: "Dump image header and header extensions, exactly as QEMU's qcow2.py does.",
+        discussion: """
+            Text: the 18 header fields as `name value` lines (name padded to 25 columns), a blank line, \
+            then each extension. With -j: the header as JSON (indent 4), a blank line, the extensions as \
+            a JSON array. Read-only; see `qcowscope --help` for the deliberate differences from qcow2.py.
+            """
+    )
+
+    @Argument(help: "The qcow2 image file.")
+    var file: String
+
+    @Flag(name: [.customShort("j"), .customLong("json")], help: "Dump in JSON format.")
+    var json = false
+
+    func run() throws {
+        try QemuDumpRunner.run(file: file, includeHeader: true, json: json)
+    }
+}
+
+/// `qcowscope dump-header-exts FILE [-j]`: qcow2.py's `dump-header-exts`.
+struct DumpHeaderExtsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dump-header-exts",
+        abstract: "Dump image header extensions, exactly as QEMU's qcow2.py does.",
+        discussion: """
+            Text: each extension as qcow2.py prints it, bitmaps with their directory and tables. With -j: \
+            the JSON array of extensions (`[]` when there are none). Read-only.
+            """
+    )
+
+    @Argument(help: "The qcow2 image file.")
+    var file: String
+
+    @Flag(name: [.customShort("j"), .customLong("json")], help: "Dump in JSON format.")
+    var json = false
+
+    func run() throws {
+        try QemuDumpRunner.run(file: file, includeHeader: false, json: json)
+    }
+}
+
+/// Runs a qcow2.py-compatible dump and reports the first problem on stderr.
+enum QemuDumpRunner {
+    static func run(file: String, includeHeader: Bool, json: Bool) throws {
+        let dump: QemuDump
+        do {
+            dump = try QemuDump(path: file)
+        } catch {
+            Terminal.error("\(file): \(error.description)")
+            throw ExitCode(1)
+        }
+        var out = StandardOutput()
+        let problem =
+            json
+            ? dump.json(includeHeader: includeHeader) { out.write($0) }
+            : dump.text(includeHeader: includeHeader) { out.write($0) }
+        out.flush()
+        guard let problem else { return }
+        let total = dump.problems.count + (dump.failure == nil ? 0 : 1)
+        var line = "\(file): \(problem.description)"
+        if total > 1 { line += " (and \(total - 1) more problem\(total == 2 ? "" : "s"))" }
+        Terminal.error(line)
+        throw ExitCode(1)
+    }
+}
