@@ -6,7 +6,7 @@ LISTEN ?= 127.0.0.1:8741
 .PHONY: demo test deps build release
 
 deps:
-	@bash Tests/Scripts/install-deps.sh
+	@bash Tests/Scripts/install-deps.sh openssl systemd
 
 build: deps
 	$(SWIFT) build

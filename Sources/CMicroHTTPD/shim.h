@@ -26,6 +26,18 @@ static inline struct MHD_OptionItem cmhd_option_int(enum MHD_OPTION option, intp
     return item;
 }
 
+/// An option item carrying a pointer value, for options such as MHD_OPTION_HTTPS_MEM_CERT whose argument
+/// is a `const char *` (MHD_OPTION_ARRAY reads those from `ptr_value`).
+static inline struct MHD_OptionItem cmhd_option_pointer(enum MHD_OPTION option, const void *pointer) {
+    struct MHD_OptionItem item = { option, 0, (void *)pointer };
+    return item;
+}
+
+/// Whether this libmicrohttpd was built with HTTPS support (GnuTLS): MHD_USE_TLS works only then.
+static inline int cmhd_tls_supported(void) {
+    return MHD_is_feature_supported(MHD_FEATURE_TLS) == MHD_YES;
+}
+
 /// The terminating item of an option array.
 static inline struct MHD_OptionItem cmhd_option_end(void) {
     struct MHD_OptionItem item = { MHD_OPTION_END, 0, NULL };

@@ -5,9 +5,18 @@ import Synchronization
 /// An HTTP/1.1 server on libmicrohttpd that calls one synchronous handler for every request.
 ///
 /// `init` binds every address first, then listens on all of them, then starts one MHD daemon per
-/// socket (`MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL` with a thread pool). A bind failure is thrown
-/// before any socket listens; on any failure what was already opened or started is closed and stopped
-/// again. The handler runs on MHD's threads, several at once; it must not block waiting for a Swift `Task`.
+/// socket (`MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL` with a thread pool, plus `MHD_USE_TLS` when
+/// ``HTTPServerConfiguration/tls`` is set). A bind failure is thrown before any socket listens; on any
+/// failure what was already opened or started is closed and stopped again. The handler runs on MHD's
+/// threads, several at once; it must not block waiting for a Swift `Task`.
+///
+/// ``reloadTLS(_:drainTimeout:)`` swaps the certificate without closing any socket: it starts a second
+/// daemon on each listening socket with the new certificate, then quiesces the old daemon, which finishes
+/// its open connections and is stopped by ``stopDrainedDaemons()``.
+///
+/// Descriptors: the server keeps every listening socket open until ``stop()``, and hands each MHD daemon
+/// its own duplicate (libmicrohttpd closes the descriptor it was given when a start fails, for example on
+/// a rejected TLS key, which must not close a socket another daemon still serves).
 ///
 /// Shut down with ``shutdown(gracePeriod:)``, or step by step with ``quiesce()``,
 /// ``waitForInFlightRequests(timeout:)`` and ``stop()``. Dropping the last reference stops the server.
@@ -15,30 +24,54 @@ import Synchronization
     /// The addresses actually bound, in configuration order (listen addresses, then descriptors); real ports, never 0.
     public let boundAddresses: [ListenAddress]
 
-    /// The running daemons and the sockets handed back by `MHD_quiesce_daemon`.
+    /// One running MHD daemon: its handle, its duplicate of the socket, its retained context and its TLS strings.
+    @safe private struct Daemon: @unchecked Sendable {
+        let handle: OpaquePointer
+        /// The daemon's own duplicate of the listening socket; closed after the daemon is stopped.
+        let fd: Int32
+        /// Retained once for MHD; released after `MHD_stop_daemon` returned.
+        let context: Unmanaged<ServerContext>
+        /// The PEM strings MHD was given; kept until the daemon is stopped.
+        let tls: TLSMemory?
+    }
+
+    /// A quiesced daemon that still serves its open connections, and when it is stopped regardless.
+    private struct Retiring: Sendable {
+        let daemon: Daemon
+        let deadline: ContinuousClock.Instant
+    }
+
+    /// The running daemons and lifecycle flags.
     @safe private struct State: ~Copyable {
-        var daemons: [OpaquePointer]
-        var quiescedSockets: [Int32] = []
+        /// One daemon per socket, in ``boundAddresses`` order, accepting new connections.
+        var daemons: [Daemon]
+        /// Daemons replaced by a TLS reload, finishing their connections.
+        var retiring: [Retiring] = []
         var quiesced = false
         var stopped = false
     }
 
     /// Daemon handles and lifecycle flags; ``stop()`` takes the handles out under the lock and stops them outside it.
     private let state: Mutex<State>
-    /// The context every callback sees; retained once for MHD, released by ``stop()``.
+    /// The root context: the in-flight counter every daemon shares, and the log sink; released by ``stop()``.
     private let context: ServerContext
     /// The storage of the `cmhd_log_target` given to MHD_OPTION_EXTERNAL_LOGGER; freed by ``stop()``.
     private nonisolated(unsafe) let logTarget: UnsafeMutablePointer<cmhd_log_target>
+    /// Limits and options every daemon is started with (also those started by a TLS reload).
+    private let configuration: HTTPServerConfiguration
+    /// The listening sockets, in ``boundAddresses`` order; closed by ``stop()``.
+    private let sockets: [Int32]
 
     /// Binds, listens and starts serving.
     ///
     /// - Parameters:
-    ///   - configuration: addresses and limits.
+    ///   - configuration: addresses, limits and optional TLS credentials.
     ///   - errorLog: receives libmicrohttpd's error messages and wrapper warnings, one line each,
     ///     from any thread. The default drops them.
     ///   - handler: answers every request, on MHD's threads.
     /// - Throws: ``HTTPServerError`` for an invalid configuration, an address that cannot be bound
-    ///   (``HTTPServerError/Code/addressInUse`` and friends), or a daemon that does not start.
+    ///   (``HTTPServerError/Code/addressInUse`` and friends), or a daemon that does not start
+    ///   (``HTTPServerError/Code/startFailed``, for example a TLS key that does not match its certificate).
     public init(
         configuration: HTTPServerConfiguration,
         errorLog: @escaping @Sendable (String) -> Void = { _ in },
@@ -58,6 +91,7 @@ import Synchronization
             }
             for fd in configuration.listenDescriptors {
                 sockets.append((fd, "descriptor \(fd)"))
+                try ListenSocket.requireListeningStream(fd)
                 try ListenSocket.makeNonBlocking(fd, describedAs: "descriptor \(fd)")
             }
             for socket in sockets { bound.append(try ListenSocket.localAddress(socket.fd)) }
@@ -68,44 +102,64 @@ import Synchronization
 
         let context = ServerContext(
             handler: handler, errorLog: errorLog, uploadDiscardLimit: configuration.uploadDiscardLimit)
-        let contextPointer = unsafe Unmanaged.passRetained(context).toOpaque()
+        let rootPointer = unsafe Unmanaged.passRetained(context).toOpaque()
         let logTarget = UnsafeMutablePointer<cmhd_log_target>.allocate(capacity: 1)
-        unsafe logTarget.initialize(to: cmhd_log_target(sink: mhdLogMessage, context: contextPointer))
+        unsafe logTarget.initialize(to: cmhd_log_target(sink: mhdLogMessage, context: rootPointer))
 
-        var daemons: [OpaquePointer] = unsafe []
+        let tls = configuration.tls.map { TLSMemory($0) }
+        var daemons: [Daemon] = []
         for (index, socket) in sockets.enumerated() {
-            let daemon = unsafe Self.startDaemon(
-                fd: socket.fd, configuration: configuration, context: contextPointer, logTarget: logTarget)
-            guard let daemon = unsafe daemon else {
-                for index in unsafe daemons.indices { unsafe MHD_stop_daemon(daemons[index]) }
-                for later in sockets[index...] { ListenSocket.close(later.fd) }
-                unsafe Unmanaged<ServerContext>.fromOpaque(contextPointer).release()
+            guard
+                let daemon = unsafe Self.startDaemon(
+                    socket: socket.fd, configuration: configuration, tls: tls, root: context, logTarget: logTarget)
+            else {
+                for daemon in daemons { Self.stopDaemon(daemon) }
+                closeAll()
+                unsafe Unmanaged<ServerContext>.fromOpaque(rootPointer).release()
+                unsafe logTarget.deinitialize(count: 1)
                 unsafe logTarget.deallocate()
+                let reason = tls == nil ? "" : " with TLS (certificate or key rejected; see libmicrohttpd's message)"
                 throw HTTPServerError(
-                    code: .startFailed, message: "libmicrohttpd could not start serving \(bound[index])")
+                    code: .startFailed, message: "libmicrohttpd could not start serving \(bound[index])\(reason)")
             }
-            unsafe daemons.append(daemon)
+            daemons.append(daemon)
         }
         self.boundAddresses = bound
         self.context = context
         unsafe self.logTarget = logTarget
-        self.state = unsafe Mutex(State(daemons: daemons))
+        self.configuration = configuration
+        self.sockets = sockets.map(\.fd)
+        self.state = Mutex(State(daemons: daemons))
     }
 
     deinit {
         stop()
     }
 
+    /// The version of the libmicrohttpd library in use, for example `0.9.75`.
+    public static var libraryVersion: String {
+        unsafe MHD_get_version().map { unsafe String(cString: $0) } ?? "unknown"
+    }
+
+    /// Whether the server speaks HTTPS.
+    public var usesTLS: Bool { configuration.tls != nil }
+
     /// Requests whose request line arrived and that are not completed (answered or abandoned) yet.
     public var inFlightRequests: Int { context.inFlightRequests }
 
     /// Open client connections over all sockets, idle keep-alive ones included (`MHD_DAEMON_INFO_CURRENT_CONNECTIONS`).
+    ///
+    /// Connections still served by daemons that a TLS reload replaced are counted too.
     public var openConnections: Int {
         state.withLock { state in
             if state.stopped { return 0 }
-            return unsafe state.daemons.reduce(0) { unsafe $0 + Int(cmhd_current_connections($1)) }
+            let current = state.daemons.reduce(0) { unsafe $0 + Int(cmhd_current_connections($1.handle)) }
+            return state.retiring.reduce(current) { unsafe $0 + Int(cmhd_current_connections($1.daemon.handle)) }
         }
     }
+
+    /// Daemons replaced by ``reloadTLS(_:drainTimeout:)`` that are not stopped yet.
+    public var retiringDaemons: Int { state.withLock { $0.retiring.count } }
 
     /// Stops accepting new connections (`MHD_quiesce_daemon`); open connections are still served.
     ///
@@ -113,20 +167,93 @@ import Synchronization
     /// response carries `Connection: close`, so keep-alive clients go away after their current request.
     /// Calling it again, or after ``stop()``, does nothing.
     public func quiesce() {
-        context.startDraining()
         state.withLock { state in
             guard !state.quiesced, !state.stopped else { return }
             state.quiesced = true
-            for index in unsafe state.daemons.indices {
-                let fd = unsafe MHD_quiesce_daemon(state.daemons[index])
-                guard fd >= 0 else { continue }
-                // MHD no longer polls the socket; on Linux shutting it down stops the kernel from
-                // completing new handshakes, so clients are refused at once instead of hanging in the
-                // backlog until `stop()`. The descriptor itself is closed after MHD_stop_daemon.
-                ListenSocket.stopListening(fd)
-                state.quiescedSockets.append(fd)
+            for daemon in state.daemons {
+                unsafe daemon.context.takeUnretainedValue().startDraining()
+                _ = unsafe MHD_quiesce_daemon(daemon.handle)
             }
+            // MHD no longer polls the sockets; on Linux shutting them down stops the kernel from
+            // completing new handshakes, so clients are refused at once instead of hanging in the
+            // backlog until `stop()`. The descriptors themselves are closed by `stop()`.
+            for fd in sockets { ListenSocket.stopListening(fd) }
         }
+    }
+
+    /// Serves new connections with other TLS credentials, without closing any listening socket.
+    ///
+    /// For every socket a new daemon with `credentials` is started on the same descriptor; only when all
+    /// started are the old daemons quiesced (they stop accepting, and their responses carry
+    /// `Connection: close`). The old daemons keep serving the connections they have until these close,
+    /// or until `drainTimeout` passed; call ``stopDrainedDaemons()`` now and then to stop them.
+    /// If any new daemon fails to start, the ones already started are stopped and the old credentials
+    /// stay in use.
+    ///
+    /// - Throws: ``HTTPServerError/Code/invalidConfiguration`` when the server does not use TLS or is
+    ///   shutting down, ``HTTPServerError/Code/startFailed`` when libmicrohttpd rejects the credentials.
+    public func reloadTLS(_ credentials: TLSCredentials, drainTimeout: Duration) throws(HTTPServerError) {
+        try credentials.validate()
+        guard usesTLS else {
+            throw HTTPServerError(code: .invalidConfiguration, message: "the server was started without TLS")
+        }
+        let shuttingDown = HTTPServerError(code: .invalidConfiguration, message: "the server is shutting down")
+        guard state.withLock({ !$0.quiesced && !$0.stopped }) else { throw shuttingDown }
+        let tls = TLSMemory(credentials)
+        var started: [Daemon] = []
+        for (index, fd) in sockets.enumerated() {
+            guard
+                let daemon = unsafe Self.startDaemon(
+                    socket: fd, configuration: configuration, tls: tls, root: context, logTarget: logTarget)
+            else {
+                for daemon in started { Self.stopDaemon(daemon) }
+                throw HTTPServerError(
+                    code: .startFailed,
+                    message: "libmicrohttpd rejected the new TLS certificate or key for \(boundAddresses[index]); "
+                        + "still serving the previous one")
+            }
+            started.append(daemon)
+        }
+        let deadline = ContinuousClock.now.advanced(by: drainTimeout)
+        let swapped = state.withLock { state -> Bool in
+            guard !state.quiesced, !state.stopped else { return false }
+            for old in state.daemons {
+                unsafe old.context.takeUnretainedValue().startDraining()
+                // The socket stays open and listening: the new daemon accepts on it from now on.
+                _ = unsafe MHD_quiesce_daemon(old.handle)
+                state.retiring.append(Retiring(daemon: old, deadline: deadline))
+            }
+            state.daemons = started
+            return true
+        }
+        if !swapped {
+            for daemon in started { Self.stopDaemon(daemon) }
+            throw shuttingDown
+        }
+    }
+
+    /// Stops the daemons replaced by ``reloadTLS(_:drainTimeout:)`` that have no open connection left,
+    /// or whose drain timeout passed (their remaining connections are closed).
+    ///
+    /// - Returns: how many replaced daemons are still running.
+    @discardableResult
+    public func stopDrainedDaemons() -> Int {
+        let now = ContinuousClock.now
+        let (due, remaining) = state.withLock { state -> ([Daemon], Int) in
+            var due: [Daemon] = []
+            var keep: [Retiring] = []
+            for entry in state.retiring {
+                if unsafe now >= entry.deadline || cmhd_current_connections(entry.daemon.handle) == 0 {
+                    due.append(entry.daemon)
+                } else {
+                    keep.append(entry)
+                }
+            }
+            state.retiring = keep
+            return (due, keep.count)
+        }
+        for daemon in due { Self.stopDaemon(daemon) }
+        return remaining
     }
 
     /// Waits until no request is in flight, polling every 10 ms.
@@ -146,7 +273,7 @@ import Synchronization
 
     /// Stops every daemon (`MHD_stop_daemon`), closing open connections and abandoning requests in flight.
     ///
-    /// Then closes the quiesced sockets and releases the callback context.
+    /// Then closes the listening sockets and releases the callback contexts.
     ///
     /// Calling it again does nothing.
     public func stop() {
@@ -155,21 +282,23 @@ import Synchronization
         let taken = state.withLock { state -> Taken? in
             guard !state.stopped else { return nil }
             state.stopped = true
-            defer { state.quiescedSockets = [] }
-            return unsafe Taken(daemons: state.daemons, sockets: state.quiescedSockets)
+            defer {
+                state.retiring = []
+                state.daemons = []
+            }
+            return Taken(daemons: state.retiring.map(\.daemon) + state.daemons)
         }
         guard let taken else { return }
-        for index in unsafe taken.daemons.indices { unsafe MHD_stop_daemon(taken.daemons[index]) }
-        for fd in taken.sockets { ListenSocket.close(fd) }
+        for daemon in taken.daemons { Self.stopDaemon(daemon) }
+        for fd in sockets { ListenSocket.close(fd) }
         unsafe Unmanaged.passUnretained(context).release()
         unsafe logTarget.deinitialize(count: 1)
         unsafe logTarget.deallocate()
     }
 
     /// What ``stop()`` takes out of the lock to tear down.
-    @safe private struct Taken: @unchecked Sendable {
-        let daemons: [OpaquePointer]
-        let sockets: [Int32]
+    private struct Taken: Sendable {
+        let daemons: [Daemon]
     }
 
     /// Quiesces, waits up to `gracePeriod` for in-flight requests, then stops.
@@ -183,11 +312,32 @@ import Synchronization
         return drained
     }
 
-    /// Starts one MHD daemon on a listening socket.
+    /// Stops one daemon, closes its duplicate of the socket and releases its context (and its TLS strings,
+    /// with the last reference).
+    ///
+    /// The daemon is quiesced first (a no-op if it already was), so libmicrohttpd hands the descriptor
+    /// back instead of closing it: the one place it is closed is here.
+    private static func stopDaemon(_ daemon: Daemon) {
+        _ = unsafe MHD_quiesce_daemon(daemon.handle)
+        unsafe MHD_stop_daemon(daemon.handle)
+        ListenSocket.close(daemon.fd)
+        unsafe daemon.context.release()
+    }
+
+    /// Starts one MHD daemon on a duplicate of a listening socket, with its own context (a sibling of `root`).
+    ///
+    /// When the start fails libmicrohttpd has closed (or owns) the duplicate; it is never touched again.
     private static func startDaemon(
-        fd: Int32, configuration: HTTPServerConfiguration, context: UnsafeMutableRawPointer,
+        socket: Int32, configuration: HTTPServerConfiguration, tls: TLSMemory?, root: ServerContext,
         logTarget: UnsafeMutablePointer<cmhd_log_target>
-    ) -> OpaquePointer? {
+    ) -> Daemon? {
+        let fd = fcntl(socket, F_DUPFD_CLOEXEC, 3)
+        guard fd >= 0 else {
+            root.errorLog("cannot duplicate listening socket \(socket): \(unsafe String(cString: strerror(errno)))")
+            return nil
+        }
+        let context = Unmanaged.passRetained(root.sibling())
+        let contextPointer = unsafe context.toOpaque()
         // The logger must come first, or MHD warns that earlier options may log elsewhere.
         var options: [MHD_OptionItem] = unsafe [
             cmhd_option_logger(logTarget),
@@ -195,8 +345,8 @@ import Synchronization
             cmhd_option_int(.CONNECTION_LIMIT, configuration.connectionLimit),
             cmhd_option_int(.CONNECTION_TIMEOUT, configuration.connectionTimeoutSeconds),
             cmhd_option_int(.CONNECTION_MEMORY_LIMIT, configuration.connectionMemoryLimit),
-            unsafe cmhd_option_uri_log(mhdRequestStarted, context),
-            unsafe cmhd_option_notify_completed(mhdRequestCompleted, context),
+            unsafe cmhd_option_uri_log(mhdRequestStarted, contextPointer),
+            unsafe cmhd_option_notify_completed(mhdRequestCompleted, contextPointer),
             cmhd_option_identity_unescape(),
         ]
         if configuration.perIPConnectionLimit > 0 {
@@ -205,12 +355,56 @@ import Synchronization
         if configuration.threadPoolSize > 1 {
             unsafe options.append(cmhd_option_int(.THREAD_POOL_SIZE, configuration.threadPoolSize))
         }
-        unsafe options.append(cmhd_option_end())
-        let flags =
+        var flags =
             MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_EPOLL.rawValue | MHD_USE_ITC.rawValue
             | MHD_USE_ERROR_LOG.rawValue
-        return unsafe options.withUnsafeBufferPointer { items in
-            unsafe cmhd_start_daemon(UInt32(flags), 0, mhdAccessHandler, context, items.baseAddress)
+        if let tls {
+            flags |= MHD_USE_TLS.rawValue
+            unsafe options.append(cmhd_option_pointer(.HTTPS_MEM_KEY, tls.key))
+            unsafe options.append(cmhd_option_pointer(.HTTPS_MEM_CERT, tls.certificate))
+            unsafe options.append(cmhd_option_pointer(.HTTPS_PRIORITIES, tls.priorities))
         }
+        unsafe options.append(cmhd_option_end())
+        let handle = unsafe options.withUnsafeBufferPointer { items in
+            unsafe cmhd_start_daemon(UInt32(flags), 0, mhdAccessHandler, contextPointer, items.baseAddress)
+        }
+        guard let handle = unsafe handle else {
+            unsafe context.release()
+            return nil
+        }
+        return unsafe Daemon(handle: handle, fd: fd, context: context, tls: tls)
+    }
+}
+
+/// TLS credentials as the NUL-terminated C strings libmicrohttpd reads; the key is wiped when freed.
+@safe final class TLSMemory: @unchecked Sendable {
+    /// `MHD_OPTION_HTTPS_MEM_CERT`.
+    let certificate: UnsafeMutablePointer<CChar>
+    /// `MHD_OPTION_HTTPS_MEM_KEY`.
+    let key: UnsafeMutablePointer<CChar>
+    /// `MHD_OPTION_HTTPS_PRIORITIES`.
+    let priorities: UnsafeMutablePointer<CChar>
+    /// Bytes of `key` without its NUL, to wipe.
+    private let keyLength: Int
+
+    /// Copies validated credentials (no NUL bytes inside) into C memory.
+    init(_ credentials: TLSCredentials) {
+        func copy(_ bytes: [UInt8]) -> UnsafeMutablePointer<CChar> {
+            let memory = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count + 1)
+            for (index, byte) in bytes.enumerated() { unsafe memory[index] = CChar(bitPattern: byte) }
+            unsafe memory[bytes.count] = 0
+            return unsafe memory
+        }
+        unsafe certificate = copy(credentials.certificateChainPEM)
+        unsafe key = copy(credentials.privateKeyPEM)
+        unsafe priorities = copy(Array(credentials.priorities.utf8))
+        keyLength = credentials.privateKeyPEM.count
+    }
+
+    deinit {
+        unsafe explicit_bzero(key, keyLength)
+        unsafe certificate.deallocate()
+        unsafe key.deallocate()
+        unsafe priorities.deallocate()
     }
 }

@@ -33,6 +33,8 @@ public struct HTTPServerConfiguration: Sendable {
     public var uploadDiscardLimit: Int
     /// The `listen` backlog of sockets the server binds itself.
     public var listenBacklog: Int
+    /// Certificate and key for HTTPS on every socket (`MHD_USE_TLS`); nil serves plain HTTP.
+    public var tls: TLSCredentials?
 
     /// The number of online processors, the default ``threadPoolSize``.
     public static var processorCount: Int {
@@ -49,7 +51,8 @@ public struct HTTPServerConfiguration: Sendable {
         connectionTimeoutSeconds: Int = 30,
         connectionMemoryLimit: Int = 32 * 1024,
         uploadDiscardLimit: Int = 64 * 1024,
-        listenBacklog: Int = 128
+        listenBacklog: Int = 128,
+        tls: TLSCredentials? = nil
     ) {
         self.listenAddresses = listenAddresses
         self.listenDescriptors = listenDescriptors
@@ -60,6 +63,7 @@ public struct HTTPServerConfiguration: Sendable {
         self.connectionMemoryLimit = connectionMemoryLimit
         self.uploadDiscardLimit = uploadDiscardLimit
         self.listenBacklog = listenBacklog
+        self.tls = tls
     }
 
     /// Checks every value is in range and at least one socket is given.
@@ -87,5 +91,6 @@ public struct HTTPServerConfiguration: Sendable {
         }
         if uploadDiscardLimit < 0 { throw invalid("upload discard limit \(uploadDiscardLimit) is negative") }
         if !(1...65535).contains(listenBacklog) { throw invalid("listen backlog \(listenBacklog) is not in 1...65535") }
+        try tls?.validate()
     }
 }

@@ -79,6 +79,31 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
         self.port = UInt16(port)
     }
 
+    /// The address a listening descriptor is bound to, for sockets handed over by a supervisor.
+    ///
+    /// - Throws: ``HTTPServerError/Code/socketFailed`` when `fd` is not a bound IPv4 or IPv6 socket.
+    public init(boundTo fd: Int32) throws(HTTPServerError) {
+        self = try ListenSocket.localAddress(fd)
+    }
+
+    /// Whether only this host can reach the address: `127.0.0.0/8`, `::1`, or `::ffff:127.0.0.0/104`.
+    ///
+    /// The wildcard addresses `0.0.0.0` and `::` are not loopback: they accept connections from anywhere.
+    public var isLoopback: Bool {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        switch family {
+        case .ipv4:
+            guard unsafe bytes.withUnsafeMutableBytes({ unsafe inet_pton(AF_INET, host, $0.baseAddress) }) == 1
+            else { return false }
+            return bytes[0] == 127
+        case .ipv6:
+            guard unsafe bytes.withUnsafeMutableBytes({ unsafe inet_pton(AF_INET6, host, $0.baseAddress) }) == 1
+            else { return false }
+            if bytes[..<15].allSatisfy({ $0 == 0 }) && bytes[15] == 1 { return true }
+            return bytes[..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF && bytes[12] == 127
+        }
+    }
+
     /// The text form: `127.0.0.1:8741` or `[::1]:8741`.
     public var description: String {
         family == .ipv6 ? "[\(host)]:\(port)" : "\(host):\(port)"

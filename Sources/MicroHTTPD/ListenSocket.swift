@@ -39,6 +39,23 @@ enum ListenSocket {
         guard flags >= 0, fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0 else { throw failure("fcntl", name, errno) }
     }
 
+    /// Checks that a descriptor handed over by a supervisor (socket activation) is a listening TCP socket.
+    ///
+    /// - Throws: ``HTTPServerError/Code/socketFailed`` naming the descriptor otherwise.
+    static func requireListeningStream(_ fd: Int32) throws(HTTPServerError) {
+        func option(_ name: Int32) -> Int32? {
+            var value: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            return unsafe getsockopt(fd, SOL_SOCKET, name, &value, &length) == 0 ? value : nil
+        }
+        guard let type = option(SO_TYPE) else {
+            throw HTTPServerError(code: .socketFailed, message: "descriptor \(fd) is not a socket", errno: errno)
+        }
+        guard type == Int32(SOCK_STREAM.rawValue), option(SO_ACCEPTCONN) == 1 else {
+            throw HTTPServerError(code: .socketFailed, message: "descriptor \(fd) is not a listening TCP socket")
+        }
+    }
+
     /// The address a socket is bound to (`getsockname`); this is how port 0 becomes a real port.
     static func localAddress(_ fd: Int32) throws(HTTPServerError) -> ListenAddress {
         var storage = sockaddr_storage()

@@ -2,21 +2,30 @@ import Synchronization
 
 /// What libmicrohttpd's callbacks reach through their `void *` closure: the handler, counters and the log sink.
 ///
-/// ``HTTPServer`` retains one instance with `Unmanaged.passRetained` before starting any daemon and
-/// releases it after the last `MHD_stop_daemon` returned, so every callback sees a live object.
+/// Every MHD daemon gets its own instance (``sibling()``), so one daemon can be drained (its responses
+/// carry `Connection: close`) while another on the same socket keeps serving, as after a TLS reload.
+/// All instances of one server share the handler and the in-flight counter.
+///
+/// ``HTTPServer`` retains each instance with `Unmanaged.passRetained` before starting its daemon and
+/// releases it after that daemon's `MHD_stop_daemon` returned, so every callback sees a live object.
 final class ServerContext: Sendable {
+    /// The counter of requests in flight, shared by every daemon of one server.
+    private final class Counter: Sendable {
+        let value = Atomic<Int>(0)
+    }
+
     /// The application's request handler, called on MHD's threads.
     let handler: @Sendable (HTTPRequest) -> HTTPResponse
     /// Where MHD's own error messages go.
     let errorLog: @Sendable (String) -> Void
     /// Bytes of request body discarded before answering early (``HTTPServerConfiguration/uploadDiscardLimit``).
     let uploadDiscardLimit: Int
-    /// Requests whose request line arrived and that are not completed yet.
-    private let inFlight = Atomic<Int>(0)
-    /// Whether the server is shutting down: responses then carry `Connection: close`.
+    /// Requests whose request line arrived and that are not completed yet, over all daemons of the server.
+    private let inFlight: Counter
+    /// Whether this daemon is going away: its responses then carry `Connection: close`.
     private let draining = Atomic<Bool>(false)
 
-    /// Creates a context.
+    /// Creates the first context of a server.
     init(
         handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse,
         errorLog: @escaping @Sendable (String) -> Void,
@@ -25,19 +34,31 @@ final class ServerContext: Sendable {
         self.handler = handler
         self.errorLog = errorLog
         self.uploadDiscardLimit = uploadDiscardLimit
+        self.inFlight = Counter()
     }
 
+    /// A context for another daemon of the same server.
+    private init(sharing other: ServerContext) {
+        handler = other.handler
+        errorLog = other.errorLog
+        uploadDiscardLimit = other.uploadDiscardLimit
+        inFlight = other.inFlight
+    }
+
+    /// A new context with the same handler and in-flight counter, not draining.
+    func sibling() -> ServerContext { ServerContext(sharing: self) }
+
     /// The number of requests in flight.
-    var inFlightRequests: Int { inFlight.load(ordering: .acquiring) }
+    var inFlightRequests: Int { inFlight.value.load(ordering: .acquiring) }
 
     /// Whether responses should close their connection.
     var isDraining: Bool { draining.load(ordering: .acquiring) }
 
     /// Counts a request whose request line just arrived.
-    func requestBegan() { inFlight.add(1, ordering: .acquiringAndReleasing) }
+    func requestBegan() { inFlight.value.add(1, ordering: .acquiringAndReleasing) }
 
     /// Counts a request that MHD reports completed (answered, or its connection closed).
-    func requestEnded() { inFlight.subtract(1, ordering: .acquiringAndReleasing) }
+    func requestEnded() { inFlight.value.subtract(1, ordering: .acquiringAndReleasing) }
 
     /// Makes every later response close its connection.
     func startDraining() { draining.store(true, ordering: .releasing) }

@@ -8,7 +8,8 @@ import Glibc
 /// The JSON configuration file: every key optional, unknown keys rejected.
 ///
 /// Keys: `images`, `listen` (array of `HOST:PORT`), `log_level`, `threads`, `connection_limit`,
-/// `per_ip_connection_limit`, `connection_timeout`. `null` counts as absent. See `deploy/qcowscoped.json`.
+/// `per_ip_connection_limit`, `connection_timeout`, `tls_cert`, `tls_key`, `token_file`, `open_health`,
+/// `open_metrics`, `insecure_no_auth`. `null` counts as absent. See `deploy/qcowscoped.json`.
 struct ConfigFile: Decodable, Equatable {
     /// `images`: the images directory.
     var images: String?
@@ -24,11 +25,24 @@ struct ConfigFile: Decodable, Equatable {
     var perIPConnectionLimit: Int?
     /// `connection_timeout`: seconds before an idle connection is closed; 0 means never.
     var connectionTimeout: Int?
+    /// `tls_cert`: PEM certificate chain file; with `tls_key`, serve HTTPS.
+    var tlsCert: String?
+    /// `tls_key`: PEM private key file of `tls_cert`.
+    var tlsKey: String?
+    /// `token_file`: file holding the bearer token clients must send.
+    var tokenFile: String?
+    /// `open_health`: serve `/healthz` without the token.
+    var openHealth: Bool?
+    /// `open_metrics`: serve `/metrics` without the token.
+    var openMetrics: Bool?
+    /// `insecure_no_auth`: allow listening on a non-loopback address without a token.
+    var insecureNoAuth: Bool?
 
     /// The keys the file may contain, in documentation order.
     static let knownKeys = [
         "images", "listen", "log_level", "threads", "connection_limit", "per_ip_connection_limit",
-        "connection_timeout",
+        "connection_timeout", "tls_cert", "tls_key", "token_file", "open_health", "open_metrics",
+        "insecure_no_auth",
     ]
 
     /// A coding key for any string, so unknown keys can be found.
@@ -56,6 +70,12 @@ struct ConfigFile: Decodable, Equatable {
         perIPConnectionLimit = try container.decodeIfPresent(
             Int.self, forKey: Key(stringValue: "per_ip_connection_limit"))
         connectionTimeout = try container.decodeIfPresent(Int.self, forKey: Key(stringValue: "connection_timeout"))
+        tlsCert = try container.decodeIfPresent(String.self, forKey: Key(stringValue: "tls_cert"))
+        tlsKey = try container.decodeIfPresent(String.self, forKey: Key(stringValue: "tls_key"))
+        tokenFile = try container.decodeIfPresent(String.self, forKey: Key(stringValue: "token_file"))
+        openHealth = try container.decodeIfPresent(Bool.self, forKey: Key(stringValue: "open_health"))
+        openMetrics = try container.decodeIfPresent(Bool.self, forKey: Key(stringValue: "open_metrics"))
+        insecureNoAuth = try container.decodeIfPresent(Bool.self, forKey: Key(stringValue: "insecure_no_auth"))
     }
 
     /// Reads and decodes the file at `path`.
@@ -113,6 +133,7 @@ struct ConfigFile: Decodable, Equatable {
         switch type {
         case is String.Type: return "must be a string"
         case is Int.Type: return "must be an integer"
+        case is Bool.Type: return "must be true or false"
         case is [String].Type: return "must be an array of strings"
         default: return "must be a JSON object"
         }

@@ -12,7 +12,8 @@ struct DaemonCommand: ParsableCommand {
         abstract: "Serve read-only QCOW2 image inspection over HTTP.",
         discussion: """
             Options override the JSON config file (--config), which overrides the defaults. \
-            SIGTERM or SIGINT stop accepting connections, let requests in flight finish (up to 10 s) and exit 0.
+            SIGTERM or SIGINT stop accepting connections, let requests in flight finish (up to 10 s) and exit 0. \
+            SIGHUP re-reads the TLS certificate, key and token file.
             """)
 
     @Option(name: .long, help: "Directory holding the images to inspect.")
@@ -28,7 +29,7 @@ struct DaemonCommand: ParsableCommand {
         help: ArgumentHelp(
             "JSON config file (CLI options override it).",
             discussion: "Keys: images, listen, log_level, threads, connection_limit, per_ip_connection_limit, "
-                + "connection_timeout.")
+                + "connection_timeout, tls_cert, tls_key, token_file, open_health, open_metrics, insecure_no_auth.")
     )
     var config: String?
 
@@ -46,6 +47,24 @@ struct DaemonCommand: ParsableCommand {
 
     @Option(name: .long, help: "Seconds before an idle connection is closed; 0 means never (default 30).")
     var timeout: Int?
+
+    @Option(name: .long, help: "PEM certificate chain: serve HTTPS (needs --tls-key; both re-read on SIGHUP).")
+    var tlsCert: String?
+
+    @Option(name: .long, help: "Unencrypted PEM private key of --tls-cert.")
+    var tlsKey: String?
+
+    @Option(name: .long, help: "File holding the bearer token every request must carry (re-read on SIGHUP).")
+    var tokenFile: String?
+
+    @Flag(name: .long, help: "Serve /healthz without the token.")
+    var openHealth = false
+
+    @Flag(name: .long, help: "Serve /metrics without the token.")
+    var openMetrics = false
+
+    @Flag(name: .long, help: "Allow listening on a non-loopback address without --token-file.")
+    var insecureNoAuth = false
 
     /// How long in-flight requests may take to finish after SIGTERM or SIGINT.
     static let shutdownGracePeriod = Duration.seconds(10)
@@ -96,19 +115,23 @@ struct DaemonCommand: ParsableCommand {
         }
         let ui = Dictionary(uniqueKeysWithValues: UIAssets.files.map { ($0.name, API.Asset(contentType: $0.contentType, body: Array($0.text.utf8))) })
         let router = RequestRouter(api: API(catalog: catalog, openAPI: Array(OpenAPIDocument.text.utf8), ui: ui))
+        let ops = OpsHandler(
+            token: configuration.token, openHealth: configuration.openHealth, openMetrics: configuration.openMetrics,
+            metrics: DaemonMetrics(catalog: catalog, tls: configuration.tlsFiles != nil))
+        let notifier = SystemdNotifier.fromEnvironment()
         let server: HTTPServer
         do {
             server = try HTTPServer(
                 configuration: configuration.server,
                 errorLog: AccessLog.libraryLogger(logger),
-                handler: AccessLog.wrap(router.handle, logger: logger))
+                handler: AccessLog.wrap(ops.wrap(router.handle), logger: logger))
         } catch {
             throw StartupError(error.description)
         }
-        for address in server.boundAddresses {
-            logger.info("qcowscoped listening on http://\(address)")
-        }
-        let signal = SignalWaiter.waitForTermination()
+        let signal = DaemonRuntime(
+            server: server, configuration: configuration, notifier: notifier, logger: logger,
+            drainTimeout: Self.shutdownGracePeriod
+        ).run()
         logger.notice("received \(signal): finishing requests in flight, then stopping")
         if !server.shutdown(gracePeriod: Self.shutdownGracePeriod) {
             logger.warning("requests still in flight after \(Self.shutdownGracePeriod) were abandoned")

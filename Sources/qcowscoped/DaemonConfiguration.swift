@@ -11,8 +11,20 @@ struct DaemonConfiguration {
     var imagesDirectory: String
     /// The log level of every handler.
     var logLevel: Logger.Level
-    /// Addresses, limits and timeouts for the HTTP server.
+    /// Addresses, limits and timeouts for the HTTP server (and the TLS credentials, when HTTPS is on).
     var server: HTTPServerConfiguration
+    /// Where the TLS certificate and key come from (read again on SIGHUP); nil serves plain HTTP.
+    var tlsFiles: TLSFiles?
+    /// The bearer token clients must send; nil turns authentication off.
+    var token: BearerToken?
+    /// Whether `/healthz` is served without the token.
+    var openHealth: Bool
+    /// Whether `/metrics` is served without the token.
+    var openMetrics: Bool
+    /// Whether listening on a non-loopback address without a token was allowed explicitly.
+    var insecureNoAuth: Bool
+    /// Whether the sockets came from systemd (`LISTEN_FDS`), in which case `listen` was ignored.
+    var socketActivated: Bool { !server.listenDescriptors.isEmpty }
 
     /// The defaults shown in `deploy/qcowscoped.json`.
     enum Defaults {
@@ -24,6 +36,9 @@ struct DaemonConfiguration {
         /// 0 means no per-IP limit.
         static let perIPConnectionLimit = 0
         static let connectionTimeout = 30
+        static let openHealth = false
+        static let openMetrics = false
+        static let insecureNoAuth = false
     }
 
     /// Merges the command line over the config file over the defaults, and checks every value.
@@ -44,8 +59,24 @@ struct DaemonConfiguration {
                 "invalid log level '\(levelText)' (expected trace, debug, info, notice, warning, error or critical)")
         }
 
-        let listenTexts = command.listen.isEmpty ? (file.listen ?? Defaults.listen) : command.listen
-        guard !listenTexts.isEmpty else { throw StartupError("no listen address given") }
+        var tlsFiles: TLSFiles?
+        switch (command.tlsCert ?? file.tlsCert, command.tlsKey ?? file.tlsKey) {
+        case (nil, nil): tlsFiles = nil
+        case (let certificate?, let key?): tlsFiles = TLSFiles(certificate: certificate, key: key)
+        case (_?, nil): throw StartupError("--tls-cert needs --tls-key (config key 'tls_key')")
+        case (nil, _?): throw StartupError("--tls-key needs --tls-cert (config key 'tls_cert')")
+        }
+        let tls = try tlsFiles?.load()
+        let token = try (command.tokenFile ?? file.tokenFile).map { path throws(StartupError) in
+            try BearerToken(path: path)
+        }
+        let insecureNoAuth = command.insecureNoAuth || (file.insecureNoAuth ?? Defaults.insecureNoAuth)
+
+        // Sockets passed by systemd replace the listen setting (which would bind the same addresses again).
+        let descriptors = try SocketActivation.takeListenDescriptors()
+        let listenTexts =
+            descriptors.isEmpty ? (command.listen.isEmpty ? (file.listen ?? Defaults.listen) : command.listen) : []
+        guard !listenTexts.isEmpty || !descriptors.isEmpty else { throw StartupError("no listen address given") }
         var addresses: [ListenAddress] = []
         for text in listenTexts {
             do {
@@ -65,13 +96,32 @@ struct DaemonConfiguration {
         let timeout = try checked(
             command.timeout ?? file.connectionTimeout ?? Defaults.connectionTimeout, "connection timeout", 0...86_400)
 
+        var exposed = addresses.filter { !$0.isLoopback }.map(\.description)
+        for fd in descriptors {
+            if let address = try? ListenAddress(boundTo: fd), !address.isLoopback {
+                exposed.append(address.description)
+            }
+        }
+        if !exposed.isEmpty && token == nil && !insecureNoAuth {
+            throw StartupError(
+                "refusing to listen on \(exposed.joined(separator: ", ")) without authentication: give "
+                    + "--token-file FILE (config key 'token_file'), or --insecure-no-auth to let anyone who can "
+                    + "connect read the images")
+        }
+
         let server = HTTPServerConfiguration(
             listenAddresses: addresses,
+            listenDescriptors: descriptors,
             threadPoolSize: threads == 0 ? HTTPServerConfiguration.processorCount : threads,
             connectionLimit: limit,
             perIPConnectionLimit: perIP,
-            connectionTimeoutSeconds: timeout)
-        return DaemonConfiguration(imagesDirectory: images, logLevel: level, server: server)
+            connectionTimeoutSeconds: timeout,
+            tls: tls)
+        return DaemonConfiguration(
+            imagesDirectory: images, logLevel: level, server: server, tlsFiles: tlsFiles, token: token,
+            openHealth: command.openHealth || (file.openHealth ?? Defaults.openHealth),
+            openMetrics: command.openMetrics || (file.openMetrics ?? Defaults.openMetrics),
+            insecureNoAuth: insecureNoAuth)
     }
 
     /// Returns `value` if it lies in `range`, else throws naming the setting.

@@ -58,7 +58,8 @@ extension QCOW2Image {
             let chunk = try bitmapTable(bitmap, offset: entryIndex, limit: Int(min(UInt64(Limits.maxTablePage), min(lastEntry, tableSize - 1) - entryIndex + 1)))
             for e in chunk {
                 let a = max(firstBit, e.index * bitsPerEntry)
-                let b = min(endBit, (e.index + 1) * bitsPerEntry)
+                // The last entry of a table can end past 2^64 bits (cluster_bits 30, granularity 1 B).
+                let b = min(endBit, (e.index + 1) *? bitsPerEntry ?? UInt64.max)
                 switch e.kind {
                 case .allZeroes:
                     if !emit(a, b, false) { break scan }

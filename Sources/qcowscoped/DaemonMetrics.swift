@@ -1,0 +1,85 @@
+import Metrics
+import MicroHTTPD
+import Prometheus
+import QCOW2API
+
+/// The daemon's Prometheus metrics: request counts and latencies (swift-metrics with the swift-prometheus
+/// backend, kept in this instance's registry), `qcowscope_build_info`, and the image gauges computed from
+/// the catalog at every scrape (``ImageMetrics``).
+///
+/// Request labels are bounded: `endpoint` is a route pattern (``EndpointLabel``), `method` is `GET`, `HEAD`
+/// or `other`, `status` is one of the few codes the API answers with.
+final class DaemonMetrics: Sendable {
+    /// Requests answered, by `endpoint`, `method` and `status`.
+    static let requestsTotal = "qcowscope_http_requests_total"
+    /// Time from the request line to the response, by `endpoint` and `status`.
+    static let requestDuration = "qcowscope_http_request_duration_seconds"
+    /// The `Content-Type` of the text exposition format 0.0.4.
+    static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+    /// The version reported by `qcowscope_build_info`.
+    static let version = "1.0.0"
+
+    /// Latency buckets: the API usually answers within a millisecond, cold bitmap counts take longer.
+    static let durationBuckets: [Duration] = [
+        .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5),
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+        .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
+    ]
+
+    /// `# HELP` lines for the families swift-metrics creates (its factory registers them without help).
+    private static let help: [(name: String, text: String)] = [
+        (requestsTotal, "HTTP requests answered, by route pattern, method and status."),
+        (requestDuration, "Seconds from request to response, by route pattern and status."),
+    ]
+
+    private let registry: PrometheusCollectorRegistry
+    private let factory: PrometheusMetricsFactory
+    private let catalog: ImageCatalog
+
+    /// Creates the registry and sets `qcowscope_build_info`.
+    init(catalog: ImageCatalog, tls: Bool) {
+        self.catalog = catalog
+        registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets[Self.requestDuration] = Self.durationBuckets
+        self.factory = factory
+        registry.makeGauge(
+            descriptor: MetricNameDescriptor(
+                metricName: "qcowscope_build_info", unitName: "",
+                helpText:
+                    "Always 1; the labels tell the qcowscoped version, libmicrohttpd version and whether TLS is on."),
+            labels: [
+                ("version", Self.version), ("libmicrohttpd", HTTPServer.libraryVersion),
+                ("tls", tls ? "true" : "false"),
+            ]
+        ).set(Int64(1))
+    }
+
+    /// Counts one answered request and records its duration.
+    func recordRequest(endpoint: String, method: String, status: Int, duration: Duration) {
+        let method = method == "GET" || method == "HEAD" ? method : "other"
+        let status = String(status)
+        Counter(
+            label: Self.requestsTotal, dimensions: [("endpoint", endpoint), ("method", method), ("status", status)],
+            factory: factory
+        ).increment()
+        let (seconds, attoseconds) = duration.components
+        Metrics.Timer(
+            label: Self.requestDuration, dimensions: [("endpoint", endpoint), ("status", status)], factory: factory
+        ).recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+
+    /// The whole exposition: request metrics and build info, then the image gauges computed now.
+    func exposition() -> [UInt8] {
+        var lines = String(decoding: registry.emitToBuffer(), as: UTF8.self)
+            .split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+        for (name, text) in Self.help {
+            if let index = lines.firstIndex(where: { $0.hasPrefix("# TYPE \(name) ") }) {
+                lines.insert("# HELP \(name) \(text)", at: index)
+            }
+        }
+        var text = lines.joined(separator: "\n")
+        if !text.isEmpty { text += "\n" }
+        return Array(text.utf8) + ImageMetrics.collect(catalog)
+    }
+}

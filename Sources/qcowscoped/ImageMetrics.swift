@@ -1,0 +1,100 @@
+import Prometheus
+import QCOW2
+import QCOW2API
+
+/// Gauges about the images, computed from the catalog at scrape time into a fresh registry.
+///
+/// Nothing is kept between scrapes, so images that disappear leave no stale series. Parsed images,
+/// findings and dirty counts come from the catalog's cache (re-read only when a file changes).
+/// Series per image are bounded: at most ``maxBitmapsPerImage`` bitmaps of an image get per-bitmap series.
+enum ImageMetrics {
+    /// Bitmaps per image with their own series; the rest are counted in `qcowscope_image_bitmaps_not_exported`.
+    static let maxBitmapsPerImage = 64
+
+    /// The image gauges in the text format.
+    static func collect(_ catalog: ImageCatalog) -> [UInt8] {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let registry = PrometheusCollectorRegistry()
+        func gauge(_ name: String, _ help: String, _ labels: [(String, String)]) -> Gauge {
+            registry.makeGauge(
+                descriptor: MetricNameDescriptor(metricName: "qcowscope_" + name, unitName: "", helpText: help),
+                labels: labels)
+        }
+        var byStatus: [String: Int] = ["ok": 0, "findings": 0, "unreadable": 0]
+        for name in catalog.names() where catalog.isQCOW2(name) {
+            let image = [("image", name)]
+            let status: String
+            do {
+                let entry = try catalog.image(named: name)
+                status = record(entry, image: image, gauge: gauge)
+            } catch {
+                guard case .unreadable(let problem) = error else { continue }  // the file disappeared
+                status = "unreadable"
+                gauge(
+                    "image_parse_error", "1 for an image whose header cannot be parsed, labelled with the error kind.",
+                    image + [("kind", problem.kind.rawValue)]
+                ).set(Int64(1))
+            }
+            byStatus[status, default: 0] += 1
+            gauge(
+                "image_status",
+                "1 for each image, labelled with its status: ok, findings (warnings or errors) or unreadable.",
+                image + [("status", status)]
+            ).set(Int64(1))
+        }
+        for (status, count) in byStatus.sorted(by: { $0.key < $1.key }) {
+            gauge("images", "qcow2 images in the directory, by status.", [("status", status)]).set(Int64(count))
+        }
+        let elapsed = start.duration(to: clock.now).components
+        gauge("image_metrics_collect_seconds", "Seconds spent computing the image metrics of this scrape.", []).set(
+            Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18)
+        return registry.emitToBuffer()
+    }
+
+    /// Sets the gauges of one readable image and returns its status (`ok` or `findings`).
+    private static func record(
+        _ entry: ImageCatalog.Entry, image: [(String, String)],
+        gauge: (String, String, [(String, String)]) -> Gauge
+    ) -> String {
+        let header = entry.image.header
+        let findings = entry.findings()
+        gauge("image_virtual_size_bytes", "Guest disk size in bytes.", image).set(Int64(clamping: header.size))
+        gauge("image_file_size_bytes", "Size of the image file in bytes.", image).set(Int64(clamping: entry.file.size))
+        gauge("image_header_dirty", "1 when the header's dirty bit is set (refcounts may be stale).", image).set(
+            Int64(header.incompatibleFeatures & Header.dirtyBit != 0 ? 1 : 0))
+        gauge("image_header_corrupt", "1 when the header's corrupt bit is set.", image).set(
+            Int64(header.incompatibleFeatures & Header.corruptBit != 0 ? 1 : 0))
+        for severity in Finding.Severity.allCases {
+            gauge("image_findings", "Rules the image breaks, by severity.", image + [("severity", severity.rawValue)])
+                .set(Int64(findings.filter { $0.severity == severity }.count))
+        }
+        let bitmaps = entry.image.bitmaps
+        gauge("image_bitmaps", "Persistent dirty bitmaps in the image's bitmap directory.", image).set(
+            Int64(bitmaps.count))
+        gauge("image_bitmaps_in_use", "Bitmaps with the in_use flag set (stale unless a VM has the image open).", image)
+            .set(Int64(bitmaps.filter(\.inUse).count))
+        var seen: Set<String> = []
+        var exported = 0
+        for bitmap in bitmaps where exported < maxBitmapsPerImage {
+            let name = bitmap.name.escaped
+            guard seen.insert(name).inserted else { continue }
+            exported += 1
+            let labels = image + [("bitmap", name)]
+            gauge("bitmap_in_use", "1 when the bitmap's in_use flag is set.", labels).set(Int64(bitmap.inUse ? 1 : 0))
+            if let granularity = bitmap.granularity {
+                gauge("bitmap_granularity_bytes", "Guest bytes per bitmap bit.", labels).set(
+                    Int64(clamping: granularity))
+            }
+            if let bytes = entry.dirtyCount(bitmap).bytes {
+                gauge("bitmap_dirty_bytes", "Guest bytes marked dirty (exact, clipped to the disk size).", labels).set(
+                    Int64(clamping: bytes))
+            }
+        }
+        gauge(
+            "image_bitmaps_not_exported",
+            "Bitmaps without per-bitmap series (beyond the cap of 64 per image, or duplicate names).", image
+        ).set(Int64(bitmaps.count - exported))
+        return findings.contains { $0.severity != .info } ? "findings" : "ok"
+    }
+}
