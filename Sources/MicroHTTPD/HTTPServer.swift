@@ -101,7 +101,8 @@ import Synchronization
         }
 
         let context = ServerContext(
-            handler: handler, errorLog: errorLog, uploadDiscardLimit: configuration.uploadDiscardLimit)
+            handler: handler, errorLog: errorLog, uploadDiscardLimit: configuration.uploadDiscardLimit,
+            overloadThreshold: configuration.overloadThreshold)
         let rootPointer = unsafe Unmanaged.passRetained(context).toOpaque()
         let logTarget = UnsafeMutablePointer<cmhd_log_target>.allocate(capacity: 1)
         unsafe logTarget.initialize(to: cmhd_log_target(sink: mhdLogMessage, context: rootPointer))

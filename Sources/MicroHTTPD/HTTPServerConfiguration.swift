@@ -35,6 +35,10 @@ public struct HTTPServerConfiguration: Sendable {
     public var listenBacklog: Int
     /// Certificate and key for HTTPS on every socket (`MHD_USE_TLS`); nil serves plain HTTP.
     public var tls: TLSCredentials?
+    /// Requests in progress (request line read, response not yet sent, over all sockets) above which new
+    /// requests are answered `503 Service Unavailable` with `Retry-After` instead of queueing; 0 turns
+    /// shedding off. Clients then back off instead of piling into a slow server.
+    public var overloadThreshold: Int = 0
 
     /// The number of online processors, the default ``threadPoolSize``.
     public static var processorCount: Int {

@@ -84,8 +84,23 @@ private func answer(
         connection: connection, state: state,
         method: method.map { unsafe String(cString: $0) } ?? "",
         version: version.map { unsafe String(cString: $0) } ?? "")
-    let response = context.handler(request)
+    let response = context.isOverloaded ? overloaded(request) : context.handler(request)
     return unsafe queue(response, on: connection, context: context)
+}
+
+/// The answer while the server sheds load: 503 problem+json with `Retry-After`, without calling the handler.
+private func overloaded(_ request: HTTPRequest) -> HTTPResponse {
+    let path = request.rawPath.unicodeScalars.map { $0 == "\"" || $0 == "\\" || $0.value < 0x20 ? "_" : String($0) }.joined()
+    let body =
+        #"{"type":"urn:qcowscope:problem:overloaded","title":"Service unavailable","status":503,"#
+        + #""detail":"too many requests in progress; retry after the delay in Retry-After","instance":""# + path + "\"}\n"
+    return HTTPResponse(
+        status: 503,
+        headers: [
+            ("Content-Type", "application/problem+json"), ("Retry-After", "1"), ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+        ],
+        body: Array(body.utf8))
 }
 
 /// Collects method, target, headers and client address into an ``HTTPRequest``.

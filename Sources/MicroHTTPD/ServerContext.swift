@@ -18,6 +18,8 @@ final class ServerContext: Sendable {
     let handler: @Sendable (HTTPRequest) -> HTTPResponse
     /// Where MHD's own error messages go.
     let errorLog: @Sendable (String) -> Void
+    /// Requests in progress above which new ones get 503 (0: never).
+    let overloadThreshold: Int
     /// Bytes of request body discarded before answering early (``HTTPServerConfiguration/uploadDiscardLimit``).
     let uploadDiscardLimit: Int
     /// Requests whose request line arrived and that are not completed yet, over all daemons of the server.
@@ -29,11 +31,13 @@ final class ServerContext: Sendable {
     init(
         handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse,
         errorLog: @escaping @Sendable (String) -> Void,
-        uploadDiscardLimit: Int
+        uploadDiscardLimit: Int,
+        overloadThreshold: Int = 0
     ) {
         self.handler = handler
         self.errorLog = errorLog
         self.uploadDiscardLimit = uploadDiscardLimit
+        self.overloadThreshold = overloadThreshold
         self.inFlight = Counter()
     }
 
@@ -42,6 +46,7 @@ final class ServerContext: Sendable {
         handler = other.handler
         errorLog = other.errorLog
         uploadDiscardLimit = other.uploadDiscardLimit
+        overloadThreshold = other.overloadThreshold
         inFlight = other.inFlight
     }
 
@@ -50,6 +55,9 @@ final class ServerContext: Sendable {
 
     /// The number of requests in flight.
     var inFlightRequests: Int { inFlight.value.load(ordering: .acquiring) }
+
+    /// Whether a new request should be shed with 503: more requests in progress than the threshold.
+    var isOverloaded: Bool { overloadThreshold > 0 && inFlightRequests > overloadThreshold }
 
     /// Whether responses should close their connection.
     var isDraining: Bool { draining.load(ordering: .acquiring) }

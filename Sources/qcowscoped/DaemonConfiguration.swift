@@ -109,7 +109,7 @@ struct DaemonConfiguration {
                     + "connect read the images")
         }
 
-        let server = HTTPServerConfiguration(
+        var server = HTTPServerConfiguration(
             listenAddresses: addresses,
             listenDescriptors: descriptors,
             threadPoolSize: threads == 0 ? HTTPServerConfiguration.processorCount : threads,
@@ -117,6 +117,8 @@ struct DaemonConfiguration {
             perIPConnectionLimit: perIP,
             connectionTimeoutSeconds: timeout,
             tls: tls)
+        // Shed load before the connection limit: past 3/4 of it in progress at once, answer 503 + Retry-After.
+        server.overloadThreshold = max(1, limit * 3 / 4)
         return DaemonConfiguration(
             imagesDirectory: images, logLevel: level, server: server, tlsFiles: tlsFiles, token: token,
             openHealth: command.openHealth || (file.openHealth ?? Defaults.openHealth),

@@ -261,3 +261,63 @@ struct HTTPServerTests {
         #expect(try client.request("GET", "/x").status == 500)
     }
 }
+
+/// Load shedding: past the overload threshold, requests get 503 with Retry-After instead of queueing.
+@Suite("Overload shedding")
+struct OverloadTests {
+    @Test func shedsWith503AndRetryAfter() throws {
+        var configuration = HTTPServerConfiguration(
+            listenAddresses: [try ListenAddress(parsing: "127.0.0.1:0")], threadPoolSize: 4)
+        configuration.overloadThreshold = 1
+        let server = try HTTPServer(configuration: configuration) { _ in
+            usleep(400_000)
+            return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain")], body: Array("ok".utf8))
+        }
+        defer { server.stop() }
+        let port = try #require(server.boundAddresses.first?.port)
+        let statuses = Mutex<[Int]>([])
+        let retryAfter = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: 4) { _ in
+            guard let (status, headers) = try? rawGet(port: Int(port), path: "/slow") else { return }
+            statuses.withLock { $0.append(status) }
+            if status == 503 { retryAfter.withLock { $0.append(headers) } }
+        }
+        let got = statuses.withLock { $0 }
+        #expect(got.count == 4)
+        #expect(got.contains(200), "\(got)")
+        #expect(got.contains(503), "\(got)")
+        for h in retryAfter.withLock({ $0 }) {
+            #expect(h.lowercased().contains("retry-after: 1") && h.contains("application/problem+json"))
+        }
+    }
+
+    /// One GET over a fresh connection; returns the status and the raw header block.
+    private func rawGet(port: Int, path: String) throws -> (Int, String) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EIO) }
+        defer { close(fd) }
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard ok == 0 else { throw POSIXError(.ECONNREFUSED) }
+        let req = Array("GET \(path) HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".utf8)
+        _ = req.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var data: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            data += buf[0..<n]
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        let statusLine = text.split(separator: "\r\n").first ?? ""
+        let status = Int(statusLine.split(separator: " ").dropFirst().first ?? "") ?? 0
+        return (status, String(text.prefix { _ in true }.split(separator: "\r\n\r\n").first ?? ""))
+    }
+}
