@@ -3,7 +3,7 @@ SWIFT ?= swift
 DEMO_DIR ?= .build/demo
 LISTEN ?= 127.0.0.1:8741
 
-.PHONY: demo test deps build release
+.PHONY: demo test deps build release bench
 
 deps:
 	@bash Tests/Scripts/install-deps.sh openssl systemd
@@ -24,3 +24,7 @@ test: deps
 	$(SWIFT) test --skip-build
 	bash Tests/Contract/run-contract.sh
 	bash Tests/Browser/run-browser-tests.sh
+
+# Benchmarks against the C libmicrohttpd floor, nginx and qemu-img, as ratios measured in one run.
+bench:
+	bash Tests/Benchmarks/run.sh

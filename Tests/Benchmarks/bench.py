@@ -1,0 +1,973 @@
+#!/usr/bin/env python3
+"""qcowscope benchmark driver (started by Tests/Benchmarks/run.sh, which installs tools and builds).
+
+Runs every measurement and every reference in one run on the same images, prints one table and
+writes results.json. Figures are ratios to a reference measured in the same run; absolute numbers
+are printed too and never asserted. Standard library only.
+"""
+import argparse
+import ctypes
+import datetime
+import json
+import os
+import re
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONNECTION_LIMIT = 1024  # qcowscoped --connection-limit, the C floor's MHD_OPTION_CONNECTION_LIMIT
+TIMEOUT_S = 30           # qcowscoped --timeout, MHD_OPTION_CONNECTION_TIMEOUT, nginx keepalive_timeout
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+# ---------------------------------------------------------------------------------------------
+# Processes: every child gets PR_SET_PDEATHSIG, is tracked, and is stopped by its pid on exit.
+
+_children = []
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _child_setup(cpus):
+    def setup():
+        _libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: die with the driver
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+    return setup
+
+
+class Failure(Exception):
+    pass
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Proc:
+    def __init__(self, name, argv, cpus, logdir, stdout_file=True):
+        self.name = name
+        self.out_path = os.path.join(logdir, name + ".out")
+        self.err_path = os.path.join(logdir, name + ".err")
+        self.out = open(self.out_path, "wb")
+        self.err = open(self.err_path, "wb")
+        self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err,
+                                  preexec_fn=_child_setup(cpus))
+        self.pid = self.p.pid
+        _children.append(self)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.out.close()
+        self.err.close()
+
+    def tail(self):
+        text = ""
+        for path in (self.out_path, self.err_path):
+            with open(path, "rb") as f:
+                text += f.read()[-2000:].decode(errors="replace")
+        return text
+
+
+def stop_all():
+    while _children:
+        _children.pop().stop()
+
+
+def run(argv, what, cpus=None, timeout=None, capture=True):
+    """Runs a tool to completion; any non-zero exit is a Failure naming the tool and its stderr."""
+    try:
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=capture, timeout=timeout,
+                           preexec_fn=_child_setup(cpus))
+    except subprocess.TimeoutExpired:
+        raise Failure(f"{what}: timed out after {timeout} s: {shlex.join(argv)}")
+    if r.returncode != 0:
+        err = (r.stderr or b"").decode(errors="replace").strip()[-1500:]
+        raise Failure(f"{what}: exit {r.returncode}: {shlex.join(argv)}\n{err}")
+    return r
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(proc, port, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise Failure(f"{proc.name} exited with {proc.p.returncode} before listening:\n{proc.tail()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise Failure(f"{proc.name} is not listening on port {port} after {timeout} s:\n{proc.tail()}")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise Failure(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process (all its threads) and of its direct children (nginx workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def one(p):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[1]), (int(fields[11]) + int(fields[12])) / tick  # ppid, utime + stime
+        except (OSError, IndexError, ValueError):
+            return None, 0.0
+
+    total = one(pid)[1]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != pid:
+            ppid, t = one(int(entry))
+            if ppid == pid:
+                total += t
+    return total
+
+
+def rchar(pid):
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            if line.startswith("rchar:"):
+                return int(line.split()[1])
+    raise Failure(f"no rchar for pid {pid}")
+
+
+# ---------------------------------------------------------------------------------------------
+# A keep-alive HTTP/1.1 client on a raw socket: a few microseconds of client overhead per request,
+# the same for every path, so sequential latencies compare.
+
+class Client:
+    def __init__(self, port):
+        self.port = port
+        self.sock = None
+
+    def _connect(self):
+        self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=120)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def get(self, path):
+        """Returns (status, body, seconds) of one GET; reconnects once if the server closed the connection."""
+        for attempt in (0, 1):
+            if self.sock is None:
+                self._connect()
+            request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+            start = time.perf_counter_ns()
+            try:
+                self.sock.sendall(request)
+                buf = b""
+                while b"\r\n\r\n" not in buf:
+                    chunk = self.sock.recv(65536)
+                    if not chunk:
+                        raise ConnectionResetError("closed")
+                    buf += chunk
+                head, body = buf.split(b"\r\n\r\n", 1)
+                lines = head.split(b"\r\n")
+                status = int(lines[0].split(b" ")[1])
+                length = 0
+                for line in lines[1:]:
+                    k, _, v = line.partition(b":")
+                    if k.strip().lower() == b"content-length":
+                        length = int(v.strip())
+                parts = [body]
+                have = len(body)
+                while have < length:
+                    chunk = self.sock.recv(max(65536, length - have))
+                    if not chunk:
+                        raise ConnectionResetError("closed")
+                    parts.append(chunk)
+                    have += len(chunk)
+                elapsed = (time.perf_counter_ns() - start) / 1e9
+                return status, b"".join(parts), elapsed
+            except (ConnectionResetError, BrokenPipeError):
+                self.close()
+                if attempt:
+                    raise
+        raise AssertionError
+
+    def ok(self, path):
+        status, body, elapsed = self.get(path)
+        if status != 200:
+            raise Failure(f"GET {path} on port {self.port}: status {status}: {body[:300]!r}")
+        return elapsed
+
+    def close(self):
+        if self.sock:
+            self.sock.close()
+            self.sock = None
+
+
+def stats(samples):
+    s = sorted(samples)
+    def pct(p):
+        return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return {"n": len(s), "median_s": statistics.median(s), "p90_s": pct(90), "p99_s": pct(99),
+            "min_s": s[0], "max_s": s[-1]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+
+def fmt_time(seconds):
+    if seconds is None:
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.2f} s"
+
+
+def fmt_bytes(n):
+    if n >= 1 << 20:
+        return f"{n / (1 << 20):.1f} MiB"
+    if n >= 1 << 10:
+        return f"{n / (1 << 10):.1f} KiB"
+    return f"{n} B"
+
+
+def fmt_rate(r):
+    return f"{r:,.0f}/s"
+
+
+def socket_errors(*results):
+    """A note when wrk saw connect/read/write/timeout errors (status errors abort the run)."""
+    notes = []
+    for r in results:
+        e = {k: v for k, v in r["errors"].items() if v and k != "status"}
+        if e:
+            notes.append(", ".join(f"{k} {v}" for k, v in e.items()))
+    return ("wrk socket errors: " + "; ".join(notes)) if notes else ""
+
+
+def fmt_wrk(w):
+    return (f"{fmt_rate(w['rps'])} p50 {fmt_time(w['p50_us'] / 1e6)} p99 {fmt_time(w['p99_us'] / 1e6)} "
+            f"CPU {w['server_cpu_us_per_request']:.0f} µs/req")
+
+
+def wrk_note(q, ref):
+    """CPU per request ratio (robust on a busy machine), and a warning when wrk itself was the limit."""
+    notes = []
+    if ref["server_cpu_us_per_request"] > 0:
+        notes.append(f"CPU/req ratio {q['server_cpu_us_per_request'] / ref['server_cpu_us_per_request']:.2f}")
+    bound = [n for n, r in (("qcowscoped", q), ("reference", ref)) if r["wrk_cpu_utilization"] > 0.9]
+    if bound:
+        notes.append("wrk ≥90% busy for " + " and ".join(bound) + ": that rate is a lower bound")
+    return "; ".join(notes)
+
+
+class Report:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, section, key, measurement, value, value_text, reference=None, ref_value=None, ref_text="",
+            ratio=None, note="", extra=None):
+        if ratio is None and value is not None and ref_value:
+            ratio = value / ref_value
+        self.rows.append(dict(section=section, id=key, measurement=measurement, value=value, value_text=value_text,
+                              reference=reference, reference_value=ref_value, reference_text=ref_text,
+                              ratio=ratio, note=note, extra=extra or {}))
+
+    def table(self):
+        headers = ("#", "measurement", "qcowscoped", "reference", "ratio")
+        lines = []
+        body = []
+        for r in self.rows:
+            ref = (r["reference"] or "") + (" " + r["reference_text"] if r["reference_text"] else "")
+            x = r["ratio"]
+            ratio = "-" if x is None else f"{x:.1e}" if x < 0.001 else f"{x:.3f}" if x < 10 else f"{x:,.0f}"
+            body.append((str(r["section"]), r["measurement"], r["value_text"], ref.strip() or "-", ratio, r["note"]))
+        widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(headers)]
+        fmt = "  ".join("{:<%d}" % w for w in widths[:-1]) + "  {:>%d}" % widths[-1]
+        lines.append(fmt.format(*headers))
+        lines.append("  ".join("-" * w for w in widths))
+        last = None
+        for b in body:
+            if last is not None and b[0] != last:
+                lines.append("")
+            last = b[0]
+            lines.append(fmt.format(*b[:5]) + (f"   {b[5]}" if b[5] else ""))
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args):
+        self.a = args
+        self.quick = args.quick
+        self.report = Report()
+        self.raw = os.path.join(args.out, "raw")
+        shutil.rmtree(self.raw, ignore_errors=True)
+        os.makedirs(self.raw)
+        self.work = tempfile.mkdtemp(prefix="run.", dir=args.out)
+        os.chmod(self.work, 0o755)  # nginx workers may run as another user
+        self.logdir = os.path.join(self.work, "logs")
+        os.makedirs(self.logdir)
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) >= 2:
+            half = (len(cpus) + 1) // 2
+            self.server_cpus, self.client_cpus = cpus[:half], cpus[half:]
+            self.pinning = (f"servers pinned to CPU {','.join(map(str, self.server_cpus))}, load generators/clients "
+                            f"to CPU {','.join(map(str, self.client_cpus))} (taskset/sched_setaffinity)")
+        else:
+            self.server_cpus = self.client_cpus = None
+            self.pinning = "1 core: nothing pinned (servers and load generators share the core)"
+        self.threads = args.threads or (len(self.server_cpus) if self.server_cpus else 1)
+        self.wrk_threads = max(1, len(self.client_cpus) if self.client_cpus else 1)
+        self.duration = args.duration or (3 if self.quick else 10)
+        self.warmup = 1 if self.quick else 2
+        self.n_seq = 150 if self.quick else 1000      # sequential samples per path
+        self.n_cold = 30 if self.quick else 200       # cold/cached pairs
+        self.qcowscoped = os.path.join(args.bin_dir, "qcowscoped")
+        self.qcowscope = os.path.join(args.bin_dir, "qcowscope")
+        self.servers = {}
+
+    # -- setup -------------------------------------------------------------------------------
+
+    def cpuset(self, which):
+        cpus = self.server_cpus if which == "server" else self.client_cpus
+        return set(cpus) if cpus else None
+
+    def taskset(self, which):
+        cpus = self.server_cpus if which == "server" else self.client_cpus
+        return ["taskset", "-c", ",".join(map(str, cpus))] if cpus else []
+
+    def make_images(self):
+        log("images: demo set (qemu-img), crafted table and bitmap images, 10,000-image directory (hard links)")
+        self.main_dir = os.path.join(self.work, "images")
+        run(["bash", os.path.join(ROOT, "Tests/Scripts/make-demo-images.sh"), self.main_dir], "make-demo-images.sh")
+        self.table_image = os.path.join(self.main_dir, "table-1m.qcow2")
+        mk = os.path.join(HERE, "mkimages.py")
+        run([sys.executable, mk, "table", self.table_image], "mkimages.py table")
+        # QEMU must open the crafted images: the table image as is, the bitmap layout at 2,000
+        # bitmaps (qemu-img info of the 65,535-bitmap image takes 45 s to 2 min).
+        info = json.loads(run(["qemu-img", "info", "--output=json", self.table_image], "qemu-img info table-1m").stdout)
+        names = [b["name"] for b in info["format-specific"]["data"]["bitmaps"]]
+        if names != ["big", "small"]:
+            raise Failure(f"qemu-img info table-1m.qcow2: unexpected bitmaps {names}")
+        run(["qemu-img", "check", self.table_image], "qemu-img check table-1m")
+        self.bitmaps_dir = os.path.join(self.work, "bitmaps")
+        os.makedirs(self.bitmaps_dir)
+        probe = os.path.join(self.work, "bitmaps-2000.qcow2")
+        run([sys.executable, mk, "bitmaps", probe, "2000"], "mkimages.py bitmaps 2000")
+        info = json.loads(run(["qemu-img", "info", "--output=json", probe], "qemu-img info bitmaps-2000").stdout)
+        if len(info["format-specific"]["data"]["bitmaps"]) != 2000:
+            raise Failure("qemu-img info bitmaps-2000.qcow2 does not list 2000 bitmaps")
+        run(["qemu-img", "check", probe], "qemu-img check bitmaps-2000")
+        os.unlink(probe)
+        self.many_image = os.path.join(self.bitmaps_dir, "bitmaps-65535.qcow2")
+        run([sys.executable, mk, "bitmaps", self.many_image, "65535"], "mkimages.py bitmaps 65535")
+        # 10,000 names for a small real image: hard links (no disk space, fast to make and remove; the
+        # daemon caches and parses per name), copies where the filesystem has no hard links.
+        self.scale_dir = os.path.join(self.work, "scale")
+        os.makedirs(self.scale_dir)
+        src = os.path.join(self.main_dir, "plain.qcow2")
+        for i in range(10000):
+            dst = os.path.join(self.scale_dir, f"img-{i:05d}.qcow2")
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copyfile(src, dst)
+
+    def start_listening(self, name, make_argv):
+        """Starts a server on a free loopback port; tries another port if that one was taken meanwhile."""
+        for attempt in range(3):
+            port = free_port()
+            p = Proc(name, make_argv(port), None, self.logdir)
+            try:
+                wait_listening(p, port)
+            except Failure:
+                p.stop()
+                _children.remove(p)
+                if attempt == 2 or "in use" not in p.tail().lower():
+                    raise
+                continue
+            p.port = port
+            return p
+
+    def start_qcowscoped(self, name, images, level="warning"):
+        p = self.start_listening(name, lambda port: self.taskset("server") + [
+            self.qcowscoped, "--images", images, "--listen", f"127.0.0.1:{port}", "--threads", str(self.threads),
+            "--connection-limit", str(CONNECTION_LIMIT), "--timeout", str(TIMEOUT_S), "--log-level", level])
+        self.servers[name] = p
+        return p
+
+    def start_servers(self):
+        log(f"servers: qcowscoped x4, threads {self.threads}; {self.pinning}")
+        self.q = self.start_qcowscoped("qcowscoped", self.main_dir)
+        self.qlog = self.start_qcowscoped("qcowscoped-accesslog", self.main_dir, level="info")
+        self.qscale = self.start_qcowscoped("qcowscoped-10k", self.scale_dir)
+        self.qmany = self.start_qcowscoped("qcowscoped-65535", self.bitmaps_dir)
+        self.idle_rss = {k: rss_kib(v.pid) for k, v in self.servers.items()}
+
+    def section1_paths(self):
+        """(key, path, label): each path once; labels are short, the paths are in results.json."""
+        return [
+            ("healthz", "/healthz", "/healthz"),
+            ("summary", "/v1/images/bitmaps.qcow2", "/v1/images/{image} (cached)"),
+            ("header", "/v1/images/bitmaps.qcow2/header", "/v1/images/{image}/header (cached)"),
+            ("bitmaps", "/v1/images/bitmaps.qcow2/bitmaps", "/v1/images/{image}/bitmaps (2 bitmaps)"),
+            ("table", "/v1/images/table-1m.qcow2/bitmaps/big/table?offset=524288&limit=256",
+             "table page: 256 entries of 1M"),
+            ("listing", "/v1/images?limit=100", "/v1/images?limit=100 (10 images)"),
+        ]
+
+    def start_floors(self):
+        """Fetches each path from qcowscoped with curl, then serves the same bytes from the C floor and nginx."""
+        static = os.path.join(self.work, "static")
+        os.makedirs(static)
+        os.chmod(static, 0o755)
+        manifest = []
+        self.bodies = {}
+        for key, path, _ in self.section1_paths():
+            f = os.path.join(static, key + ".json")
+            run(["curl", "-sS", "--fail", "-o", f, f"http://127.0.0.1:{self.q.port}{path}"], f"curl {path}")
+            os.chmod(f, 0o644)
+            with open(f, "rb") as fh:
+                self.bodies[key] = fh.read()
+            manifest.append((path.split("?")[0], f))
+        if len({p for p, _ in manifest}) != len(manifest):
+            raise Failure("section 1 paths must differ without their query (the floors ignore it)")
+        mpath = os.path.join(self.work, "floor.manifest")
+        with open(mpath, "w") as fh:
+            for p, f in manifest:
+                fh.write(f"{p}\t{f}\n")
+        self.floor = self.start_listening("c-floor", lambda port: self.taskset("server") + [
+            self.a.floor, mpath, str(self.threads), str(port), str(CONNECTION_LIMIT), str(TIMEOUT_S)])
+        # nginx: static files, same bytes, keep-alive, no access log, worker_processes = server threads.
+        nginx_dir = os.path.join(self.work, "nginx")
+        os.makedirs(nginx_dir)
+        port = free_port()
+        locations = "\n".join(f"        location = {p} {{ alias {json.dumps(f)}; }}" for p, f in manifest)
+        temp = "\n".join(f"    {k}_temp_path {nginx_dir}/{k};" for k in
+                         ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        conf = f"""# generated by Tests/Benchmarks/bench.py
+daemon off;
+master_process on;
+{"user root;" if os.geteuid() == 0 else ""}
+worker_processes {self.threads};
+pid {nginx_dir}/nginx.pid;
+error_log {nginx_dir}/error.log warn;
+events {{ worker_connections 2048; }}
+http {{
+    access_log off;
+    types {{ }}
+    default_type application/json;
+    sendfile on;
+    tcp_nodelay on;
+    keepalive_timeout {TIMEOUT_S}s;
+    keepalive_requests 1000000000;
+    open_file_cache max=64 inactive=60s;
+    open_file_cache_valid 60s;
+{temp}
+    server {{
+        listen 127.0.0.1:{port} backlog=128;
+{locations}
+        location / {{ return 404; }}
+    }}
+}}
+"""
+        cpath = os.path.join(nginx_dir, "nginx.conf")
+        with open(cpath, "w") as fh:
+            fh.write(conf)
+        run(["nginx", "-t", "-q", "-p", nginx_dir, "-e", os.path.join(nginx_dir, "error.log"), "-c", cpath],
+            "nginx -t")
+        self.nginx = Proc("nginx", self.taskset("server") + ["nginx", "-p", nginx_dir, "-e",
+                                                             os.path.join(nginx_dir, "error.log"), "-c", cpath],
+                          None, self.logdir)
+        wait_listening(self.nginx, port)
+        self.nginx.port = port
+        # Every floor must answer every path with exactly qcowscoped's bytes.
+        for server in (self.floor, self.nginx):
+            for key, path, _ in self.section1_paths():
+                got = run(["curl", "-sS", "--fail", f"http://127.0.0.1:{server.port}{path}"], f"curl {server.name}").stdout
+                if got != self.bodies[key]:
+                    raise Failure(f"{server.name} does not serve qcowscoped's bytes for {path}")
+
+    # -- measurements --------------------------------------------------------------------------
+
+    def wrk(self, server, path, duration, label):
+        url = f"http://127.0.0.1:{server.port}{path}"
+        argv = self.taskset("client") + ["wrk", "-t", str(self.wrk_threads), "-c", "64", "-d", f"{duration}s",
+                                         "--latency", "-s", os.path.join(HERE, "report.lua"), url]
+        server_cpu = cpu_seconds(server.pid)
+        client_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+        r = run(argv, f"wrk {url}", timeout=duration + 60)
+        server_cpu = cpu_seconds(server.pid) - server_cpu
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client_cpu = (after.ru_utime - client_cpu.ru_utime) + (after.ru_stime - client_cpu.ru_stime)
+        out = r.stdout.decode(errors="replace")
+        with open(os.path.join(self.raw, f"wrk-{label}.txt"), "a") as fh:
+            fh.write(f"$ {shlex.join(argv)}\n{out}\n")
+        m = re.search(r"^BENCH-JSON (.*)$", out, re.M)
+        if not m:
+            raise Failure(f"wrk printed no result for {url}:\n{out[-1500:]}")
+        res = json.loads(m.group(1))
+        if res["errors"]["status"]:
+            raise Failure(f"wrk {url}: {res['errors']['status']} non-2xx/3xx responses")
+        if res["requests"] == 0:
+            raise Failure(f"wrk {url}: no request completed")
+        seconds = res["duration_us"] / 1e6
+        res["server_cpu_s"] = server_cpu
+        res["server_cpu_us_per_request"] = server_cpu / res["requests"] * 1e6
+        res["server_cpu_utilization"] = server_cpu / seconds / (len(self.server_cpus) if self.server_cpus else 1)
+        res["wrk_cpu_utilization"] = client_cpu / seconds / self.wrk_threads
+        return res
+
+    def load(self, server, path, label):
+        self.wrk(server, path, self.warmup, label + "-warmup")
+        return self.wrk(server, path, self.duration, label)
+
+    def section1(self):
+        log(f"1. throughput: wrk -t{self.wrk_threads} -c64 -d{self.duration}s --latency, "
+            f"qcowscoped vs C floor vs nginx, {len(self.section1_paths())} paths")
+        self.wrk_results = {}
+        servers = [("qcowscoped", self.q), ("C floor", self.floor), ("nginx", self.nginx)]
+        for key, path, label in self.section1_paths():
+            res = {}
+            for name, server in servers:
+                res[name] = self.load(server, path, f"{key}-{name.replace(' ', '-')}")
+                log(f"   {label:<40} {name:<10} {fmt_wrk(res[name])}")
+            self.wrk_results[key] = res
+            q = res["qcowscoped"]
+            size = len(self.bodies[key])
+            for ref in ("C floor", "nginx"):
+                self.report.add(1, f"rps.{key}.vs_{ref.split()[0].lower()}", f"req/s {label}, {fmt_bytes(size)}",
+                                q["rps"], fmt_wrk(q), ref, res[ref]["rps"], fmt_wrk(res[ref]),
+                                note="; ".join(x for x in (wrk_note(q, res[ref]), socket_errors(q, res[ref])) if x),
+                                extra={"path": path, "qcowscoped": q, "reference": res[ref], "body_bytes": size})
+        res = self.load(self.qlog, "/healthz", "healthz-accesslog")
+        base = self.wrk_results["healthz"]["qcowscoped"]
+        self.report.add(1, "rps.healthz.accesslog", "req/s /healthz, access log on (info, to a file)",
+                        res["rps"], fmt_wrk(res), "log-level warning", base["rps"], fmt_wrk(base),
+                        note="; ".join(x for x in (wrk_note(res, base), socket_errors(res)) if x),
+                        extra={"qcowscoped": res, "reference": base})
+        log(f"   /healthz with access log: {fmt_wrk(res)}")
+
+    def section2(self):
+        image = os.path.join(self.main_dir, "bitmaps.qcow2")
+        url = f"http://127.0.0.1:{self.q.port}/v1/images/bitmaps.qcow2"
+        runs = 30 if self.quick else 200
+        log(f"2. cost per answer: hyperfine --runs {runs} (curl, qcowscope info, qemu-img info), qemu-img rate")
+        # Is `qcowscope info FILE` the same document as GET /v1/images/{image}?
+        daemon_doc = json.loads(run(["curl", "-sS", "--fail", url], "curl summary").stdout)
+        cli_cmd = [self.qcowscope, "info", "--format", "json", image]
+        cli_note = ""
+        try:
+            cli_doc = json.loads(run(cli_cmd, "qcowscope info").stdout)
+            cli_ok = True
+            cli_note = "same JSON as the daemon" if cli_doc == daemon_doc else "JSON differs from the daemon's"
+        except (Failure, ValueError) as e:
+            cli_ok = False
+            cli_note = f"qcowscope info failed: {str(e).splitlines()[0][:80]}"
+            log(f"   {cli_note}")
+        commands = [("curl", f"curl -s -o /dev/null {shlex.quote(url)}")]
+        if cli_ok:
+            commands.append(("qcowscope", shlex.join(cli_cmd)))
+        commands.append(("qemu-img", shlex.join(["qemu-img", "info", "--output=json", image])))
+        export = os.path.join(self.raw, "hyperfine.json")
+        argv = self.taskset("client") + ["hyperfine", "-N", "--style", "basic", "--warmup", "5", "--runs", str(runs),
+                                         "--export-json", export]
+        for name, cmd in commands:
+            argv += ["-n", name, cmd]
+        r = run(argv, "hyperfine", timeout=900)
+        with open(os.path.join(self.raw, "hyperfine.txt"), "wb") as fh:
+            fh.write(r.stdout)
+        with open(export) as fh:
+            hf = {x["command"]: x for x in json.load(fh)["results"]}
+        qemu = hf["qemu-img"]
+        def hf_text(x):
+            return f"{fmt_time(x['median'])} (mean {fmt_time(x['mean'])} ± {fmt_time(x['stddev'])})"
+        qtext = hf_text(qemu)
+        for name, label in (("curl", "one answer, median: curl -s GET /v1/images/{image}"),
+                            ("qcowscope", "one answer, median: qcowscope info FILE")):
+            if name not in hf:
+                self.report.add(2, f"process.{name}", label, None, "n/a", "qemu-img info", None, qtext,
+                                note=cli_note)
+                continue
+            x = hf[name]
+            self.report.add(2, f"process.{name}", label, x["median"], hf_text(x),
+                            "qemu-img info", qemu["median"], qtext,
+                            note=cli_note if name == "qcowscope" else "",
+                            extra={"hyperfine": x, "reference": qemu})
+        # qemu-img info invocations per second with the daemon's cores, vs the daemon's wrk rate.
+        count = 60 if self.quick else 400
+        par = len(self.server_cpus) if self.server_cpus else 1
+        # xargs (pinned like the daemon) starts the processes itself: no taskset exec per invocation.
+        args_file = os.path.join(self.work, "qemu-img.args")
+        with open(args_file, "w") as fh:
+            fh.write((image + "\0") * count)
+        start = time.perf_counter()
+        run(self.taskset("server") + ["xargs", "-0", "-a", args_file, "-P", str(par), "-n", "1",
+                                      "qemu-img", "info", "--output=json"], "qemu-img info rate loop (xargs)",
+            timeout=900)
+        elapsed = time.perf_counter() - start
+        qrate = count / elapsed
+        d = self.wrk_results["summary"]["qcowscoped"]
+        self.report.add(2, "rate.vs_qemu_img", "answers/s: daemon (wrk, /v1/images/{image})",
+                        d["rps"], fmt_rate(d["rps"]), f"qemu-img info x{count} ({par} parallel, server cores)",
+                        qrate, fmt_rate(qrate), extra={"qemu_img_invocations": count, "parallel": par,
+                                                        "seconds": elapsed})
+        log(f"   qemu-img info: {qrate:.1f}/s; daemon {d['rps']:.0f}/s")
+
+    def cold_vs_warm(self, client, image_path, path, n):
+        cold, warm = [], []
+        base = time.time_ns()
+        for i in range(n):
+            t = base + (i + 1) * 1_000_000
+            os.utime(image_path, ns=(t, t))  # what `touch` does: new mtime and ctime, new file version
+            cold.append(client.ok(path))
+            warm.append(client.ok(path))
+        return stats(cold), stats(warm)
+
+    def section3(self):
+        log(f"3. cold answer after touch vs cached, {self.n_cold} pairs each")
+        c = Client(self.q.port)
+        image = os.path.join(self.main_dir, "bitmaps.qcow2")
+        for key, path, label in (("summary", "/v1/images/bitmaps.qcow2", "/v1/images/{image}"),
+                                 ("header", "/v1/images/bitmaps.qcow2/header", "/header")):
+            c.ok(path)
+            cold, warm = self.cold_vs_warm(c, image, path, self.n_cold)
+            self.report.add(3, f"cold.{key}", f"cold: {label} after touch, median of {cold['n']}",
+                            cold["median_s"], f"{fmt_time(cold['median_s'])} (p90 {fmt_time(cold['p90_s'])})",
+                            "cached", warm["median_s"], f"{fmt_time(warm['median_s'])} (p90 {fmt_time(warm['p90_s'])})",
+                            extra={"cold": cold, "cached": warm})
+        c.close()
+
+    def strace_bytes(self, pid, client, path, k):
+        """pread64 calls and bytes per request, summed over k requests (strace -f -p PID)."""
+        out = os.path.join(self.work, "strace.txt")
+        if os.path.exists(out):
+            os.unlink(out)
+        st = Proc("strace", ["strace", "-f", "-qq", "-e", "trace=pread64", "-p", str(pid), "-o", out], None,
+                  self.logdir)
+        deadline = time.monotonic() + 5
+        # strace prints nothing when attached with -qq; wait until it traced a marker request.
+        attached = False
+        while time.monotonic() < deadline and st.alive():
+            client.ok("/v1/images/table-1m.qcow2/bitmaps/small/table?offset=0&limit=1")
+            if os.path.exists(out) and os.path.getsize(out) > 0:
+                attached = True
+                break
+            time.sleep(0.05)
+        if not attached:
+            st.stop()
+            _children.remove(st)
+            return None
+        time.sleep(0.2)
+        with open(out) as fh:
+            skip = len(fh.readlines())
+        for _ in range(k):
+            client.ok(path)
+        time.sleep(0.3)
+        st.stop()
+        _children.remove(st)
+        calls, total = 0, 0
+        with open(out) as fh:
+            for line in fh.readlines()[skip:]:
+                m = re.search(r"pread64(?:\(| resumed>).*\)\s+=\s+(\d+)", line)  # also "<... pread64 resumed>"
+                if m:
+                    calls += 1
+                    total += int(m.group(1))
+        return calls / k, total / k
+
+    def section4(self):
+        log("4. table paging: 1,048,576-entry table (first vs last page) vs a 16-entry table; bytes read")
+        c = Client(self.q.port)
+        base = "/v1/images/table-1m.qcow2/bitmaps"
+        last16 = (1 << 20) - 16
+        last4k = (1 << 20) - 4096
+        paths = {
+            "first16": f"{base}/big/table?offset=0&limit=16",
+            "last16": f"{base}/big/table?offset={last16}&limit=16",
+            "small16": f"{base}/small/table?offset=0&limit=16",
+            "first4096": f"{base}/big/table?offset=0&limit=4096",
+            "last4096": f"{base}/big/table?offset={last4k}&limit=4096",
+        }
+        # Bytes read by the first request after the file changed: a table page (header and directory
+        # re-read), then the summary (its findings run the whole-table checks T1-T5 once per version).
+        def cold_read(path):
+            t = time.time_ns()
+            os.utime(self.table_image, ns=(t, t))
+            before = rchar(self.q.pid)
+            elapsed = c.ok(path)
+            return rchar(self.q.pid) - before, elapsed
+
+        cold_page = cold_read(paths["first16"])
+        cold_summary = cold_read("/v1/images/table-1m.qcow2")
+        samples = {k: [] for k in paths}
+        n_small = self.n_seq
+        n_big = max(10, self.n_seq // 20)
+        for k, p in paths.items():
+            c.ok(p)
+        for i in range(n_small):
+            for k in ("first16", "last16", "small16"):
+                samples[k].append(c.ok(paths[k]))
+            if i < n_big:
+                for k in ("first4096", "last4096"):
+                    samples[k].append(c.ok(paths[k]))
+        s = {k: stats(v) for k, v in samples.items()}
+
+        def t_(k):
+            return f"{fmt_time(s[k]['median_s'])} (p99 {fmt_time(s[k]['p99_s'])})"
+
+        self.report.add(4, "table.last_vs_first16", "1M-entry table, limit 16: last page vs first, median",
+                        s["last16"]["median_s"], t_("last16"), "first page", s["first16"]["median_s"], t_("first16"),
+                        extra={"last": s["last16"], "first": s["first16"]})
+        self.report.add(4, "table.1m_vs_16", "limit 16, first page: 1M-entry vs 16-entry table, median",
+                        s["first16"]["median_s"], t_("first16"), "16-entry table", s["small16"]["median_s"],
+                        t_("small16"), extra={"big": s["first16"], "small": s["small16"]})
+        self.report.add(4, "table.last_vs_first4096", f"1M-entry table, limit 4096: last page vs first, median of {n_big}",
+                        s["last4096"]["median_s"], t_("last4096"), "first page", s["first4096"]["median_s"],
+                        t_("first4096"), extra={"last": s["last4096"], "first": s["first4096"]})
+        table_bytes = (1 << 20) * 8
+        # Bytes read per request: rchar delta (pread bytes; MHD reads sockets with recv, which rchar does not count).
+        k = 20
+        labels = {"first16": "first page, limit 16", "last16": "last page, limit 16",
+                  "small16": "16-entry table, limit 16", "last4096": "last page, limit 4096"}
+        for key in ("first16", "last16", "small16", "last4096"):
+            before = rchar(self.q.pid)
+            for _ in range(k):
+                c.ok(paths[key])
+            per = (rchar(self.q.pid) - before) / k
+            traced = self.strace_bytes(self.q.pid, c, paths[key], k) if shutil.which("strace") else None
+            note = ("strace: " + f"{traced[0]:.1f} pread64/request, {traced[1]:,.0f} B/request") if traced else \
+                "strace unavailable: rchar only"
+            self.report.add(4, f"bytes.{key}", f"bytes read/request: {labels[key]} (rchar)",
+                            per, f"{per:,.0f} B", "whole 1M table", table_bytes, fmt_bytes(table_bytes), note=note,
+                            extra={"rchar_per_request": per, "strace_preads_per_request": traced and traced[0],
+                                   "strace_bytes_per_request": traced and traced[1]})
+        self.report.add(4, "bytes.cold_page", "bytes read: first table page after touch",
+                        cold_page[0], f"{cold_page[0]:,} B in {fmt_time(cold_page[1])}", "whole 1M table",
+                        table_bytes, fmt_bytes(table_bytes), note="header and directory re-read, then the page")
+        self.report.add(4, "bytes.cold_summary", "bytes read: then GET /v1/images/table-1m.qcow2",
+                        cold_summary[0], f"{cold_summary[0]:,} B in {fmt_time(cold_summary[1])}", "whole 1M table",
+                        table_bytes, fmt_bytes(table_bytes),
+                        note="findings: checks T1-T5 read each table once per file version")
+        c.close()
+
+    def section5(self):
+        log("5. scale: 10,000-image directory; image with 65,535 bitmaps")
+        c = Client(self.qscale.port)
+        first = "/v1/images?limit=100"
+        last = "/v1/images?cursor=img-09899.qcow2&limit=100"
+        cold_first = c.ok(first)
+        n = self.n_seq // 2
+        warm_first = stats([c.ok(first) for _ in range(n)])
+        cold_last = c.ok(last)
+        warm_last = stats([c.ok(last) for _ in range(n)])
+        _, body, _ = c.get(last)
+        page = json.loads(body)
+        if len(page["images"]) != 100 or page["next"] is not None or page["images"][-1]["name"] != "img-09999.qcow2":
+            raise Failure("10,000-image listing: the last page is not img-09900..img-09999")
+        start = time.perf_counter()
+        cursor, pages, seen = None, 0, 0
+        while True:
+            status, body, _ = c.get("/v1/images?limit=1000" + (f"&cursor={cursor}" if cursor else ""))
+            if status != 200:
+                raise Failure(f"listing walk: status {status}")
+            doc = json.loads(body)
+            pages += 1
+            seen += len(doc["images"])
+            cursor = doc["next"]
+            if not cursor:
+                break
+        walk = time.perf_counter() - start
+        if seen != 10000:
+            raise Failure(f"listing walk saw {seen} images, not 10,000")
+        rss_walk = rss_kib(self.qscale.pid)
+        after_walk_first = c.ok(first)
+        # The same small page (limit 5, all cached) from the 10,000-image and from the 10-file directory.
+        small = "/v1/images?limit=5"
+        c.ok(small)
+        cm = Client(self.q.port)
+        cm.ok(small)
+        big_dir, small_dir = [], []
+        for _ in range(n):
+            big_dir.append(c.ok(small))
+            small_dir.append(cm.ok(small))
+        big_dir, small_dir = stats(big_dir), stats(small_dir)
+        cm.close()
+        c.close()
+        self.report.add(5, "scale.listing_last_vs_first",
+                        f"10,000 images: listing last page vs first (limit 100), median of {n}",
+                        warm_last["median_s"], fmt_time(warm_last["median_s"]), "first page",
+                        warm_first["median_s"], fmt_time(warm_first["median_s"]),
+                        extra={"last": warm_last, "first": warm_first, "first_cold_s": cold_first,
+                               "last_cold_s": cold_last})
+        self.report.add(5, "scale.listing_cold", "10,000 images: first listing request (100 images parsed)",
+                        cold_first, fmt_time(cold_first), "same page cached", warm_first["median_s"],
+                        fmt_time(warm_first["median_s"]),
+                        note=f"again after walking all pages: {fmt_time(after_walk_first)}")
+        self.report.add(5, "scale.listing_dir_size", "listing limit 5: 10,000-image vs 10-file directory, median",
+                        big_dir["median_s"], fmt_time(big_dir["median_s"]), "10-file directory",
+                        small_dir["median_s"], fmt_time(small_dir["median_s"]),
+                        note="what a listing request costs per directory entry, not per page item",
+                        extra={"big": big_dir, "small": small_dir})
+        self.report.add(5, "scale.walk", f"10,000 images: walk all {pages} pages of limit 1000 (cold)",
+                        walk, fmt_time(walk), "", None, "", note=f"{walk / 10000 * 1e6:.0f} µs per image")
+        idle = self.idle_rss["qcowscoped-10k"]
+        self.report.add(5, "scale.rss_10k", "10,000 images: daemon RSS after the walk", rss_walk,
+                        f"{rss_walk / 1024:.1f} MiB", "at start", idle, f"{idle / 1024:.1f} MiB")
+        # 65,535 bitmaps.
+        c = Client(self.qmany.port)
+        path = "/v1/images/bitmaps-65535.qcow2/bitmaps"
+        first_ever = c.ok(path)
+        n_cold = 2 if self.quick else 5
+        cold, warm = self.cold_vs_warm(c, self.many_image, path, n_cold)
+        warm_first = stats([c.ok(path) for _ in range(max(20, self.n_seq // 10))])
+        lastp = f"{path}?cursor=64535"
+        c.ok(lastp)
+        warm_last = stats([c.ok(lastp) for _ in range(max(20, self.n_seq // 10))])
+        rss_many = rss_kib(self.qmany.pid)
+        c.close()
+        self.report.add(5, "many.cold_vs_warm", f"65,535 bitmaps: /bitmaps first 1000 after touch, median of {n_cold}", cold["median_s"], fmt_time(cold["median_s"]), "cached",
+                        warm_first["median_s"], fmt_time(warm_first["median_s"]),
+                        note=f"very first request {fmt_time(first_ever)}",
+                        extra={"cold": cold, "cached": warm_first, "first_request_s": first_ever})
+        self.report.add(5, "many.last_vs_first", "65,535 bitmaps: /bitmaps last 1000 vs first 1000, cached",
+                        warm_last["median_s"], fmt_time(warm_last["median_s"]), "first page",
+                        warm_first["median_s"], fmt_time(warm_first["median_s"]))
+        idle = self.idle_rss["qcowscoped-65535"]
+        self.report.add(5, "many.rss", "65,535 bitmaps: daemon RSS after", rss_many, f"{rss_many / 1024:.1f} MiB",
+                        "at start", idle, f"{idle / 1024:.1f} MiB")
+        if self.quick:
+            self.report.add(5, "many.qemu_img", "65,535 bitmaps: one qemu-img info --output=json", None,
+                            "skipped (--quick)", "", None, "")
+        else:
+            log("   qemu-img info on the 65,535-bitmap image (about 2 minutes)")
+            start = time.perf_counter()
+            run(["qemu-img", "info", "--output=json", self.many_image], "qemu-img info bitmaps-65535",
+                cpus=self.cpuset("client"), timeout=900)
+            qt = time.perf_counter() - start
+            self.report.add(5, "many.qemu_img", "65,535 bitmaps: /bitmaps first page after touch vs qemu-img info",
+                            cold["median_s"], fmt_time(cold["median_s"]), "qemu-img info (one process)", qt,
+                            fmt_time(qt))
+
+    # -- output ---------------------------------------------------------------------------------
+
+    def meta(self):
+        def version(argv):
+            try:
+                r = subprocess.run(argv, capture_output=True, timeout=10)
+                return (r.stdout or r.stderr).decode(errors="replace").splitlines()[0].strip()
+            except Exception:
+                return None
+        try:
+            commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                    timeout=10).stdout.decode().strip()
+            dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain"], capture_output=True,
+                                   timeout=10).stdout.strip() != b""
+        except Exception:
+            commit, dirty = None, None
+        return {
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "quick": self.quick, "commit": commit, "uncommitted_changes": dirty,
+            "cores": os.cpu_count(), "server_cpus": self.server_cpus, "client_cpus": self.client_cpus,
+            "pinning": self.pinning, "server_threads": self.threads, "wrk_threads": self.wrk_threads,
+            "wrk_connections": 64, "wrk_duration_s": self.duration, "wrk_warmup_s": self.warmup,
+            "loadavg_start": self.load_start, "loadavg_end": os.getloadavg(),
+            "tools": {"wrk": version(["wrk", "-v"]), "hyperfine": version(["hyperfine", "--version"]),
+                      "nginx": version(["nginx", "-v"]), "qemu-img": version(["qemu-img", "--version"]),
+                      "curl": version(["curl", "--version"]), "kernel": os.uname().release},
+        }
+
+    def run(self):
+        self.load_start = os.getloadavg()
+        t0 = time.monotonic()
+        self.make_images()
+        self.start_servers()
+        self.start_floors()
+        self.section1()
+        self.section2()
+        self.section3()
+        self.section4()
+        self.section5()
+        meta = self.meta()
+        meta["elapsed_s"] = round(time.monotonic() - t0, 1)
+        results = {"meta": meta, "results": self.report.rows}
+        path = os.path.join(self.a.out, "results.json")
+        with open(path + ".tmp", "w") as fh:
+            json.dump(results, fh, indent=2)
+        os.replace(path + ".tmp", path)
+        la = lambda x: " ".join(f"{v:.2f}" for v in x)
+        print()
+        print(f"qcowscope benchmark{' (--quick)' if self.quick else ''}: {meta['date']}, commit {meta['commit']}"
+              f"{' + uncommitted changes' if meta['uncommitted_changes'] else ''}, {meta['elapsed_s']:.0f} s")
+        print(f"{meta['cores']} cores; {self.pinning}; server threads {self.threads} "
+              f"(qcowscoped --threads, C floor pool, nginx workers); wrk -t{self.wrk_threads} -c64 "
+              f"-d{self.duration}s after {self.warmup}s warm-up")
+        print(f"load average at start {la(self.load_start)}, at end {la(meta['loadavg_end'])}: compare ratios, "
+              f"not absolute numbers, and only within one run")
+        print("ratio = qcowscoped column / reference column (req/s: higher is better; times, bytes, RSS: lower is better)")
+        print()
+        print(self.report.table())
+        print()
+        print(f"results: {path}; raw tool output: {self.raw}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--bin-dir", required=True, help="directory with release qcowscoped and qcowscope")
+    ap.add_argument("--floor", required=True, help="the compiled C floor (floor.c)")
+    ap.add_argument("--out", required=True, help="output directory (results.json, raw/)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 3 s wrk runs, fewer samples")
+    ap.add_argument("--duration", type=int, help="seconds per wrk run (default 10, --quick 3)")
+    ap.add_argument("--threads", type=int, help="server threads (default: the number of server cores)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary work directory")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    args.out = os.path.abspath(args.out)
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    bench = None
+    code = 0
+    try:
+        bench = Bench(args)
+        bench.run()
+    except Failure as e:
+        log(f"bench: FAILED: {e}")
+        code = 1
+    except KeyboardInterrupt:
+        log("bench: interrupted")
+        code = 130
+    finally:
+        stop_all()
+        if bench and not args.keep:
+            shutil.rmtree(bench.work, ignore_errors=True)
+        elif bench:
+            log(f"bench: work directory kept: {bench.work}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

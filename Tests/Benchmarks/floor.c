@@ -1,0 +1,184 @@
+/*
+ * floor.c: the libmicrohttpd floor of the qcowscoped benchmark.
+ *
+ *   floor MANIFEST THREADS [PORT [CONNECTION_LIMIT TIMEOUT]]
+ *
+ * Serves fixed bodies: MANIFEST has one "PATH<TAB>FILE" per line; GET PATH (query ignored, as MHD
+ * hands the URL without it) answers 200 with FILE's bytes as application/json, anything else 404.
+ * It runs libmicrohttpd exactly the way qcowscoped's MicroHTTPD wrapper does
+ * (Sources/MicroHTTPD/HTTPServer.swift, MHDCallbacks.swift):
+ *   - its own listening socket (backlog 128) handed over with MHD_OPTION_LISTEN_SOCKET;
+ *   - MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+ *   - MHD_OPTION_THREAD_POOL_SIZE = THREADS (only when > 1, like the wrapper);
+ *   - MHD_OPTION_CONNECTION_LIMIT and MHD_OPTION_CONNECTION_TIMEOUT as given (default 1024 and 30 s,
+ *     the daemon's defaults; bench.py passes the values it gives qcowscoped),
+ *     MHD_OPTION_CONNECTION_MEMORY_LIMIT 32 KiB (the wrapper's default);
+ *   - the first handler call only marks the request, the second one queues the response;
+ *   - MHD_create_response_from_buffer(..., MHD_RESPMEM_MUST_COPY), queue, destroy.
+ * What it leaves out is exactly what qcowscoped adds: routing, parsing, JSON, ETags, logging.
+ * Prints "listening on 127.0.0.1:PORT" on stdout once serving; SIGTERM/SIGINT stop it (exit 0).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct route {
+    char *path;
+    char *body;
+    size_t length;
+};
+
+static struct route *routes;
+static size_t route_count;
+static const char not_found[] = "{\"error\":\"no such path in the floor manifest\"}\n";
+
+static char *read_file(const char *path, size_t *length) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t capacity = 4096, used = 0;
+    char *data = malloc(capacity);
+    size_t n;
+    while (data && (n = fread(data + used, 1, capacity - used, f)) > 0) {
+        used += n;
+        if (used == capacity) {
+            capacity *= 2;
+            data = realloc(data, capacity);
+        }
+    }
+    int failed = ferror(f);
+    fclose(f);
+    if (!data || failed) {
+        free(data);
+        return NULL;
+    }
+    *length = used;
+    return data;
+}
+
+static int load_manifest(const char *manifest) {
+    FILE *f = fopen(manifest, "r");
+    if (!f) {
+        fprintf(stderr, "floor: cannot open %s: %s\n", manifest, strerror(errno));
+        return -1;
+    }
+    char line[8192];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        char *tab = strchr(line, '\t');
+        if (!tab) continue;
+        *tab = 0;
+        routes = realloc(routes, (route_count + 1) * sizeof *routes);
+        struct route *r = &routes[route_count];
+        r->path = strdup(line);
+        r->body = read_file(tab + 1, &r->length);
+        if (!r->path || !r->body) {
+            fprintf(stderr, "floor: cannot read %s\n", tab + 1);
+            fclose(f);
+            return -1;
+        }
+        route_count++;
+    }
+    fclose(f);
+    return 0;
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *connection, const char *url, const char *method,
+                               const char *version, const char *upload_data, size_t *upload_data_size,
+                               void **req_cls) {
+    static int seen_headers;
+    (void)cls; (void)method; (void)version; (void)upload_data;
+    if (*req_cls == NULL) { /* first call: headers parsed; answer on the next call */
+        *req_cls = &seen_headers;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) { /* discard any body, like the wrapper */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    const char *body = not_found;
+    size_t length = sizeof not_found - 1;
+    unsigned int status = MHD_HTTP_NOT_FOUND;
+    for (size_t i = 0; i < route_count; i++) {
+        if (strcmp(routes[i].path, url) == 0) {
+            body = routes[i].body;
+            length = routes[i].length;
+            status = MHD_HTTP_OK;
+            break;
+        }
+    }
+    struct MHD_Response *response = MHD_create_response_from_buffer(length, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!response) return MHD_NO;
+    MHD_add_response_header(response, "Content-Type", "application/json");
+    enum MHD_Result queued = MHD_queue_response(connection, status, response);
+    MHD_destroy_response(response);
+    return queued;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: floor MANIFEST THREADS [PORT [CONNECTION_LIMIT TIMEOUT]]\n");
+        return 2;
+    }
+    if (load_manifest(argv[1]) != 0) return 1;
+    unsigned int threads = (unsigned int)atoi(argv[2]);
+    int port = argc > 3 ? atoi(argv[3]) : 0;
+    unsigned int connection_limit = argc > 5 ? (unsigned int)atoi(argv[4]) : 1024;
+    unsigned int timeout = argc > 5 ? (unsigned int)atoi(argv[5]) : 30;
+
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&address, sizeof address) != 0 || listen(fd, 128) != 0) {
+        fprintf(stderr, "floor: cannot listen on 127.0.0.1:%d: %s\n", port, strerror(errno));
+        return 1;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    socklen_t size = sizeof address;
+    getsockname(fd, (struct sockaddr *)&address, &size);
+
+    /* Block the stop signals in every thread (MHD's inherit the mask); main waits for them. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    struct MHD_Daemon *daemon;
+    if (threads > 1) {
+        daemon = MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL,
+                                  MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+                                  MHD_OPTION_CONNECTION_LIMIT, connection_limit,
+                                  MHD_OPTION_CONNECTION_TIMEOUT, timeout,
+                                  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
+                                  MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_END);
+    } else {
+        daemon = MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL,
+                                  MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+                                  MHD_OPTION_CONNECTION_LIMIT, connection_limit,
+                                  MHD_OPTION_CONNECTION_TIMEOUT, timeout,
+                                  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_END);
+    }
+    if (!daemon) {
+        fprintf(stderr, "floor: MHD_start_daemon failed\n");
+        return 1;
+    }
+    printf("listening on 127.0.0.1:%d\n", ntohs(address.sin_port));
+    fflush(stdout);
+    int signal_number;
+    sigwait(&stop, &signal_number);
+    MHD_stop_daemon(daemon);
+    close(fd);
+    return 0;
+}
