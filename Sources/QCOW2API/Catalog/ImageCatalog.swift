@@ -81,6 +81,8 @@ public final class ImageCatalog: Sendable {
         var entries: [String: Entry] = [:]
         var order: [String] = []
         var magic: [String: (FileInfo, Bool)] = [:]
+        /// The sorted directory listing and the directory's (mtime, ctime) when it was read.
+        var listing: (stamp: [Int], names: [String])?
     }
     private let cache = Mutex(CacheState())
     private let useOpenat2 = Atomic<Bool>(true)
@@ -189,7 +191,15 @@ public final class ImageCatalog: Sendable {
     }
 
     /// Names of the directory entries, sorted by their bytes (not yet filtered).
+    ///
+    /// The sorted listing is kept until the directory itself changes (its mtime or ctime: an entry
+    /// added, removed or renamed), so paging through 10,000 images does not re-read and re-sort them.
     public func names() -> [String] {
+        var st = Glibc.stat()
+        let stamp: [Int]? =
+            fstat(dirfd, &st) == 0
+            ? [st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec, Int(st.st_size)] : nil
+        if let stamp, let cached = cache.withLock({ $0.listing }), cached.stamp == stamp { return cached.names }
         let dup = fcntl(dirfd, F_DUPFD_CLOEXEC, 0)
         guard dup >= 0, let dir = fdopendir(dup) else {
             if dup >= 0 { close(dup) }
@@ -197,7 +207,7 @@ public final class ImageCatalog: Sendable {
         }
         defer { closedir(dir) }
         rewinddir(dir)
-        var out: [String] = []
+        var out: [(bytes: [UInt8], name: String)] = []
         while let ent = readdir(dir) {
             let name = withUnsafeBytes(of: ent.pointee.d_name) { raw -> [UInt8] in
                 Array(raw.prefix { $0 != 0 })
@@ -205,9 +215,11 @@ public final class ImageCatalog: Sendable {
             if name == [0x2e] || name == [0x2e, 0x2e] { continue }
             // Names that are not valid UTF-8 cannot be asked for over HTTP by their text; skip them.
             guard let s = ByteString(name).utf8 else { continue }
-            out.append(s)
+            out.append((name, s))
         }
-        return out.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        let sorted = out.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }.map(\.name)
+        if let stamp { cache.withLock { $0.listing = (stamp, sorted) } }
+        return sorted
     }
 
     /// Whether `name` is a regular file starting with `QFI\xfb` (cached per file version).
