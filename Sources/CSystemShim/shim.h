@@ -8,6 +8,9 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#if !defined(F_OFD_GETLK) && defined(__linux__)
+#define F_OFD_GETLK 36 /* <asm-generic/fcntl.h>; glibc only defines it with _GNU_SOURCE */
+#endif
 #if __has_include(<linux/openat2.h>)
 #include <linux/openat2.h>
 #define CSS_HAVE_OPENAT2_H 1
@@ -38,6 +41,32 @@ static inline int css_openat_nofollow(int dirfd, const char *name) {
 /// Opens a directory read-only for use as the images root.
 static inline int css_open_directory(const char *path) {
     return open(path, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+}
+
+/// Tests whether another open file description holds a lock that conflicts with a write lock on
+/// the `len` bytes at `start` (fcntl F_OFD_GETLK, which takes no lock and needs no write access).
+/// Returns 0 with `*held` 0 when nothing conflicts; 1 with the conflicting lock's type (F_RDLCK or
+/// F_WRLCK) in `*type` and its l_pid in `*pid` (-1 for an OFD lock, the owner for a classic POSIX
+/// lock); -1 with errno on failure (EINVAL when the kernel lacks OFD locks).
+static inline int css_ofd_test_write(int fd, int64_t start, int64_t len, int *held, int *type, int32_t *pid) {
+#ifdef F_OFD_GETLK
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = (off_t)start;
+    fl.l_len = (off_t)len;
+    fl.l_pid = 0;
+    if (fcntl(fd, F_OFD_GETLK, &fl) != 0) return -1;
+    *held = fl.l_type != F_UNLCK;
+    *type = fl.l_type;
+    *pid = (int32_t)fl.l_pid;
+    return 0;
+#else
+    (void)fd; (void)start; (void)len; (void)held; (void)type; (void)pid;
+    errno = ENOSYS;
+    return -1;
+#endif
 }
 
 #endif

@@ -273,7 +273,7 @@ struct DaemonAPITests {
         "/healthz", "/v1/openapi.yaml", "/v1/images", "/v1/images/{image}", "/v1/images/{image}/header",
         "/v1/images/{image}/extensions", "/v1/images/{image}/bitmaps", "/v1/images/{image}/bitmaps/{bitmap}",
         "/v1/images/{image}/bitmaps/{bitmap}/table", "/v1/images/{image}/bitmaps/{bitmap}/extents",
-        "/v1/images/{image}/snapshots", "/v1/images/{image}/findings",
+        "/v1/images/{image}/snapshots", "/v1/images/{image}/findings", "/v1/images/{image}/locks",
     ]
 
     fileprivate var fx: LiveFixture { get throws { try LiveFixture.get() } }

@@ -10,7 +10,8 @@ import Synchronization
 /// Every open goes through `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)` relative to the
 /// directory's descriptor (falling back to `O_NOFOLLOW` where the kernel lacks openat2), with
 /// `O_RDONLY | O_CLOEXEC | O_NONBLOCK`: no name can reach a file outside the directory, a FIFO
-/// cannot block the open, and nothing is ever opened for writing or locked.
+/// cannot block the open, and nothing is ever opened for writing or locked (QEMU's locks are only
+/// tested, with `F_OFD_GETLK`: see ``LockState``).
 public final class ImageCatalog: Sendable {
     /// Why a lookup failed.
     public enum LookupError: Error, Sendable {
@@ -152,7 +153,18 @@ public final class ImageCatalog: Sendable {
     ///
     /// - Throws: ``LookupError/notFound(_:)`` or ``LookupError/unreadable(_:)``.
     public func image(named name: String) throws(LookupError) -> Entry {
+        try lookup(named: name, probeLocks: false).entry
+    }
+
+    /// The parsed image called `name` and, when `probeLocks`, QEMU's lock state on it.
+    ///
+    /// The locks are probed on the descriptor this lookup opens (`F_OFD_GETLK`, no lock taken)
+    /// on every call, never cached: a writer can appear or leave without the file changing.
+    ///
+    /// - Throws: ``LookupError/notFound(_:)`` or ``LookupError/unreadable(_:)``.
+    public func lookup(named name: String, probeLocks: Bool) throws(LookupError) -> (entry: Entry, locks: LockState?) {
         let (fd, info) = try openBeneath(name)
+        let locks = probeLocks ? LockState.probe(fd: fd) : nil
         if let hit = cache.withLock({ state -> Entry? in
             guard let e = state.entries[name], e.file.sameVersion(as: info) else { return nil }
             if let i = state.order.lastIndex(of: name) { state.order.remove(at: i) }
@@ -160,7 +172,7 @@ public final class ImageCatalog: Sendable {
             return e
         }) {
             close(fd)
-            return hit
+            return (hit, locks)
         }
         let image: QCOW2Image
         do {
@@ -180,7 +192,7 @@ public final class ImageCatalog: Sendable {
                 state.entries[old] = nil
             }
         }
-        return entry
+        return (entry, locks)
     }
 
     /// The file's identity without parsing, for conditional requests on unreadable files.

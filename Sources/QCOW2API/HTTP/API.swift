@@ -10,7 +10,7 @@ public final class API: Sendable {
         "/healthz", "/v1/openapi.yaml", "/v1/images", "/v1/images/{image}", "/v1/images/{image}/header",
         "/v1/images/{image}/extensions", "/v1/images/{image}/bitmaps", "/v1/images/{image}/bitmaps/{bitmap}",
         "/v1/images/{image}/bitmaps/{bitmap}/table", "/v1/images/{image}/bitmaps/{bitmap}/extents",
-        "/v1/images/{image}/snapshots", "/v1/images/{image}/findings",
+        "/v1/images/{image}/snapshots", "/v1/images/{image}/findings", "/v1/images/{image}/locks",
     ]
 
     /// Pagination limits: (default, maximum).
@@ -127,7 +127,7 @@ public final class API: Sendable {
         var bitmapSeg: Substring? = nil
         switch rest.count {
         case 0: view = "summary"
-        case 1 where ["header", "extensions", "bitmaps", "snapshots", "findings"].contains(rest[0]): view = String(rest[0])
+        case 1 where ["header", "extensions", "bitmaps", "snapshots", "findings", "locks"].contains(rest[0]): view = String(rest[0])
         case 2 where rest[0] == "bitmaps" && !rest[1].isEmpty:
             view = "bitmap"
             bitmapSeg = rest[1]
@@ -151,8 +151,12 @@ public final class API: Sendable {
         }
         let query = try Query(req.rawQuery)
         let entry: ImageCatalog.Entry
+        // Views that show the lock state probe it on every request (never cached) and put it in
+        // their ETag, so a poller sees a writer appear or leave although the file is unchanged.
+        let locks: LockState?
         do {
-            entry = try catalog.image(named: name)
+            (entry, locks) = try catalog.lookup(
+                named: name, probeLocks: ["summary", "locks", "bitmaps", "bitmap", "table", "extents"].contains(view))
         } catch {
             switch error {
             case .notFound: throw Problem.imageNotFound(name)
@@ -165,15 +169,18 @@ public final class API: Sendable {
         switch view {
         case "summary":
             doc = { () throws(Problem) in
-                (ImageViews.summary(image, file: entry.file, findings: entry.findings(), dirty: entry.dirtyCount), [])
+                (ImageViews.summary(image, file: entry.file, findings: entry.findings(), dirty: entry.dirtyCount, locks: locks), [])
             }
         case "header": doc = { () throws(Problem) in (ImageViews.header(image), []) }
         case "extensions": doc = { () throws(Problem) in (ImageViews.extensions(image), []) }
         case "findings": doc = { () throws(Problem) in (ImageViews.findings(entry.findings()), []) }
+        case "locks":
+            guard let locks else { throw Problem.noRoute(req.rawPath) }
+            doc = { () throws(Problem) in (ImageViews.locks(locks, image: name), []) }
         case "bitmaps":
             let limit = try query.integer("limit", default: Paging.bitmaps.0, range: 1...Paging.bitmaps.1)
             let cursor = try query.integer("cursor", default: 0, range: 0...UInt64(image.bitmaps.count))
-            doc = { () throws(Problem) in self.bitmapsPage(entry, name: name, limit: limit, cursor: cursor) }
+            doc = { () throws(Problem) in self.bitmapsPage(entry, name: name, limit: limit, cursor: cursor, locks: locks) }
         case "snapshots":
             let limit = try query.integer("limit", default: Paging.snapshots.0, range: 1...Paging.snapshots.1)
             let offset = try query.integer("offset", default: 0, range: 0...UInt64(image.header.nbSnapshots))
@@ -184,7 +191,7 @@ public final class API: Sendable {
             }
             if view == "bitmap" {
                 doc = { () throws(Problem) in
-                    (ImageViews.bitmap(b, in: image, findings: image.findings, dirty: entry.dirtyCount), [])
+                    (ImageViews.bitmap(b, in: image, findings: image.findings, dirty: entry.dirtyCount, locks: locks), [])
                 }
             } else if view == "extents" {
                 let size = image.header.size
@@ -196,17 +203,20 @@ public final class API: Sendable {
                     from = try API.parseCursor(c, etag: entry.file.etag(view: "extents"), start: start, length: length)
                 }
                 doc = { () throws(Problem) in
-                    try self.extentsPage(entry, b, name: name, start: start, length: length, from: from, limit: limit)
+                    try self.extentsPage(
+                        entry, b, name: name, start: start, length: length, from: from, limit: limit, locks: locks)
                 }
             } else {
                 let total = UInt64(b.tableSize)
                 let limit = try query.integer("limit", default: Paging.table.0, range: 1...Paging.table.1)
                 let offset = try query.integer("offset", default: 0, range: 0...(total == 0 ? 0 : total - 1))
-                doc = { () throws(Problem) in try self.tablePage(image, b, name: name, limit: limit, offset: offset) }
+                doc = { () throws(Problem) in
+                    try self.tablePage(image, b, name: name, limit: limit, offset: offset, locks: locks)
+                }
             }
         default: throw Problem.noRoute(req.rawPath)
         }
-        let etag = entry.file.etag(view: req.rawPath + "?" + req.rawQuery)
+        let etag = entry.file.etag(view: req.rawPath + "?" + req.rawQuery + (locks.map { "\n" + $0.etagComponent } ?? ""))
         let cacheHeaders: [(name: String, value: String)] = [("ETag", etag), ("Cache-Control", "no-cache")]
         if let inm = req.header("If-None-Match"), API.matches(inm, etag) {
             return APIResponse(status: 304, headers: cacheHeaders)
@@ -230,7 +240,7 @@ public final class API: Sendable {
         ("Link", "<\(path)?\(query)>; rel=\"next\"")
     }
 
-    private func bitmapsPage(_ entry: ImageCatalog.Entry, name: String, limit: UInt64, cursor: UInt64)
+    private func bitmapsPage(_ entry: ImageCatalog.Entry, name: String, limit: UInt64, cursor: UInt64, locks: LockState?)
         -> (JSONValue, [(name: String, value: String)])
     {
         let image = entry.image
@@ -240,18 +250,27 @@ public final class API: Sendable {
         let page = all[start..<end]
         let next: UInt64? = end < all.count ? UInt64(end) : nil
         let path = "/v1/images/\(PercentEncoding.encode(name))/bitmaps"
-        let value: JSONValue = .obj([
-            "extension": ImageViews.bitmapsExtension(image),
-            "autoclear_bitmaps": .bool(image.header.bitmapsConsistentBit),
-            "total": .num(all.count), "cursor": .num(cursor), "limit": .num(limit),
-            "bitmaps": .array(page.map { ImageViews.bitmap($0, in: image, findings: image.findings, dirty: entry.dirtyCount) }),
-            "next": next.map { .string(String($0)) } ?? .null,
-        ])
+        var o: [(String, JSONValue)] = [
+            ("extension", ImageViews.bitmapsExtension(image)),
+            ("autoclear_bitmaps", .bool(image.header.bitmapsConsistentBit)),
+        ]
+        if let locks { o += ImageViews.staleFields(locks) }
+        o += [
+            ("total", .num(all.count)), ("cursor", .num(cursor)), ("limit", .num(limit)),
+            (
+                "bitmaps",
+                .array(
+                    page.map { ImageViews.bitmap($0, in: image, findings: image.findings, dirty: entry.dirtyCount, locks: locks) })
+            ),
+            ("next", next.map { .string(String($0)) } ?? .null),
+        ]
+        let value: JSONValue = .object(o)
         return (value, next.map { [link(path, "cursor=\($0)&limit=\(limit)")] } ?? [])
     }
 
-    private func tablePage(_ image: QCOW2Image, _ b: BitmapDirectoryEntry, name: String, limit: UInt64, offset: UInt64)
-        throws(Problem) -> (JSONValue, [(name: String, value: String)])
+    private func tablePage(
+        _ image: QCOW2Image, _ b: BitmapDirectoryEntry, name: String, limit: UInt64, offset: UInt64, locks: LockState?
+    ) throws(Problem) -> (JSONValue, [(name: String, value: String)])
     {
         let total = UInt64(b.tableSize)
         let entries: [BitmapTableEntry]
@@ -270,6 +289,9 @@ public final class API: Sendable {
             ("cluster_size", .num(image.header.clusterSize)),
             ("bytes_per_entry", b.bytesPerTableEntry(clusterSize: image.header.clusterSize).map { .num($0) } ?? .null),
             ("consistent", .bool(image.isConsistent(b))),
+        ]
+        if let locks { o += ImageViews.staleFields(locks) }
+        o += [
             ("entries", .array(entries.map(ImageViews.tableEntry))),
             ("next", next.map { .num($0) } ?? .null),
         ]
@@ -307,7 +329,7 @@ public final class API: Sendable {
 
     private func extentsPage(
         _ entry: ImageCatalog.Entry, _ b: BitmapDirectoryEntry, name: String, start: UInt64, length: UInt64,
-        from: UInt64, limit: UInt64
+        from: UInt64, limit: UInt64, locks: LockState?
     ) throws(Problem) -> (JSONValue, [(name: String, value: String)]) {
         let image = entry.image
         let (sum, overflow) = start.addingReportingOverflow(length)
@@ -326,6 +348,9 @@ public final class API: Sendable {
             ("granularity", b.granularity.map { .num($0) } ?? .null), ("start", .num(start)),
             ("length", .num(min(length, image.header.size - start))), ("from", .num(from)),
             ("consistent", .bool(image.isConsistent(b))), ("inconsistent_reason", .str(image.inconsistencyReason(b))),
+        ]
+        if let locks { o += ImageViews.staleFields(locks) }
+        o += [
             ("extents", .array(page.extents.map(ImageViews.extent))), ("next", .str(cursor)),
         ]
         let q = "start=\(start)&length=\(length)&limit=\(limit)"

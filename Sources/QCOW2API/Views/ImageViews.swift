@@ -99,7 +99,7 @@ public enum ImageViews {
     /// One bitmap directory entry with derived fields and its findings.
     public static func bitmap(
         _ b: BitmapDirectoryEntry, in image: QCOW2Image, findings: [Finding],
-        dirty: ((BitmapDirectoryEntry) -> ImageCatalog.DirtyCount)? = nil
+        dirty: ((BitmapDirectoryEntry) -> ImageCatalog.DirtyCount)? = nil, locks: LockState? = nil
     ) -> JSONValue {
         var o: [(String, JSONValue)] = [("index", .num(b.index))]
         text("name", b.name, into: &o, alwaysHex: true)
@@ -114,6 +114,7 @@ public enum ImageViews {
             ("consistent", .bool(image.isConsistent(b))), ("inconsistent_reason", .str(image.inconsistencyReason(b))),
         ]
         if let dirty { o += dirtyFields(dirty(b), size: image.header.size) }
+        if let locks { o += staleFields(locks) }
         o.append(("findings", .array(findings.filter { $0.bitmapIndex == b.index }.map(finding))))
         return .object(o)
     }
@@ -122,6 +123,39 @@ public enum ImageViews {
     static func dirtyFields(_ c: ImageCatalog.DirtyCount, size: UInt64) -> [(String, JSONValue)] {
         let fraction: JSONValue = c.bytes.map { size == 0 ? .double(0) : .double(Double($0) / Double(size)) } ?? .null
         return [("dirty_bytes", c.bytes.map { .num($0) } ?? .null), ("dirty_fraction", fraction), ("dirty_bytes_reason", .str(c.reason))]
+    }
+
+    /// `writer_present` and `stale_reason` of every bitmap answer (see ``LockState``).
+    public static func staleFields(_ l: LockState) -> [(String, JSONValue)] {
+        let reason: String?
+        switch l.writerPresent {
+        case true?:
+            reason = "a writer holds the image (QEMU lock byte 101): it keeps its bitmaps in memory and may change "
+                + "the file at any moment, so the bitmap data on disk may be stale or change while it is read"
+        case nil: reason = "cannot tell whether a writer holds the image: \(l.error ?? "lock probe failed")"
+        case false?: reason = nil
+        }
+        return [("writer_present", l.writerPresent.map { .bool($0) } ?? .null), ("stale_reason", .str(reason))]
+    }
+
+    /// `/v1/images/{image}/locks`: QEMU's lock bytes on the image, probed now.
+    public static func locks(_ l: LockState, image name: String) -> JSONValue {
+        func opt(_ b: Bool?) -> JSONValue { b.map { .bool($0) } ?? .null }
+        return .obj([
+            "image": .string(name), "writer_present": opt(l.writerPresent), "readers_present": opt(l.readersPresent),
+            "shared_write_allowed": opt(l.sharedWriteAllowed), "locks_held": opt(l.locksHeld),
+            "permissions_held": .array(l.names(.permission).map { .string($0) }),
+            "permissions_not_shared": .array(l.names(.notShared).map { .string($0) }),
+            "bytes": .array(
+                l.bytes.map { b in
+                    .obj([
+                        "offset": .num(b.offset), "kind": .string(b.kind.rawValue), "permission": .string(b.permission),
+                        "meaning": .string(b.meaning), "held": opt(b.held), "lock_type": .str(b.lockType),
+                        "owner_pid": b.ownerPID.map { .num($0) } ?? .null,
+                    ])
+                }),
+            "probe_error": .str(l.error),
+        ])
     }
 
     /// One bitmap table entry.
@@ -182,7 +216,7 @@ public enum ImageViews {
     /// The summary in qemu-img's vocabulary (`/v1/images/{image}`).
     public static func summary(
         _ image: QCOW2Image, file: FileInfo, findings: [Finding],
-        dirty: ((BitmapDirectoryEntry) -> ImageCatalog.DirtyCount)? = nil
+        dirty: ((BitmapDirectoryEntry) -> ImageCatalog.DirtyCount)? = nil, locks: LockState? = nil
     ) -> JSONValue {
         let h = image.header
         var o: [(String, JSONValue)] = [
@@ -221,6 +255,10 @@ public enum ImageViews {
                     })
             ))
         o.append(("finding_counts", findingCounts(findings)))
+        if let locks {
+            o.append(("writer_present", locks.writerPresent.map { .bool($0) } ?? .null))
+            o.append(("locks_held", locks.locksHeld.map { .bool($0) } ?? .null))
+        }
         return .object(o)
     }
 }

@@ -1,0 +1,254 @@
+import Foundation
+import QCOW2
+import QCOW2API
+import QCOW2TestSupport
+import Testing
+
+/// A QEMU process kept running in the background while it holds an image: `qemu-io` reading
+/// commands from a pipe, or `qemu-nbd` serving on a unix socket. Killed with SIGKILL (test
+/// threads may block SIGTERM) by ``stop()``, which every test calls in a `defer`.
+final class QemuHolder: @unchecked Sendable {
+    let process = Process()
+    private let input = Pipe()
+    let log: String
+
+    init(_ tool: String, _ arguments: [String], directory: String) throws {
+        process.executableURL = URL(fileURLWithPath: try Self.locate(tool))
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        var env = ProcessInfo.processInfo.environment
+        env["LC_ALL"] = "C"
+        process.environment = env
+        process.standardInput = input
+        log = "\(directory)/\(tool)-\(UUID().uuidString.prefix(8)).log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let out = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        process.standardOutput = out
+        process.standardError = out
+        try process.run()
+        try? out.close()
+    }
+
+    /// Sends one interactive command (qemu-io) on its standard input.
+    func send(_ command: String) {
+        input.fileHandleForWriting.write(Data((command + "\n").utf8))
+    }
+
+    /// Everything the process printed so far.
+    var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+    func stop() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        try? input.fileHandleForWriting.close()
+    }
+
+    static func locate(_ tool: String) throws -> String {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") + ["/usr/bin"] {
+            let p = "\(dir)/\(tool)"
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        throw QemuToolError.toolNotFound(tool)
+    }
+
+    static var nbdAvailable: Bool { (try? locate("qemu-nbd")) != nil }
+}
+
+/// One image with two bitmaps in a private directory, and an API over it.
+struct LockFixture {
+    let factory: QemuImageFactory
+    let api: API
+    let image = "vm.qcow2"
+
+    init() throws {
+        factory = try QemuImageFactory(prefix: "qcowscope-locks-")
+        try factory.create(image, size: 16 << 20, options: ["cluster_size=65536"])
+        try factory.bitmapAdd(image, "b0")
+        try factory.write(image, offset: 0, length: 65536)
+        api = API(catalog: try ImageCatalog(path: factory.directory))
+    }
+
+    func get(_ target: String, headers: [(name: String, value: String)] = []) -> APIResponse {
+        api.handle(APIRequest(method: "GET", target: target, headers: headers))
+    }
+
+    func json(_ target: String) throws -> [String: Any] {
+        let r = get(target)
+        #expect(r.status == 200, "\(target): \(r.status) \(String(decoding: r.body, as: UTF8.self))")
+        return try #require(try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])
+    }
+
+    var locks: [String: Any] { get throws { try json("/v1/images/\(image)/locks") } }
+
+    /// Held offsets of the locks view.
+    func heldOffsets() throws -> [Int] {
+        let bytes = try #require(try locks["bytes"] as? [[String: Any]])
+        return bytes.filter { $0["held"] as? Bool == true }.compactMap { $0["offset"] as? Int }
+    }
+
+    /// Polls the locks view until `done` holds (QEMU takes its locks shortly after start).
+    func wait(_ what: String, _ holder: QemuHolder, until done: ([String: Any]) -> Bool) throws {
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline {
+            if done(try locks) { return }
+            guard holder.process.isRunning else { break }
+            usleep(50_000)
+        }
+        Issue.record("timed out waiting for \(what); locks: \(try locks); holder output: \(holder.output)")
+    }
+
+    /// The four bitmap answers of `b0`.
+    var bitmapTargets: [String] {
+        let base = "/v1/images/\(image)/bitmaps"
+        return [base, base + "/b0", base + "/b0/table", base + "/b0/extents"]
+    }
+
+    func cleanup() { factory.removeDirectory() }
+}
+
+@Suite(
+    "QEMU lock bytes (real qemu-io / qemu-nbd holders)", .serialized,
+    .enabled(if: QemuImageFactory.toolsAvailable, "needs qemu-img and qemu-io"))
+struct LockTests {
+    @Test("nobody holds the image: every byte free, no writer, nothing stale; our open descriptor locks nothing")
+    func nobody() throws {
+        let fx = try LockFixture()
+        defer { fx.cleanup() }
+        let l = try fx.locks
+        #expect(l["writer_present"] as? Bool == false)
+        #expect(l["readers_present"] as? Bool == false)
+        #expect(l["shared_write_allowed"] as? Bool == true)
+        #expect(l["locks_held"] as? Bool == false)
+        #expect(l["probe_error"] is NSNull)
+        let bytes = try #require(l["bytes"] as? [[String: Any]])
+        #expect(bytes.compactMap { $0["offset"] as? Int } == [100, 101, 102, 103, 200, 201, 202, 203])
+        #expect(bytes.allSatisfy { $0["held"] as? Bool == false && $0["owner_pid"] is NSNull && $0["lock_type"] is NSNull })
+        let s = try fx.json("/v1/images/\(fx.image)")
+        #expect(s["writer_present"] as? Bool == false && s["locks_held"] as? Bool == false)
+        for t in fx.bitmapTargets {
+            let o = try fx.json(t)
+            #expect(o["writer_present"] as? Bool == false, "\(t)")
+            #expect(o["stale_reason"] is NSNull, "\(t)")
+        }
+        // The catalog keeps the image open (cached entry) and has just probed it: QEMU must see
+        // nothing. A writer opens it and writes, and a locking `qemu-img info` (no -U) succeeds.
+        try fx.factory.write(fx.image, pattern: 0x5a, offset: 65536, length: 4096)
+        let info = try fx.factory.qemuImg(["info", "--output=json", fx.factory.path(fx.image)], allowFailure: true)
+        #expect(info.status == 0, "qemu-img info failed next to our descriptor: \(info.stderr)")
+        #expect(try fx.heldOffsets().isEmpty)
+    }
+
+    @Test(
+        "a writer holds the image: writer present, every bitmap answer stale, ETag changes, QEMU unaffected",
+        arguments: ["qemu-io", "qemu-nbd"])
+    func writer(tool: String) throws {
+        if tool == "qemu-nbd" && !QemuHolder.nbdAvailable { return }
+        let fx = try LockFixture()
+        defer { fx.cleanup() }
+        let summaryPath = "/v1/images/\(fx.image)"
+        let before = try #require(fx.get(summaryPath).header("ETag"))
+        let bitmapsBefore = try #require(fx.get(fx.bitmapTargets[0]).header("ETag"))
+        let args =
+            tool == "qemu-io"
+            ? ["-f", "qcow2", fx.image]
+            : ["-f", "qcow2", "-k", "\(fx.factory.directory)/nbd.sock", "--persistent", fx.image]
+        let holder = try QemuHolder(tool, args, directory: fx.factory.directory)
+        defer { holder.stop() }
+        try fx.wait("the writer's locks", holder) { $0["writer_present"] as? Bool == true }
+
+        let l = try fx.locks
+        #expect(l["writer_present"] as? Bool == true)
+        #expect(l["readers_present"] as? Bool == true)
+        #expect(l["shared_write_allowed"] as? Bool == false)
+        #expect(l["locks_held"] as? Bool == true)
+        #expect(l["permissions_held"] as? [String] == ["consistent_read", "write", "resize"])
+        #expect(l["permissions_not_shared"] as? [String] == ["write", "resize"])
+        #expect(try fx.heldOffsets() == [100, 101, 103, 201, 203])
+        let bytes = try #require(l["bytes"] as? [[String: Any]])
+        for b in bytes where b["held"] as? Bool == true {
+            // QEMU takes shared OFD locks: the kernel reports type read and l_pid -1 (null here).
+            #expect(b["lock_type"] as? String == "read")
+            #expect(b["owner_pid"] is NSNull)
+        }
+
+        let s = try fx.json(summaryPath)
+        #expect(s["writer_present"] as? Bool == true && s["locks_held"] as? Bool == true)
+        for t in fx.bitmapTargets {
+            let o = try fx.json(t)
+            #expect(o["writer_present"] as? Bool == true, "\(t)")
+            #expect((o["stale_reason"] as? String)?.contains("writer") == true, "\(t)")
+        }
+        let entries = try #require(try fx.json(fx.bitmapTargets[0])["bitmaps"] as? [[String: Any]])
+        #expect(entries.allSatisfy { $0["writer_present"] as? Bool == true && $0["stale_reason"] is String })
+
+        // A poller's old ETag no longer matches: the lock state is part of it.
+        #expect(fx.get(summaryPath, headers: [("If-None-Match", before)]).status == 200)
+        #expect(fx.get(fx.bitmapTargets[0], headers: [("If-None-Match", bitmapsBefore)]).status == 200)
+        // ... and a stable state still answers 304.
+        let now = try #require(fx.get(fx.bitmapTargets[0]).header("ETag"))
+        #expect(fx.get(fx.bitmapTargets[0], headers: [("If-None-Match", now)]).status == 304)
+        let locksTag = try #require(fx.get("/v1/images/\(fx.image)/locks").header("ETag"))
+        #expect(fx.get("/v1/images/\(fx.image)/locks", headers: [("If-None-Match", locksTag)]).status == 304)
+
+        // While we keep probing, QEMU behaves as it does without us: a second opener fails on the
+        // writer's lock (QEMU's own protocol), `-U` reads fine.
+        for _ in 0..<20 { _ = fx.get("/v1/images/\(fx.image)/locks") }
+        let locked = try fx.factory.qemuImg(["info", fx.factory.path(fx.image)], allowFailure: true)
+        #expect(locked.status != 0 && locked.stderr.contains("lock"), "\(locked.status) \(locked.stderr)")
+        let shared = try fx.factory.qemuImg(["info", "-U", "--output=json", fx.factory.path(fx.image)], allowFailure: true)
+        #expect(shared.status == 0, "qemu-img info -U: \(shared.stderr)")
+        if tool == "qemu-io" {
+            // The writer itself still writes after our probes.
+            holder.send("write -P 0x77 131072 4096")
+            let deadline = Date().addingTimeInterval(10)
+            while !holder.output.contains("wrote 4096/4096") && Date() < deadline { usleep(50_000) }
+            #expect(holder.output.contains("wrote 4096/4096"), "qemu-io output: \(holder.output)")
+            #expect(!holder.output.contains("lock"), "qemu-io output: \(holder.output)")
+        }
+
+        holder.stop()
+        #expect(try fx.locks["writer_present"] as? Bool == false)
+        #expect(try fx.heldOffsets().isEmpty)
+        #expect(try fx.json(fx.bitmapTargets[0])["stale_reason"] is NSNull)
+    }
+
+    @Test("a read-only user (qemu-nbd -r) holds the image: readers present, no writer, writes not shared")
+    func reader() throws {
+        guard QemuHolder.nbdAvailable else { return }
+        let fx = try LockFixture()
+        defer { fx.cleanup() }
+        let holder = try QemuHolder(
+            "qemu-nbd", ["-r", "-f", "qcow2", "-k", "\(fx.factory.directory)/nbd.sock", "--persistent", fx.image],
+            directory: fx.factory.directory)
+        defer { holder.stop() }
+        try fx.wait("the reader's locks", holder) { $0["readers_present"] as? Bool == true }
+        let l = try fx.locks
+        #expect(l["writer_present"] as? Bool == false)
+        #expect(l["readers_present"] as? Bool == true)
+        #expect(l["shared_write_allowed"] as? Bool == false)
+        #expect(l["locks_held"] as? Bool == true)
+        #expect(try fx.heldOffsets() == [100, 201, 203])
+        let s = try fx.json("/v1/images/\(fx.image)")
+        #expect(s["writer_present"] as? Bool == false && s["locks_held"] as? Bool == true)
+        for t in fx.bitmapTargets {
+            let o = try fx.json(t)
+            #expect(o["writer_present"] as? Bool == false, "\(t)")
+            #expect(o["stale_reason"] is NSNull, "\(t)")
+        }
+        // A second reader is fine next to it and to us, as without us.
+        let info = try fx.factory.qemuImg(["info", fx.factory.path(fx.image)], allowFailure: true)
+        #expect(info.status == 0, "qemu-img info: \(info.stderr)")
+    }
+
+    @Test("views without lock state keep their ETag and take no probe")
+    func unaffectedViews() throws {
+        let fx = try LockFixture()
+        defer { fx.cleanup() }
+        let header = try fx.json("/v1/images/\(fx.image)/header")
+        #expect(header["writer_present"] == nil)
+        let tag = try #require(fx.get("/v1/images/\(fx.image)/header").header("ETag"))
+        #expect(fx.get("/v1/images/\(fx.image)/header", headers: [("If-None-Match", tag)]).status == 304)
+        #expect(fx.get("/v1/images/nope.qcow2/locks").status == 404)
+        #expect(fx.get("/v1/images/\(fx.image)/locks/x").status == 404)
+    }
+}
