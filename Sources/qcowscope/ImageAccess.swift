@@ -127,7 +127,9 @@ struct ViewOptions: ParsableArguments {
     }
 
     /// Runs `body` and prints its document; a ``CLIFailure`` becomes one stderr line and exit 1.
-    func show(_ body: (ImageAccess) throws(CLIFailure) -> JSONValue) throws -> JSONValue {
+    func show(_ body: (ImageAccess) throws(CLIFailure) -> JSONValue, text: (JSONValue) -> String = TextRenderer.render)
+        throws -> JSONValue
+    {
         let access = try open()
         let doc: JSONValue
         do {
@@ -137,7 +139,7 @@ struct ViewOptions: ParsableArguments {
             throw ExitCode(1)
         }
         let useJSON = (format ?? (Terminal.stdoutIsTerminal ? .text : .json)) == .json
-        Terminal.print(useJSON ? JSONWriter(style: .pretty(indent: 2)).string(doc) + "\n" : TextRenderer.render(doc))
+        Terminal.print(useJSON ? JSONWriter(style: .pretty(indent: 2)).string(doc) + "\n" : text(doc))
         return doc
     }
 }

@@ -15,10 +15,10 @@ struct Qcowscope: ParsableCommand {
             Nothing is ever written: every image is opened O_RDONLY, read with pread and never locked, \
             so images in use by a running VM can be inspected.
 
-            The views (info, header, extensions, bitmaps, table, snapshots, findings) print with \
+            The views (info, header, extensions, bitmaps, table, extents, snapshots, findings) print with \
             --format json exactly the JSON document qcowscoped serves for the matching endpoint \
-            (/v1/images/{image}, /header, /extensions, /bitmaps, /bitmaps/{b}/table, /snapshots, \
-            /findings), pretty-printed; --format text prints the same document as aligned text. The \
+            (/v1/images/{image}, /header, /extensions, /bitmaps, /bitmaps/{b}/table, /bitmaps/{b}/extents, \
+            /snapshots, /findings), pretty-printed; --format text prints the same document as aligned text. The \
             default is json when stdout is not a terminal and text on a terminal. findings exits 1 \
             when a finding of severity error exists.
 
@@ -41,7 +41,7 @@ struct Qcowscope: ParsableCommand {
             qcow2.py's, error findings), 2 usage error.
             """,
         subcommands: [
-            InfoCommand.self, HeaderCommand.self, ExtensionsCommand.self, BitmapsCommand.self, TableCommand.self,
+            InfoCommand.self, HeaderCommand.self, ExtensionsCommand.self, BitmapsCommand.self, TableCommand.self, ExtentsCommand.self,
             SnapshotsCommand.self, FindingsCommand.self, DumpHeaderCommand.self, DumpHeaderExtsCommand.self,
         ]
     )

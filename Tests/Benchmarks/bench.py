@@ -872,6 +872,150 @@ http {{
 
     # -- output ---------------------------------------------------------------------------------
 
+
+    # -- 6. dirty extents and totals of a 16 TiB disk vs nbdinfo over qemu-nbd ----------------------
+
+    def make_sparse16t(self):
+        """A 16 TiB qemu-img image (64 KiB clusters) with a 64 KiB-granularity bitmap 'b' (512 table
+        entries of 32 GiB each; 32 MiB of bitmap when every entry is serialized). qemu-io dirties
+        PER runs of 4-12 KiB in every 32 GiB entry (write -z: no guest data, one L2 table per entry),
+        so every one of the 512 bitmap data clusters is written and must be read for the total."""
+        per = 16 if self.quick else 64
+        d = os.path.join(self.work, "sixteen")
+        os.makedirs(d, exist_ok=True)
+        image = os.path.join(d, "sparse-16t.qcow2")
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=65536", image, "16T"], "qemu-img create 16T")
+        run(["qemu-img", "bitmap", "--add", "-g", "65536", "-f", "qcow2", image, "b"], "qemu-img bitmap --add")
+        cmds = []
+        step = (512 << 20) // per  # all PER writes of an entry inside one 512 MiB L2 range
+        for e in range(512):
+            for k in range(per):
+                cmds += ["-c", f"write -z {e * (32 << 30) + k * step + (k % 4) * 65536} {4096 * (1 + k % 3)}"]
+        t = time.perf_counter()
+        run(["qemu-io", "-f", "qcow2"] + cmds + [image], "qemu-io (dirty runs)", timeout=1800)
+        log(f"   {512 * per} qemu-io writes in {time.perf_counter() - t:.1f} s; file {fmt_bytes(os.stat(image).st_size)}")
+        return d, image, 512 * per
+
+    def nbdinfo_totals(self, image, n):
+        """qemu-nbd -r -t -B b (started once, SIGKILLed after), then n timed `nbdinfo --map --totals` runs.
+        Returns (dirty bytes, stats of the nbdinfo wall times, qemu-nbd start-to-socket seconds)."""
+        sock = os.path.join(self.work, "nbd.sock")
+        t = time.perf_counter()
+        p = Proc("qemu-nbd", ["qemu-nbd", "-r", "-t", "-k", sock, "-B", "b", "-f", "qcow2", image],
+                 self.cpuset("server"), self.logdir)
+        while not os.path.exists(sock):
+            if not p.alive() or time.perf_counter() - t > 60:
+                raise Failure(f"qemu-nbd did not start: {p.tail()}")
+            time.sleep(0.005)
+        started = time.perf_counter() - t
+        uri = f"nbd+unix:///?socket={sock}"
+        argv = self.taskset("client") + ["nbdinfo", "--json", "--totals", "--map=qemu:dirty-bitmap:b", uri]
+        times, dirty = [], None
+        try:
+            for _ in range(n):
+                t = time.perf_counter()
+                r = run(argv, "nbdinfo --totals", timeout=600)
+                times.append(time.perf_counter() - t)
+                dirty = sum(x["size"] for x in json.loads(r.stdout) if x["type"] & 1)
+        finally:
+            p.p.kill()  # SIGKILL: qemu-nbd -t would otherwise wait for clients
+            p.stop()
+            _children.remove(p)
+        return dirty, stats(times), started
+
+    def section6(self):
+        n = 20 if self.quick else 100
+        n_ref = 5 if self.quick else 20
+        log(f"6. dirty extents/totals of a 16 TiB disk, 64 KiB granularity (32 MiB bitmap) vs nbdinfo over qemu-nbd")
+        d, image, writes = self.make_sparse16t()
+        srv = self.start_qcowscoped("qcowscoped-16t", d)
+        c = Client(srv.port)
+        base = "/v1/images/sparse-16t.qcow2/bitmaps/b"
+        first = base + "/extents"
+
+        def touch():
+            t = time.time_ns()
+            os.utime(image, ns=(t, t))
+
+        def walk():
+            """Every extent, pages of 10,000; returns (dirty bytes, extents, pages)."""
+            total, count, pages, cursor = 0, 0, 0, None
+            while True:
+                path = first + "?limit=10000" + (f"&cursor={cursor}" if cursor else "")
+                status, body, _ = c.get(path)
+                if status != 200:
+                    raise Failure(f"GET {path}: {status} {body[:200]!r}")
+                doc = json.loads(body)
+                pages += 1
+                count += len(doc["extents"])
+                total += sum(e["length"] for e in doc["extents"] if e["dirty"])
+                cursor = doc["next"]
+                if not cursor:
+                    return total, count, pages
+
+        # First page (1,000 extents): cached and cold (after touch: the file is parsed again).
+        c.ok(first)
+        warm = stats([c.ok(first) for _ in range(n)])
+        cold = []
+        for _ in range(n):
+            touch()
+            cold.append(c.ok(first))
+        cold = stats(cold)
+        # The exact total: the bitmap's dirty_bytes right after a touch (counted on that request), cached.
+        def dirty_of(path):
+            status, body, elapsed = c.get(path)
+            if status != 200:
+                raise Failure(f"GET {path}: {status}")
+            return json.loads(body)["dirty_bytes"], elapsed
+        total_cold, ours = [], None
+        for _ in range(n):
+            touch()
+            ours, e = dirty_of(base)
+            total_cold.append(e)
+        total_cold = stats(total_cold)
+        total_warm = stats([dirty_of(base)[1] for _ in range(n)])
+        # The total by walking every extent page.
+        walks = []
+        for _ in range(max(3, n // 4)):
+            t = time.perf_counter()
+            walked, count, pages = walk()
+            walks.append(time.perf_counter() - t)
+        walks = stats(walks)
+        c.close()
+        theirs, ref, nbd_start = self.nbdinfo_totals(image, n_ref)
+        agree = ours == theirs == walked
+        note = (f"dirty bytes {ours:,} = nbdinfo's" if agree else
+                f"DISAGREE: summary {ours}, extents walk {walked}, nbdinfo {theirs}")
+        if not agree:
+            log(f"   {note}")
+        reftext = f"{fmt_time(ref['median_s'])} (median of {ref['n']})"
+        refname = "nbdinfo --map --totals over qemu-nbd -B"
+        extra = {"writes": writes, "extents": count, "nbdinfo": ref, "qemu_nbd_start_s": nbd_start,
+                 "dirty_bytes": ours, "nbdinfo_dirty_bytes": theirs, "walk_dirty_bytes": walked}
+        def within(x, limit):
+            return f"goal < {fmt_time(limit)}: {'met' if x < limit else 'MISSED'}"
+        self.report.add(6, "extents.first_page.cold", f"16 TiB: first extents page (1,000) after touch, median of {n}",
+                        cold["median_s"], f"{fmt_time(cold['median_s'])} (p90 {fmt_time(cold['p90_s'])})",
+                        refname, ref["median_s"], reftext, note=within(cold["median_s"], 0.010), extra=extra)
+        self.report.add(6, "extents.first_page.cached", f"16 TiB: first extents page, cached, median of {n}",
+                        warm["median_s"], f"{fmt_time(warm['median_s'])} (p90 {fmt_time(warm['p90_s'])})",
+                        refname, ref["median_s"], reftext, note=within(warm["median_s"], 0.010))
+        self.report.add(6, "extents.total.cold", f"16 TiB: exact dirty_bytes (GET bitmap) after touch, median of {n}",
+                        total_cold["median_s"], f"{fmt_time(total_cold['median_s'])} (p90 {fmt_time(total_cold['p90_s'])})",
+                        refname, ref["median_s"], reftext,
+                        note=within(total_cold["median_s"], 0.200) + "; " + note)
+        self.report.add(6, "extents.total.cached", f"16 TiB: dirty_bytes (GET bitmap), cached, median of {n}",
+                        total_warm["median_s"], fmt_time(total_warm["median_s"]), refname, ref["median_s"], reftext)
+        self.report.add(6, "extents.total.walk", f"16 TiB: total by walking all {count:,} extents ({pages} pages), "
+                        f"median of {walks['n']}", walks["median_s"], fmt_time(walks["median_s"]),
+                        refname, ref["median_s"], reftext)
+        log(f"   first page cold {fmt_time(cold['median_s'])}, total cold {fmt_time(total_cold['median_s'])}, "
+            f"walk {fmt_time(walks['median_s'])}; nbdinfo {fmt_time(ref['median_s'])} "
+            f"(qemu-nbd start {fmt_time(nbd_start)}); {note}")
+        srv.stop()
+        _children.remove(srv)
+        del self.servers["qcowscoped-16t"]
+
     def meta(self):
         def version(argv):
             try:
@@ -895,20 +1039,23 @@ http {{
             "loadavg_start": self.load_start, "loadavg_end": os.getloadavg(),
             "tools": {"wrk": version(["wrk", "-v"]), "hyperfine": version(["hyperfine", "--version"]),
                       "nginx": version(["nginx", "-v"]), "qemu-img": version(["qemu-img", "--version"]),
-                      "curl": version(["curl", "--version"]), "kernel": os.uname().release},
+                      "curl": version(["curl", "--version"]),
+                      "nbdinfo": version(["nbdinfo", "--version"]), "kernel": os.uname().release},
         }
 
     def run(self):
         self.load_start = os.getloadavg()
         t0 = time.monotonic()
-        self.make_images()
-        self.start_servers()
-        self.start_floors()
-        self.section1()
-        self.section2()
-        self.section3()
-        self.section4()
-        self.section5()
+        if self.a.only != "extents":
+            self.make_images()
+            self.start_servers()
+            self.start_floors()
+            self.section1()
+            self.section2()
+            self.section3()
+            self.section4()
+            self.section5()
+        self.section6()
         meta = self.meta()
         meta["elapsed_s"] = round(time.monotonic() - t0, 1)
         results = {"meta": meta, "results": self.report.rows}
@@ -941,6 +1088,7 @@ def main():
     ap.add_argument("--duration", type=int, help="seconds per wrk run (default 10, --quick 3)")
     ap.add_argument("--threads", type=int, help="server threads (default: the number of server cores)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary work directory")
+    ap.add_argument("--only", choices=["extents"], help="run only section 6 (16 TiB dirty extents vs nbdinfo)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     args.out = os.path.abspath(args.out)

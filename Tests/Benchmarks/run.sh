@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Tests/Benchmarks/run.sh: the qcowscope benchmark (`make bench`). See README-fragment.md.
 #
-#   bash Tests/Benchmarks/run.sh [--quick] [--duration S] [--threads N] [--keep]
+#   bash Tests/Benchmarks/run.sh [--quick] [--only extents] [--duration S] [--threads N] [--keep]
 #                                [--scratch-path DIR | --bin-dir DIR] [--no-install]
 #
 # On a fresh Debian machine with Swift on PATH: installs what is missing (wrk, hyperfine, nginx-light
-# or nginx, libmicrohttpd-dev, qemu-utils, curl, strace, gcc, pkg-config, python3; as root or with
+# or nginx, libmicrohttpd-dev, qemu-utils, libnbd-bin, curl, strace, gcc, pkg-config, python3; as root or with
 # sudo), builds qcowscoped and qcowscope in release mode and the C floor with gcc, then runs
 # bench.py, which starts every server, measures, prints one table and writes .build/bench/results.json.
 #
 #   --quick            smoke run (3 s wrk runs, fewer samples; about 2 minutes)
+#   --only extents     only section 6: dirty extents/totals of a 16 TiB disk vs nbdinfo over qemu-nbd
 #   --duration S       seconds per wrk run (default 10)
 #   --threads N        server threads (default: the cores the servers are pinned to)
 #   --keep             keep the temporary work directory (images, configs, logs) under .build/bench
@@ -29,7 +30,7 @@ pass=()
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick | --keep) pass+=("$1") ;;
-        --duration | --threads)
+        --duration | --threads | --only)
             [[ $# -ge 2 ]] || { echo "run.sh: $1 needs a value" >&2; exit 2; }
             pass+=("$1" "$2"); shift ;;
         --scratch-path)
@@ -57,6 +58,8 @@ need wrk wrk
 need hyperfine hyperfine
 need qemu-img qemu-utils
 need qemu-io qemu-utils
+need qemu-nbd qemu-utils
+need nbdinfo libnbd-bin
 need curl curl
 need strace strace
 need gcc gcc

@@ -164,6 +164,7 @@ struct CLITests {
     @Test(arguments: [
         [], ["bogus"], ["dump-header"], ["dump-header", "a.qcow2", "b.qcow2"], ["set-header", "a.qcow2", "x", "1"],
         ["table", "a.qcow2"], ["table", "a.qcow2", "b", "--all", "--limit", "2"], ["info", "a.qcow2", "--format", "yaml"],
+        ["extents", "a.qcow2"], ["extents", "a.qcow2", "b", "--all", "--limit", "2"], ["extents", "a.qcow2", "b", "--start", "-1"],
     ])
     func usageErrorsExitTwo(arguments: [String]) throws {
         let factory = try QemuImageFactory()
@@ -192,6 +193,110 @@ struct CLITests {
         let noBitmap = try CLI.run(factory, ["table", image, "nope"])
         #expect(noBitmap.status == 1)
         #expect(noBitmap.stderr.contains("no bitmap named 'nope'"))
+    }
+
+    @Test func extentsEqualTheAPIResponses() throws {
+        let factory = try QemuImageFactory()
+        defer { factory.removeDirectory() }
+        let image = try Self.makeImage(factory)
+        let api = API(catalog: try ImageCatalog(path: factory.directory))
+        let base = "/v1/images/bm.qcow2/bitmaps/"
+        let cases: [([String], String)] = [
+            (["extents", image, "b-auto"], base + "b-auto/extents"),
+            (["extents", image, "b-disabled"], base + "b-disabled/extents"),
+            (["extents", image, "b-auto", "--limit", "1"], base + "b-auto/extents?limit=1"),
+            (["extents", image, "b-auto", "--start", "512", "--length", "34603008", "--limit", "2"],
+             base + "b-auto/extents?start=512&length=34603008&limit=2"),
+            (["extents", image, "b-auto", "--all"], base + "b-auto/extents?limit=10000"),
+            (["extents", image, "b-auto", "--all", "--start", "1048576"], base + "b-auto/extents?start=1048576&limit=10000"),
+        ]
+        for (arguments, target) in cases {
+            let expected = Self.apiBody(api, target)
+            let run = try CLI.run(factory, arguments + ["--format", "json"])
+            #expect(run.status == 0, "\(arguments)")
+            #expect(run.stderr == "", "\(arguments)")
+            #expect(CLI.minify(run.stdout) == expected, "\(arguments) vs GET \(target)")
+        }
+        // A one-extent page has a cursor; the whole range has none and three extents (1 MiB dirty, clean, 64 KiB dirty, clean).
+        let page = try CLI.run(factory, ["extents", image, "b-auto", "--limit", "1"])
+        #expect(page.stdout.contains("\"next\": \"1048576-"))
+        let whole = try CLI.run(factory, ["extents", image, "b-auto", "--all"])
+        #expect(CLI.minify(whole.stdout).contains(
+            "\"extents\":[{\"start\":0,\"length\":1048576,\"dirty\":true},{\"start\":1048576,\"length\":33554432,\"dirty\":false},"
+                + "{\"start\":34603008,\"length\":65536,\"dirty\":true},{\"start\":34668544,\"length\":32440320,\"dirty\":false}],\"next\":null"))
+    }
+
+    /// A crafted bitmap whose bits alternate (0x55): 32768 one-granule extents, four pages of 10000.
+    @Test func extentsAllJoinsPages() throws {
+        let factory = try QemuImageFactory()
+        defer { factory.removeDirectory() }
+        var builder = ImageBuilder(version: 3, clusterBits: 12, size: 16 << 20)
+        builder.addBitmap(name: "alt", granularityBits: 9)
+        builder.bitmaps[0].dataClusters[0] = [UInt8](repeating: 0x55, count: 4096)
+        let image = try factory.writeFile("alt.qcow2", bytes: builder.build())
+        let api = API(catalog: try ImageCatalog(path: factory.directory))
+        // The pages the daemon serves, followed by hand.
+        var pages: [String] = []
+        var target = "/v1/images/alt.qcow2/bitmaps/alt/extents?limit=10000"
+        while true {
+            let body = Self.apiBody(api, target)
+            pages.append(body)
+            guard let r = body.range(of: "\"next\":\""), let end = body[r.upperBound...].firstIndex(of: "\"") else { break }
+            target = "/v1/images/alt.qcow2/bitmaps/alt/extents?limit=10000&cursor=" + body[r.upperBound..<end]
+        }
+        #expect(pages.count == 4)
+        let run = try CLI.run(factory, ["extents", image, "alt", "--all", "--format", "json"])
+        #expect(run.status == 0)
+        let doc = CLI.minify(run.stdout)
+        // The first page's fields, every page's extents in order, next null.
+        func extents(_ body: String) -> String {
+            let a = body.range(of: "\"extents\":[")!.upperBound
+            let b = body.range(of: "],\"next\":")!.lowerBound
+            return String(body[a..<b])
+        }
+        let first = pages[0]
+        #expect(doc.hasPrefix(String(first[..<first.range(of: "\"extents\":[")!.upperBound])))
+        #expect(extents(doc) == pages.map(extents).joined(separator: ","))
+        #expect(doc.hasSuffix("],\"next\":null}"))
+        #expect(doc.components(separatedBy: "\"dirty\":true").count - 1 == 16384)
+        // Text: one row per extent plus the header row and a total line.
+        let text = try CLI.run(factory, ["extents", image, "alt", "--all", "--format", "text"])
+        #expect(text.stdout.hasSuffix("total: 32768 extents, 8388608 dirty bytes of 16777216 (50.00%)\n"))
+        #expect(text.stdout.contains("\n     start  length  dirty\n         0     512  dirty\n       512     512  clean\n"))
+    }
+
+    @Test func extentsAndBitmapsText() throws {
+        let factory = try QemuImageFactory()
+        defer { factory.removeDirectory() }
+        let image = try Self.makeImage(factory)
+        let text = try CLI.run(factory, ["extents", image, "b-auto", "--format", "text"])
+        #expect(text.status == 0)
+        #expect(text.stdout.contains("""
+            extents:
+                 start    length  dirty
+                     0   1048576  dirty
+               1048576  33554432  clean
+              34603008     65536  dirty
+              34668544  32440320  clean
+            total: 4 extents, 1114112 dirty bytes of 67108864 (1.66%)
+
+            """))
+        #expect(text.stdout.hasPrefix("bitmap ") && text.stdout.contains(" b-auto\ngranularity "))
+        let page = try CLI.run(factory, ["extents", image, "b-auto", "--limit", "1", "--format", "text"])
+        #expect(page.stdout.hasSuffix("total: 1 extent, 1048576 dirty bytes of 1048576 (100.00%) in this page; more from `next`\n"))
+        // `bitmaps` shows each bitmap's dirty total and fraction in text form too.
+        let bitmaps = try CLI.run(factory, ["bitmaps", image, "--format", "text"])
+        let lines = bitmaps.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        #expect(lines.contains { $0.hasPrefix("dirty_bytes ") && $0.hasSuffix(" 1114112") })
+        #expect(lines.contains { $0.hasPrefix("dirty_fraction ") && $0.hasSuffix(" 0.0166015625") })
+        #expect(lines.contains { $0.hasPrefix("dirty_bytes ") && $0.hasSuffix(" 0") })  // b-disabled
+        // Errors: one line, exit 1.
+        for arguments in [["extents", image, "nope"], ["extents", image, "b-auto", "--start", "67108864"]] {
+            let run = try CLI.run(factory, arguments)
+            #expect(run.status == 1, "\(arguments)")
+            #expect(run.stdout == "", "\(arguments)")
+            #expect(run.stderr.hasPrefix("qcowscope: ") && run.stderr.split(separator: "\n").count == 1, "\(arguments): \(run.stderr)")
+        }
     }
 
     @Test func dumpNeverWrites() throws {
