@@ -72,8 +72,10 @@ let package = Package(
         // Test support: byte-level image builder and qemu-img/qemu-io image factory.
         .target(name: "QCOW2TestSupport", dependencies: ["QCOW2"], path: "Tests/QCOW2TestSupport", swiftSettings: common),
         .testTarget(name: "QCOW2Tests", dependencies: ["QCOW2", "QCOW2TestSupport"], swiftSettings: common),
-        .testTarget(name: "MicroHTTPDTests", dependencies: ["MicroHTTPD"], swiftSettings: common),
+        // A minimal HTTP/1.1 client over sockets, shared by the live tests.
+        .target(name: "HTTPTestSupport", path: "Tests/HTTPTestSupport", swiftSettings: common),
+        .testTarget(name: "MicroHTTPDTests", dependencies: ["MicroHTTPD", "HTTPTestSupport"], swiftSettings: common),
         .testTarget(name: "QCOW2APITests", dependencies: ["QCOW2API", "QCOW2", "QCOW2TestSupport"], swiftSettings: common),
-        .testTarget(name: "DaemonTests", dependencies: ["QCOW2", "QCOW2TestSupport"], swiftSettings: common),
+        .testTarget(name: "DaemonTests", dependencies: ["QCOW2", "QCOW2TestSupport", "HTTPTestSupport"], swiftSettings: common),
     ]
 )

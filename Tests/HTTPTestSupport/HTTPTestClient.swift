@@ -1,41 +1,41 @@
 import Glibc
 
 /// A response read by ``HTTPTestClient``.
-struct HTTPTestResponse: Sendable {
+package struct HTTPTestResponse: Sendable {
     /// The status code from the status line.
-    var status: Int
+    package var status: Int
     /// Header fields in the order received.
-    var headers: [(name: String, value: String)]
+    package var headers: [(name: String, value: String)]
     /// The body bytes (empty for `HEAD`).
-    var body: [UInt8]
+    package var body: [UInt8]
 
     /// The body as UTF-8 text.
-    var text: String { String(decoding: body, as: UTF8.self) }
+    package var text: String { String(decoding: body, as: UTF8.self) }
 
     /// The first header called `name`, compared case-insensitively.
-    func header(_ name: String) -> String? {
+    package func header(_ name: String) -> String? {
         headers.first { $0.name.lowercased() == name.lowercased() }?.value
     }
 }
 
 /// Why an ``HTTPTestClient`` call failed.
-struct HTTPTestClientError: Error, CustomStringConvertible {
+package struct HTTPTestClientError: Error, CustomStringConvertible {
     /// What went wrong, with the errno text when there is one.
-    var description: String
+    package var description: String
 }
 
 /// A minimal blocking HTTP/1.1 client over one TCP connection, for tests.
 ///
 /// Every socket call has a timeout (`SO_RCVTIMEO`/`SO_SNDTIMEO`), so a test fails instead of hanging.
 /// The connection is kept between requests: sending two requests through one client proves keep-alive.
-final class HTTPTestClient {
+package final class HTTPTestClient {
     /// The connected socket, or -1 once closed.
     private(set) var fd: Int32
     /// Bytes received but not yet consumed by a response.
     private var buffer: [UInt8] = []
 
     /// Connects to a numeric IPv4 or IPv6 host.
-    init(host: String, port: UInt16, timeoutSeconds: Int = 10) throws(HTTPTestClientError) {
+    package init(host: String, port: UInt16, timeoutSeconds: Int = 10) throws(HTTPTestClientError) {
         let isV6 = host.contains(":")
         fd = socket(isV6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw Self.failure("socket") }
@@ -73,20 +73,20 @@ final class HTTPTestClient {
     deinit { close() }
 
     /// Sets the send and receive timeout of every later socket call.
-    func setTimeout(seconds: Int) {
+    package func setTimeout(seconds: Int) {
         var timeout = timeval(tv_sec: seconds, tv_usec: 0)
         _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
     /// Closes the connection.
-    func close() {
+    package func close() {
         if fd >= 0 { Glibc.close(fd) }
         fd = -1
     }
 
     /// Sends bytes as they are.
-    func send(_ bytes: [UInt8]) throws(HTTPTestClientError) {
+    package func send(_ bytes: [UInt8]) throws(HTTPTestClientError) {
         var offset = 0
         while offset < bytes.count {
             let sent = bytes[offset...].withUnsafeBytes {
@@ -101,12 +101,12 @@ final class HTTPTestClient {
     }
 
     /// Sends text as they are (UTF-8).
-    func send(_ text: String) throws(HTTPTestClientError) {
+    package func send(_ text: String) throws(HTTPTestClientError) {
         try send(Array(text.utf8))
     }
 
     /// Sends one request with `Host` and, for a body, `Content-Length`, then reads the response.
-    func request(
+    package func request(
         _ method: String, _ target: String, headers: [(String, String)] = [], body: [UInt8] = []
     ) throws(HTTPTestClientError) -> HTTPTestResponse {
         var head = "\(method) \(target) HTTP/1.1\r\nHost: test\r\n"
@@ -118,7 +118,7 @@ final class HTTPTestClient {
     }
 
     /// Reads one response; for `HEAD` no body is read whatever `Content-Length` says.
-    func readResponse(method: String = "GET") throws(HTTPTestClientError) -> HTTPTestResponse {
+    package func readResponse(method: String = "GET") throws(HTTPTestClientError) -> HTTPTestResponse {
         let headEnd = try readUntil([13, 10, 13, 10])
         let headText = String(decoding: buffer[..<headEnd], as: UTF8.self)
         buffer.removeFirst(headEnd + 4)
@@ -167,7 +167,7 @@ final class HTTPTestClient {
     }
 
     /// Whether the server closed the connection: a read returns end-of-file or a reset within the timeout.
-    func waitForClose() -> Bool {
+    package func waitForClose() -> Bool {
         do {
             while true {
                 if try receive() == 0 { return true }
