@@ -23,9 +23,12 @@ func mhdRequestCompleted(
     _ reqCls: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ code: MHD_RequestTerminationCode
 ) {
     guard let cls = unsafe cls, let reqCls = unsafe reqCls, let state = unsafe reqCls.pointee else { return }
-    unsafe Unmanaged<RequestState>.fromOpaque(state).release()
+    let request = unsafe Unmanaged<RequestState>.fromOpaque(state)
+    let context = unsafe Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue()
+    if request.takeUnretainedValue().sawHeaders { context.activeEnded() }
+    request.release()
     unsafe reqCls.pointee = nil
-    unsafe Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue().requestEnded()
+    context.requestEnded()
 }
 
 /// The access handler: marks the first call, discards any body, then asks the Swift handler and queues its answer.
@@ -47,6 +50,7 @@ func mhdAccessHandler(
     let state = unsafe Unmanaged<RequestState>.fromOpaque(statePointer).takeUnretainedValue()
     if !state.sawHeaders {
         state.sawHeaders = true
+        context.headersComplete()
         if unsafe !bodyFitsDiscardLimit(connection, limit: context.uploadDiscardLimit) {
             // Answer now: MHD then never reads the body and closes the connection after the response.
             return unsafe answer(

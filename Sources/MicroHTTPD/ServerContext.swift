@@ -24,6 +24,9 @@ final class ServerContext: Sendable {
     let uploadDiscardLimit: Int
     /// Requests whose request line arrived and that are not completed yet, over all daemons of the server.
     private let inFlight: Counter
+    /// Requests whose headers are complete and that are not completed yet: what load shedding counts, so
+    /// slow clients still sending headers (slowloris) cannot make the server refuse everyone.
+    private let active: Counter
     /// Whether this daemon is going away: its responses then carry `Connection: close`.
     private let draining = Atomic<Bool>(false)
 
@@ -39,6 +42,7 @@ final class ServerContext: Sendable {
         self.uploadDiscardLimit = uploadDiscardLimit
         self.overloadThreshold = overloadThreshold
         self.inFlight = Counter()
+        self.active = Counter()
     }
 
     /// A context for another daemon of the same server.
@@ -48,6 +52,7 @@ final class ServerContext: Sendable {
         uploadDiscardLimit = other.uploadDiscardLimit
         overloadThreshold = other.overloadThreshold
         inFlight = other.inFlight
+        active = other.active
     }
 
     /// A new context with the same handler and in-flight counter, not draining.
@@ -57,7 +62,15 @@ final class ServerContext: Sendable {
     var inFlightRequests: Int { inFlight.value.load(ordering: .acquiring) }
 
     /// Whether a new request should be shed with 503: more requests in progress than the threshold.
-    var isOverloaded: Bool { overloadThreshold > 0 && inFlightRequests > overloadThreshold }
+    var isOverloaded: Bool {
+        overloadThreshold > 0 && active.value.load(ordering: .acquiring) > overloadThreshold
+    }
+
+    /// Counts a request whose headers are complete.
+    func headersComplete() { active.value.add(1, ordering: .acquiringAndReleasing) }
+
+    /// Uncounts a completed request that had been counted by ``headersComplete()``.
+    func activeEnded() { active.value.subtract(1, ordering: .acquiringAndReleasing) }
 
     /// Whether responses should close their connection.
     var isDraining: Bool { draining.load(ordering: .acquiring) }

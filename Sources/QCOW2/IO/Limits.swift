@@ -27,6 +27,8 @@ public enum Limits {
     public static let maxTablePage = 4096
     /// Table entries checked per bitmap by the whole-table rules (T1-T5); D9 keeps valid tables below this.
     public static let maxTableEntriesChecked: UInt64 = 1 << 20
+    /// Table entries read at most, over all bitmaps of one image, by whole-image checks and counts.
+    public static let maxTableEntriesPerImage: UInt64 = 4 << 20
     /// QEMU's snapshot count limit.
     public static let maxSnapshots: UInt64 = 65536
     /// QEMU's snapshot table size limit.

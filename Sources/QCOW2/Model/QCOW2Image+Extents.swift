@@ -104,10 +104,18 @@ extension QCOW2Image {
 
     /// The exact number of dirty guest bytes in `bitmap`, counted with popcount over 64-bit words.
     ///
-    /// Reads every serialized data cluster (at most `budget` bytes of data); returns `nil` when the
-    /// bitmap needs more than the budget, so a caller can say "too large to count here" and stay fast.
+    /// Reads the table and every serialized data cluster (at most `budget` bytes in all); returns `nil`
+    /// when the bitmap needs more than the budget, so a caller can say "too large to count here" and stay fast.
     /// - Throws: ``QCOW2Error`` when the table or a data cluster cannot be read.
     public func dirtyBytes(_ bitmap: BitmapDirectoryEntry, budget: UInt64 = 64 << 20) throws(QCOW2Error) -> UInt64? {
+        var spent: UInt64 = 0
+        return try dirtyBytes(bitmap, budget: budget, spent: &spent)
+    }
+
+    /// ``dirtyBytes(_:budget:)`` that also reports the bytes it read (table and data), for image-wide budgets.
+    public func dirtyBytes(_ bitmap: BitmapDirectoryEntry, budget: UInt64, spent: inout UInt64) throws(QCOW2Error)
+        -> UInt64?
+    {
         guard let g = bitmap.granularity, bitmap.granularityBits <= 62 else { return nil }
         let size = header.size
         let cs = header.clusterSize
@@ -115,8 +123,9 @@ extension QCOW2Image {
         let totalBits = Checked.divCeil(size, g)
         guard totalBits > 0 else { return 0 }
         let tableSize = min(UInt64(bitmap.tableSize), Checked.divCeil(totalBits, bitsPerEntry))
-        guard tableSize <= Limits.maxTableEntriesChecked else { return nil }
-        var spent: UInt64 = 0
+        guard tableSize <= Limits.maxTableEntriesChecked, tableSize * 8 <= budget else { return nil }
+        // The table itself counts against the budget, not only the data clusters.
+        spent = tableSize * 8
         var dirtyBits: UInt64 = 0
         var offset: UInt64 = 0
         while offset < tableSize {

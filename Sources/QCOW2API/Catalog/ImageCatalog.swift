@@ -36,13 +36,20 @@ public final class ImageCatalog: Sendable {
         }
 
         private let dirty = Mutex<[Int: DirtyCount]>([:])
+        private let dirtyBudget = Mutex<UInt64>(ImageCatalog.dirtyImageBudget)
 
         /// The exact dirty byte count of a bitmap, or why there is none; computed once per file version.
         public func dirtyCount(_ bitmap: BitmapDirectoryEntry) -> DirtyCount {
             if let c = dirty.withLock({ $0[bitmap.index] }) { return c }
             let c: DirtyCount
+            // One budget per image and file version: many bitmaps pointing at big tables cannot make a
+            // summary or a bitmap list read without end.
+            let allowance = dirtyBudget.withLock { min($0, ImageCatalog.dirtyCountBudget) }
+            var spent: UInt64 = 0
             do {
-                if let bytes = try image.dirtyBytes(bitmap, budget: ImageCatalog.dirtyCountBudget) {
+                if allowance < UInt64(bitmap.tableSize) * 8 || allowance == 0 {
+                    c = DirtyCount(bytes: nil, reason: "the image's budget for counting dirty bytes (\(ImageCatalog.dirtyImageBudget >> 20) MiB of bitmap metadata and data) is spent; use the extents endpoint")
+                } else if let bytes = try image.dirtyBytes(bitmap, budget: allowance, spent: &spent) {
                     c = DirtyCount(bytes: bytes, reason: nil)
                 } else {
                     c = DirtyCount(bytes: nil, reason: "bitmap data larger than \(ImageCatalog.dirtyCountBudget >> 20) MiB: too large to count here; use the extents endpoint")
@@ -50,6 +57,7 @@ public final class ImageCatalog: Sendable {
             } catch {
                 c = DirtyCount(bytes: nil, reason: "cannot read the bitmap data: \(error.description)")
             }
+            dirtyBudget.withLock { $0 -= min($0, max(spent, UInt64(bitmap.tableSize) * 8)) }
             dirty.withLock { $0[bitmap.index] = c }
             return c
         }
@@ -65,6 +73,8 @@ public final class ImageCatalog: Sendable {
 
     /// Bytes of bitmap data read at most to count one bitmap's dirty bytes.
     public static let dirtyCountBudget: UInt64 = 32 << 20
+    /// Bytes read at most to count dirty bytes over all bitmaps of one image version.
+    public static let dirtyImageBudget: UInt64 = 256 << 20
 
     /// A bitmap's dirty byte count, or the reason it is not known.
     public struct DirtyCount: Sendable, Hashable {

@@ -1,0 +1,112 @@
+// libFuzzer target: the input is a whole qcow2 file (MemoryImageSource). Exercises everything an
+// HTTP request can reach: the parse, header/extensions/feature names, every bitmap's directory entry
+// with its dirty count, the first and last page of its table, the first page of its dirty extents
+// (and the page after it), the snapshot table, every finding, and the JSON of every view.
+//
+// Built and run by Tests/Fuzz/run-fuzz.sh (swiftc -sanitize=fuzzer,address, no SwiftPM).
+import QCOW2
+@testable import QCOW2API
+
+/// A fixed file identity for the summary view.
+let fuzzFile = FileInfo(
+    name: "fuzz.qcow2", device: 1, inode: 2, size: 0, allocatedBytes: 0, mtimeSec: 1_700_000_000, mtimeNsec: 5,
+    ctimeSec: 1_700_000_000, ctimeNsec: 6)
+
+/// Renders `value` the way the daemon does (compact) and checks the text is not empty.
+func render(_ value: JSONValue) {
+    let bytes = JSONWriter().bytes(value)
+    precondition(!bytes.isEmpty)
+}
+
+/// Same budget as the daemon's catalog.
+func dirtyCount(_ image: QCOW2Image, _ b: BitmapDirectoryEntry) -> ImageCatalog.DirtyCount {
+    do {
+        if let bytes = try image.dirtyBytes(b, budget: ImageCatalog.dirtyCountBudget) {
+            precondition(bytes <= image.header.size, "dirty bytes above the virtual size")
+            return ImageCatalog.DirtyCount(bytes: bytes, reason: nil)
+        }
+        return ImageCatalog.DirtyCount(bytes: nil, reason: "too large")
+    } catch {
+        return ImageCatalog.DirtyCount(bytes: nil, reason: error.description)
+    }
+}
+
+/// The 8 bytes ending `back` bytes before the end of the input, little-endian (0 when too short).
+func tail(_ bytes: [UInt8], _ back: Int) -> UInt64 {
+    guard bytes.count >= back + 8 else { return 0 }
+    var v: UInt64 = 0
+    for i in 0..<8 { v |= UInt64(bytes[bytes.count - back - 8 + i]) << UInt64(8 * i) }
+    return v
+}
+
+func exercise(_ bytes: [UInt8]) {
+    let image: QCOW2Image
+    do {
+        image = try QCOW2Image(source: MemoryImageSource(bytes: bytes))
+    } catch {
+        _ = error.description
+        render(ImageViews.error(error))
+        return
+    }
+    render(ImageViews.header(image))
+    render(ImageViews.extensions(image))
+    render(ImageViews.bitmapsExtension(image))
+    for g in FeatureGroup.allCases { _ = image.featureNames(g) }
+    _ = image.backingFormat
+    _ = image.dataFile
+    var counts: [Int: ImageCatalog.DirtyCount] = [:]
+    let dirty: (BitmapDirectoryEntry) -> ImageCatalog.DirtyCount = { b in
+        if let c = counts[b.index] { return c }
+        let c = dirtyCount(image, b)
+        counts[b.index] = c
+        return c
+    }
+    let size = image.header.size
+    for b in image.bitmaps.prefix(256) {
+        render(ImageViews.bitmap(b, in: image, findings: image.findings, dirty: dirty))
+        _ = image.bitmap(named: b.name)
+        _ = image.inconsistencyReason(b)
+        let total = UInt64(b.tableSize)
+        // First page (default limit) and last page of the table, as /table?offset=&limit= serves them.
+        for (offset, limit) in [(UInt64(0), 256), (total == 0 ? 0 : total - 1, 1), (total > 4096 ? total - 4096 : 0, 4096)] {
+            if let page = try? image.bitmapTable(b, offset: offset, limit: limit) {
+                render(.array(page.map(ImageViews.tableEntry)))
+            }
+        }
+        // First page of extents (default limit 1000) and the page the cursor points at.
+        if size > 0, let first = try? image.dirtyExtents(b, start: 0, length: size, limit: 1000) {
+            var end: UInt64 = 0
+            for e in first.extents {
+                precondition(e.length > 0 && e.start == end, "extents not contiguous")
+                end = e.start + e.length
+            }
+            precondition(end <= size)
+            render(.array(first.extents.map(ImageViews.extent)))
+            if let next = first.next {
+                precondition(next > 0 && next < size)
+                _ = try? image.dirtyExtents(b, start: next, length: size - next, limit: 1000)
+            }
+            // A small page near the end of the disk (the request a client makes with start=).
+            _ = try? image.dirtyExtents(b, start: size - 1, length: 1, limit: 1)
+            // A page at a guest offset and length taken from the input's last 16 bytes (?start=&length=&limit=).
+            let start = tail(bytes, 16) % size
+            let length = 1 + tail(bytes, 8) % (size - start)
+            _ = try? image.dirtyExtents(b, start: start, length: length, limit: Int(tail(bytes, 1) % 17 + 1))
+        }
+        // A table page at an offset taken from the input (?offset=&limit=).
+        if total > 0 { _ = try? image.bitmapTable(b, offset: tail(bytes, 12) % total, limit: Int(tail(bytes, 2) % 4096 + 1)) }
+    }
+    let snapshots = image.snapshots()
+    render(.array(snapshots.entries.prefix(1000).map(ImageViews.snapshot)))
+    render(.array(snapshots.findings.map(ImageViews.finding)))
+    let all = image.allFindings()
+    render(ImageViews.findings(all))
+    render(ImageViews.summary(image, file: fuzzFile, findings: all, dirty: dirty))
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    let bytes = data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? []
+    exercise(bytes)
+    return 0
+}

@@ -1,0 +1,32 @@
+import QCOW2
+import QCOW2TestSupport
+import Testing
+
+/// A small hostile file cannot make whole-image work unbounded: one budget per image.
+@Suite("Image-wide budgets")
+struct BudgetTests {
+    @Test("many bitmaps sharing one huge table: findings stop at the budget and say so, quickly")
+    func sharedHugeTable() throws {
+        var b = ImageBuilder(version: 3, clusterBits: 9, size: 1 << 20)
+        b.addBitmap(name: "t", granularityBits: 9, flags: ImageBuilder.Bitmap.inUse)
+        b.bitmaps[0].tableSize = 1 << 20
+        b.bitmaps[0].allocatedTableEntries = 1 << 20
+        let tableOffset = b.layout().bitmapTableOffsets[0]
+        for i in 1..<40 {
+            b.addBitmap(name: "b\(i)", granularityBits: 9, flags: ImageBuilder.Bitmap.inUse)
+            b.bitmaps[i].tableOffset = tableOffset
+            b.bitmaps[i].tableSize = 1 << 20
+            b.bitmaps[i].allocatedTableEntries = 1
+        }
+        let src = CountingImageSource(MemoryImageSource(bytes: b.build()))
+        let image = try QCOW2Image(source: src)
+        #expect(image.bitmaps.count == 40)
+        src.reset()
+        let start = ContinuousClock.now
+        let findings = image.allFindings()
+        let took = ContinuousClock.now - start
+        #expect(findings.contains { $0.severity == .info && $0.message.contains("budget") })
+        #expect(src.totals.bytes <= Limits.maxTableEntriesPerImage * 8 + (8 << 20))
+        #expect(took < .seconds(20))
+    }
+}
