@@ -1,4 +1,5 @@
 import ArgumentParser
+import QCOW2API
 
 #if canImport(Glibc)
     import Glibc
@@ -40,6 +41,7 @@ struct Qcowscope: ParsableCommand {
             Exit status: 0 success, 1 error (unreadable file, not qcow2, a dump that differs from \
             qcow2.py's, error findings), 2 usage error.
             """,
+        version: ProductVersion.string,
         subcommands: [
             InfoCommand.self, HeaderCommand.self, ExtensionsCommand.self, BitmapsCommand.self, TableCommand.self, ExtentsCommand.self,
             SnapshotsCommand.self, FindingsCommand.self, DumpHeaderCommand.self, DumpHeaderExtsCommand.self,

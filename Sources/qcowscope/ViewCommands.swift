@@ -4,7 +4,8 @@ import QCOW2API
 /// `qcowscope info FILE`: the summary (`GET /v1/images/{image}`).
 struct InfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "info", abstract: "Summary in qemu-img's vocabulary (GET /v1/images/{image}).")
+        commandName: "info", abstract: "Summary in qemu-img's vocabulary (GET /v1/images/{image}).",
+        discussion: "Example: qcowscope info vm1.qcow2 | jq '.bitmaps[] | {name, dirty_bytes}'")
 
     @OptionGroup var options: ViewOptions
 
@@ -16,7 +17,8 @@ struct InfoCommand: ParsableCommand {
 /// `qcowscope header FILE` (`GET /v1/images/{image}/header`).
 struct HeaderCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "header", abstract: "Every header field, decoded (GET /v1/images/{image}/header).")
+        commandName: "header", abstract: "Every header field, decoded (GET /v1/images/{image}/header).",
+        discussion: "Example: qcowscope header vm1.qcow2 --format text")
 
     @OptionGroup var options: ViewOptions
 
@@ -28,7 +30,8 @@ struct HeaderCommand: ParsableCommand {
 /// `qcowscope extensions FILE` (`GET /v1/images/{image}/extensions`).
 struct ExtensionsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "extensions", abstract: "Header extensions, decoded (GET /v1/images/{image}/extensions).")
+        commandName: "extensions", abstract: "Header extensions, decoded (GET /v1/images/{image}/extensions).",
+        discussion: "Example: qcowscope extensions vm1.qcow2 | jq -r '.[] | \"\\(.magic) \\(.name)\"'")
 
     @OptionGroup var options: ViewOptions
 
@@ -60,7 +63,8 @@ struct BitmapsCommand: ParsableCommand {
 struct TableCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "table",
-        abstract: "One page of a bitmap's table, or all of it (GET /v1/images/{image}/bitmaps/{bitmap}/table).")
+        abstract: "One page of a bitmap's table, or all of it (GET /v1/images/{image}/bitmaps/{bitmap}/table).",
+        discussion: "Example: qcowscope table vm1.qcow2 backup-1 --offset 256 --limit 16 --format text")
 
     @OptionGroup var options: ViewOptions
 
@@ -100,7 +104,8 @@ struct TableCommand: ParsableCommand {
 /// `qcowscope snapshots FILE` (`GET /v1/images/{image}/snapshots`, every page).
 struct SnapshotsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "snapshots", abstract: "The internal snapshot table (GET /v1/images/{image}/snapshots).")
+        commandName: "snapshots", abstract: "The internal snapshot table (GET /v1/images/{image}/snapshots).",
+        discussion: "Example: qcowscope snapshots vm1.qcow2 --format text")
 
     @OptionGroup var options: ViewOptions
 

@@ -14,7 +14,8 @@ struct DaemonCommand: ParsableCommand {
             Options override the JSON config file (--config), which overrides the defaults. \
             SIGTERM or SIGINT stop accepting connections, let requests in flight finish (up to 10 s) and exit 0. \
             SIGHUP re-reads the TLS certificate, key and token file.
-            """)
+            """,
+        version: ProductVersion.string)
 
     @Option(name: .long, help: "Directory holding the images to inspect.")
     var images: String?

@@ -17,7 +17,7 @@ final class DaemonMetrics: Sendable {
     /// The `Content-Type` of the text exposition format 0.0.4.
     static let contentType = "text/plain; version=0.0.4; charset=utf-8"
     /// The version reported by `qcowscope_build_info`.
-    static let version = "1.0.0"
+    static let version = ProductVersion.string
 
     /// Latency buckets: the API usually answers within a millisecond, cold bitmap counts take longer.
     static let durationBuckets: [Duration] = [
