@@ -6,7 +6,7 @@ LISTEN ?= 127.0.0.1:8741
 .PHONY: demo test deps build release bench fuzz load
 
 deps:
-	@bash Tests/Scripts/install-deps.sh openssl systemd
+	@bash Tests/Scripts/install-deps.sh openssl systemd prometheus
 
 build: deps
 	$(SWIFT) build

@@ -9,7 +9,7 @@ import Glibc
 ///
 /// Keys: `images`, `listen` (array of `HOST:PORT`), `log_level`, `threads`, `connection_limit`,
 /// `per_ip_connection_limit`, `connection_timeout`, `tls_cert`, `tls_key`, `token_file`, `open_health`,
-/// `open_metrics`, `insecure_no_auth`. `null` counts as absent. See `deploy/qcowscoped.json`.
+/// `open_metrics`, `insecure_no_auth`, `metrics_max_images`. `null` counts as absent. See `deploy/qcowscoped.json`.
 struct ConfigFile: Decodable, Equatable {
     /// `images`: the images directory.
     var images: String?
@@ -37,12 +37,14 @@ struct ConfigFile: Decodable, Equatable {
     var openMetrics: Bool?
     /// `insecure_no_auth`: allow listening on a non-loopback address without a token.
     var insecureNoAuth: Bool?
+    /// `metrics_max_images`: images with their own series in `/metrics`.
+    var metricsMaxImages: Int?
 
     /// The keys the file may contain, in documentation order.
     static let knownKeys = [
         "images", "listen", "log_level", "threads", "connection_limit", "per_ip_connection_limit",
         "connection_timeout", "tls_cert", "tls_key", "token_file", "open_health", "open_metrics",
-        "insecure_no_auth",
+        "insecure_no_auth", "metrics_max_images",
     ]
 
     /// A coding key for any string, so unknown keys can be found.
@@ -76,6 +78,7 @@ struct ConfigFile: Decodable, Equatable {
         openHealth = try container.decodeIfPresent(Bool.self, forKey: Key(stringValue: "open_health"))
         openMetrics = try container.decodeIfPresent(Bool.self, forKey: Key(stringValue: "open_metrics"))
         insecureNoAuth = try container.decodeIfPresent(Bool.self, forKey: Key(stringValue: "insecure_no_auth"))
+        metricsMaxImages = try container.decodeIfPresent(Int.self, forKey: Key(stringValue: "metrics_max_images"))
     }
 
     /// Reads and decodes the file at `path`.

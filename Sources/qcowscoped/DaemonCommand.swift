@@ -30,7 +30,8 @@ struct DaemonCommand: ParsableCommand {
         help: ArgumentHelp(
             "JSON config file (CLI options override it).",
             discussion: "Keys: images, listen, log_level, threads, connection_limit, per_ip_connection_limit, "
-                + "connection_timeout, tls_cert, tls_key, token_file, open_health, open_metrics, insecure_no_auth.")
+                + "connection_timeout, tls_cert, tls_key, token_file, open_health, open_metrics, insecure_no_auth, "
+                + "metrics_max_images.")
     )
     var config: String?
 
@@ -66,6 +67,11 @@ struct DaemonCommand: ParsableCommand {
 
     @Flag(name: .long, help: "Allow listening on a non-loopback address without --token-file.")
     var insecureNoAuth = false
+
+    @Option(
+        name: .customLong("metrics-max-images"),
+        help: "Images with their own series in /metrics (by name order); the rest are only counted (default 1000).")
+    var metricsMaxImages: Int?
 
     /// How long in-flight requests may take to finish after SIGTERM or SIGINT.
     static let shutdownGracePeriod = Duration.seconds(10)
@@ -118,7 +124,8 @@ struct DaemonCommand: ParsableCommand {
         let router = RequestRouter(api: API(catalog: catalog, openAPI: Array(OpenAPIDocument.text.utf8), ui: ui))
         let ops = OpsHandler(
             token: configuration.token, openHealth: configuration.openHealth, openMetrics: configuration.openMetrics,
-            metrics: DaemonMetrics(catalog: catalog, tls: configuration.tlsFiles != nil))
+            metrics: DaemonMetrics(
+                catalog: catalog, tls: configuration.tlsFiles != nil, maxImages: configuration.metricsMaxImages))
         let notifier = SystemdNotifier.fromEnvironment()
         let server: HTTPServer
         do {

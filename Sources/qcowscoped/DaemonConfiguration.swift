@@ -23,6 +23,8 @@ struct DaemonConfiguration {
     var openMetrics: Bool
     /// Whether listening on a non-loopback address without a token was allowed explicitly.
     var insecureNoAuth: Bool
+    /// Images with their own series in `/metrics`; the rest are only counted in `qcowscope_images`.
+    var metricsMaxImages: Int
     /// Whether the sockets came from systemd (`LISTEN_FDS`), in which case `listen` was ignored.
     var socketActivated: Bool { !server.listenDescriptors.isEmpty }
 
@@ -39,6 +41,7 @@ struct DaemonConfiguration {
         static let openHealth = false
         static let openMetrics = false
         static let insecureNoAuth = false
+        static let metricsMaxImages = 1000
     }
 
     /// Merges the command line over the config file over the defaults, and checks every value.
@@ -96,6 +99,10 @@ struct DaemonConfiguration {
         let timeout = try checked(
             command.timeout ?? file.connectionTimeout ?? Defaults.connectionTimeout, "connection timeout", 0...86_400)
 
+        let metricsMaxImages = try checked(
+            command.metricsMaxImages ?? file.metricsMaxImages ?? Defaults.metricsMaxImages, "metrics max images",
+            0...1_000_000)
+
         var exposed = addresses.filter { !$0.isLoopback }.map(\.description)
         for fd in descriptors {
             if let address = try? ListenAddress(boundTo: fd), !address.isLoopback {
@@ -123,7 +130,7 @@ struct DaemonConfiguration {
             imagesDirectory: images, logLevel: level, server: server, tlsFiles: tlsFiles, token: token,
             openHealth: command.openHealth || (file.openHealth ?? Defaults.openHealth),
             openMetrics: command.openMetrics || (file.openMetrics ?? Defaults.openMetrics),
-            insecureNoAuth: insecureNoAuth)
+            insecureNoAuth: insecureNoAuth, metricsMaxImages: metricsMaxImages)
     }
 
     /// Returns `value` if it lies in `range`, else throws naming the setting.

@@ -2,6 +2,7 @@ import Metrics
 import MicroHTTPD
 import Prometheus
 import QCOW2API
+import Synchronization
 
 /// The daemon's Prometheus metrics: request counts and latencies (swift-metrics with the swift-prometheus
 /// backend, kept in this instance's registry), `qcowscope_build_info`, and the image gauges computed from
@@ -35,10 +36,15 @@ final class DaemonMetrics: Sendable {
     private let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
     private let catalog: ImageCatalog
+    /// Images with their own series (``ImageMetrics/collect(_:maxImages:)``).
+    private let maxImages: Int
+    /// Requests being answered now (``OpsHandler`` brackets every request with begin/end).
+    private let inFlight = Atomic<Int>(0)
 
     /// Creates the registry and sets `qcowscope_build_info`.
-    init(catalog: ImageCatalog, tls: Bool) {
+    init(catalog: ImageCatalog, tls: Bool, maxImages: Int = ImageMetrics.defaultMaxImages) {
         self.catalog = catalog
+        self.maxImages = maxImages
         registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.durationHistogramBuckets[Self.requestDuration] = Self.durationBuckets
@@ -54,6 +60,12 @@ final class DaemonMetrics: Sendable {
             ]
         ).set(Int64(1))
     }
+
+    /// Marks a request as started; pair with ``requestEnded()``.
+    func requestStarted() { inFlight.add(1, ordering: .relaxed) }
+
+    /// Marks a request as answered.
+    func requestEnded() { inFlight.subtract(1, ordering: .relaxed) }
 
     /// Counts one answered request and records its duration.
     func recordRequest(endpoint: String, method: String, status: Int, duration: Duration) {
@@ -80,6 +92,18 @@ final class DaemonMetrics: Sendable {
         }
         var text = lines.joined(separator: "\n")
         if !text.isEmpty { text += "\n" }
-        return Array(text.utf8) + ImageMetrics.collect(catalog)
+        text += """
+            # HELP qcowscope_http_requests_in_flight Requests being answered now (this scrape included).
+            # TYPE qcowscope_http_requests_in_flight gauge
+            qcowscope_http_requests_in_flight \(inFlight.load(ordering: .relaxed))
+            # HELP qcowscope_cache_hits_total Image lookups answered from the parsed-image cache.
+            # TYPE qcowscope_cache_hits_total counter
+            qcowscope_cache_hits_total \(catalog.cacheHits)
+            # HELP qcowscope_cache_misses_total Image lookups that parsed the file (new, changed or evicted).
+            # TYPE qcowscope_cache_misses_total counter
+            qcowscope_cache_misses_total \(catalog.cacheMisses)
+
+            """
+        return Array(text.utf8) + ImageMetrics.collect(catalog, maxImages: maxImages)
     }
 }

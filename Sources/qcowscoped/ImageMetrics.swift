@@ -6,24 +6,41 @@ import QCOW2API
 ///
 /// Nothing is kept between scrapes, so images that disappear leave no stale series. Parsed images,
 /// findings and dirty counts come from the catalog's cache (re-read only when a file changes).
-/// Series per image are bounded: at most ``maxBitmapsPerImage`` bitmaps of an image get per-bitmap series.
+/// Series per image are bounded: at most ``maxBitmapsPerImage`` bitmaps of an image get per-bitmap series,
+/// and at most `maxImages` images (the first by name) get per-image series; the others are still parsed and
+/// counted in `qcowscope_images`, and their number is `qcowscope_images_not_exported`.
 enum ImageMetrics {
+    /// The default of `--metrics-max-images`.
+    static let defaultMaxImages = 1000
+
     /// Bitmaps per image with their own series; the rest are counted in `qcowscope_image_bitmaps_not_exported`.
     static let maxBitmapsPerImage = 64
 
     /// The image gauges in the text format.
-    static func collect(_ catalog: ImageCatalog) -> [UInt8] {
+    static func collect(_ catalog: ImageCatalog, maxImages: Int = defaultMaxImages) -> [UInt8] {
         let clock = ContinuousClock()
         let start = clock.now
         let registry = PrometheusCollectorRegistry()
+        // Per-image gauges of images past the cap go to a registry that is never emitted.
+        let discarded = PrometheusCollectorRegistry()
+        var perImage = registry
+        var imagesExported = 0
+        var imagesNotExported = 0
         func gauge(_ name: String, _ help: String, _ labels: [(String, String)]) -> Gauge {
-            registry.makeGauge(
+            (labels.isEmpty || labels[0].0 != "image" ? registry : perImage).makeGauge(
                 descriptor: MetricNameDescriptor(metricName: "qcowscope_" + name, unitName: "", helpText: help),
                 labels: labels)
         }
         var byStatus: [String: Int] = ["ok": 0, "findings": 0, "unreadable": 0]
         for name in catalog.names() where catalog.isQCOW2(name) {
             let image = [("image", name)]
+            if imagesExported < maxImages {
+                imagesExported += 1
+                perImage = registry
+            } else {
+                imagesNotExported += 1
+                perImage = discarded
+            }
             let status: String
             do {
                 let entry = try catalog.image(named: name)
@@ -46,6 +63,9 @@ enum ImageMetrics {
         for (status, count) in byStatus.sorted(by: { $0.key < $1.key }) {
             gauge("images", "qcow2 images in the directory, by status.", [("status", status)]).set(Int64(count))
         }
+        gauge(
+            "images_not_exported", "Images without per-image series (beyond --metrics-max-images).", []
+        ).set(Int64(imagesNotExported))
         let elapsed = start.duration(to: clock.now).components
         gauge("image_metrics_collect_seconds", "Seconds spent computing the image metrics of this scrape.", []).set(
             Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18)

@@ -28,6 +28,8 @@ struct OpsHandler: Sendable {
         let clock = ContinuousClock()
         return { request in
             let start = clock.now
+            metrics.requestStarted()
+            defer { metrics.requestEnded() }
             let endpoint = EndpointLabel.label(forRawPath: request.rawPath)
             let response = answer(request, endpoint: endpoint, next: next)
             metrics.recordRequest(

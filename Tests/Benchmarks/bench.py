@@ -347,6 +347,7 @@ class Bench:
         self.qcowscoped = os.path.join(args.bin_dir, "qcowscoped")
         self.qcowscope = os.path.join(args.bin_dir, "qcowscope")
         self.servers = {}
+        self.targets = []
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -503,6 +504,7 @@ http {{
                           None, self.logdir)
         wait_listening(self.nginx, port)
         self.nginx.port = port
+        self.nginx_conf, self.nginx_dir = conf, nginx_dir
         # Every floor must answer every path with exactly qcowscoped's bytes.
         for server in (self.floor, self.nginx):
             for key, path, _ in self.section1_paths():
@@ -870,6 +872,164 @@ http {{
                             cold["median_s"], fmt_time(cold["median_s"]), "qemu-img info (one process)", qt,
                             fmt_time(qt))
 
+
+    # -- 7. footprint: startup, RSS, CPU per request; the issue's targets --------------------------
+
+    def time_startup(self, name, make_argv, path, n):
+        """Exec to the first 200 of GET path (a fresh process each time), median of n, in seconds."""
+        times = []
+        for i in range(n):
+            port = free_port()
+            argv = make_argv(port, i)
+            t0 = time.perf_counter()
+            p = Proc(f"{name}-start{i}", argv, None, self.logdir)
+            try:
+                while True:
+                    if not p.alive():
+                        raise Failure(f"{name} exited before answering:\n{p.tail()}")
+                    if time.perf_counter() - t0 > 30:
+                        raise Failure(f"{name} did not answer {path} within 30 s")
+                    try:
+                        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+                            if sock.recv(64).startswith(b"HTTP/1.1 200"):
+                                break
+                    except OSError:
+                        pass
+                    time.sleep(0.0005)
+                times.append(time.perf_counter() - t0)
+            finally:
+                p.stop()
+                _children.remove(p)
+        return stats(times)
+
+    def rss_tree_kib(self, pid):
+        """RSS of a process plus its direct children (nginx workers)."""
+        total = rss_kib(pid)
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != pid:
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                            total += rss_kib(int(entry))
+                except (OSError, IndexError, ValueError, Failure):
+                    pass
+        return total
+
+    def section7(self):
+        n = 5 if self.quick else 20
+        target_requests = 1_000_000
+        log(f"7. footprint: startup to first 200 (median of {n}), RSS idle and after {target_requests:,} requests, "
+            "CPU/request; the issue's targets")
+        header = "/v1/images/bitmaps.qcow2/header"
+        # Startup: exec to the first 200 of the cached-path route, a fresh process each time.
+        q_start = self.time_startup("qcowscoped", lambda port, i: self.taskset("server") + [
+            self.qcowscoped, "--images", self.main_dir, "--listen", f"127.0.0.1:{port}", "--threads",
+            str(self.threads), "--log-level", "warning"], header, n)
+        floor_start = self.time_startup("c-floor", lambda port, i: self.taskset("server") + [
+            self.a.floor, os.path.join(self.work, "floor.manifest"), str(self.threads), str(port),
+            str(CONNECTION_LIMIT), str(TIMEOUT_S)], header, n)
+
+        def nginx_argv(port, i):
+            d = os.path.join(self.work, f"nginx-start{i}")
+            os.makedirs(d, exist_ok=True)
+            conf = re.sub(r"listen 127\.0\.0\.1:\d+", f"listen 127.0.0.1:{port}", self.nginx_conf)
+            conf = conf.replace(self.nginx_dir + "/", d + "/")
+            cpath = os.path.join(d, "nginx.conf")
+            with open(cpath, "w") as fh:
+                fh.write(conf)
+            return self.taskset("server") + ["nginx", "-p", d, "-e", os.path.join(d, "error.log"), "-c", cpath]
+        nginx_start = self.time_startup("nginx", nginx_argv, header, n)
+        st = lambda x: f"{fmt_time(x['median_s'])} (max {fmt_time(x['max_s'])})"
+        self.report.add(7, "footprint.startup.vs_floor", f"startup: exec to first 200 of /header, median of {n}",
+                        q_start["median_s"], st(q_start), "C floor", floor_start["median_s"], st(floor_start),
+                        extra={"qcowscoped": q_start, "reference": floor_start})
+        self.report.add(7, "footprint.startup.vs_nginx", f"startup: exec to first 200 of /header, median of {n}",
+                        q_start["median_s"], st(q_start), "nginx", nginx_start["median_s"], st(nginx_start),
+                        extra={"qcowscoped": q_start, "reference": nginx_start})
+        # RSS: a fresh daemon idle, after a warm-up, and after >= 1,000,000 requests of cached /header.
+        fp = self.start_qcowscoped("qcowscoped-footprint", self.main_dir)
+        rss_idle = rss_kib(fp.pid)
+        warm = self.wrk(fp, header, self.warmup + 1, "footprint-warmup")
+        rss_warm = rss_kib(fp.pid)
+        rate = max(warm["rps"], 1000.0)
+        done, cpu_s, runs = 0, 0.0, []
+        while done < target_requests:
+            seconds = max(2, int((target_requests - done) / rate * 1.05) + 1)
+            r = self.wrk(fp, header, seconds, "footprint-1m")
+            done += r["requests"]
+            cpu_s += r["server_cpu_s"]
+            runs.append(r)
+            rate = max(r["rps"], 1000.0)
+        rss_after = rss_kib(fp.pid)
+        cpu_us = cpu_s / done * 1e6
+        growth = rss_after - rss_warm
+        fp.stop()
+        _children.remove(fp)
+        del self.servers["qcowscoped-footprint"]
+        floor_rss, nginx_rss = self.rss_tree_kib(self.floor.pid), self.rss_tree_kib(self.nginx.pid)
+        mib = lambda k: f"{k / 1024:.1f} MiB"
+        self.report.add(7, "footprint.rss.idle", "RSS: fresh daemon, idle", rss_idle, mib(rss_idle),
+                        "C floor (after section 1)", floor_rss, mib(floor_rss), note=f"nginx master+workers {mib(nginx_rss)}")
+        self.report.add(7, "footprint.rss.after", f"RSS after {done:,} requests of /header (steady)", rss_after,
+                        mib(rss_after), "after warm-up", rss_warm, mib(rss_warm),
+                        note=f"growth {growth:+,} KiB", extra={"requests": done, "growth_kib": growth})
+        floor_cpu = self.wrk_results["header"]["C floor"]["server_cpu_us_per_request"]
+        nginx_cpu = self.wrk_results["header"]["nginx"]["server_cpu_us_per_request"]
+        self.report.add(7, "footprint.cpu.vs_floor", f"CPU per request /header over {done:,} requests (/proc/PID/stat)",
+                        cpu_us, f"{cpu_us:.1f} µs", "C floor (section 1)", floor_cpu, f"{floor_cpu:.1f} µs")
+        self.report.add(7, "footprint.cpu.vs_nginx", f"CPU per request /header over {done:,} requests (/proc/PID/stat)",
+                        cpu_us, f"{cpu_us:.1f} µs", "nginx (section 1)", nginx_cpu, f"{nginx_cpu:.1f} µs")
+        log(f"   startup {fmt_time(q_start['median_s'])} (floor {fmt_time(floor_start['median_s'])}, nginx "
+            f"{fmt_time(nginx_start['median_s'])}); RSS idle {mib(rss_idle)}, warm {mib(rss_warm)}, after {done:,} "
+            f"{mib(rss_after)}; CPU {cpu_us:.1f} µs/req")
+        self.check_targets(q_start, rss_after, growth, done)
+
+    def row(self, key):
+        for r in self.report.rows:
+            if r["id"] == key:
+                return r
+        return None
+
+    def check_targets(self, q_start, rss_after, growth, done):
+        """The issue's targets, one PASS/FAIL line each (printed after the table, kept in results.json)."""
+        t = []
+
+        def target(name, ok, figures):
+            t.append({"target": name, "pass": bool(ok) if ok is not None else None, "figures": figures})
+
+        h = self.wrk_results["header"]
+        r = h["qcowscoped"]["rps"] / h["C floor"]["rps"]
+        target("cached /header >= 0.8x C floor req/s", r >= 0.8,
+               f"{h['qcowscoped']['rps']:,.0f}/s vs {h['C floor']['rps']:,.0f}/s = {r:.2f}x")
+        # Per answer: daemon-side latency of an already-running daemon (sequential keep-alive GETs from the
+        # section 3 client: cached, and the first request after touch) vs one `qemu-img info` process
+        # (hyperfine median, section 2).
+        cold, curl = self.row("cold.summary"), self.row("process.curl")
+        if cold and curl and curl["reference_value"]:
+            qemu = curl["reference_value"]
+            warm_x, cold_x = qemu / cold["reference_value"], qemu / cold["value"]
+            target("/v1/images/{image} per answer >= 10x faster than qemu-img info (cached)", warm_x >= 10,
+                   f"{fmt_time(cold['reference_value'])} vs {fmt_time(qemu)} = {warm_x:,.0f}x "
+                   "(keep-alive GET on a running daemon, median; qemu-img info: hyperfine median)")
+            target("/v1/images/{image} per answer >= 3x faster than qemu-img info (cold, after touch)", cold_x >= 3,
+                   f"{fmt_time(cold['value'])} vs {fmt_time(qemu)} = {cold_x:,.0f}x")
+        for key, label in (("table.last_vs_first16", "limit 16"), ("table.last_vs_first4096", "limit 4096")):
+            x = self.row(key)
+            if x:
+                target(f"last/first table page <= 1.2 ({label})", x["ratio"] <= 1.2,
+                       f"{fmt_time(x['value'])} / {fmt_time(x['reference_value'])} = {x['ratio']:.2f}")
+        x = self.row("scale.listing_dir_size")
+        if x:
+            target("listing page at 10,000 images <= 2x the page at 10", x["ratio"] <= 2,
+                   f"{fmt_time(x['value'])} / {fmt_time(x['reference_value'])} = {x['ratio']:.2f}x")
+        target("RSS <= 32 MiB steady", rss_after <= 32 * 1024, f"{rss_after / 1024:.1f} MiB after {done:,} requests")
+        target("RSS growth < 1 MiB over 1M requests", growth < 1024 and done >= 1_000_000,
+               f"{growth:+,} KiB over {done:,} requests")
+        target("startup <= 100 ms (exec to first 200)", q_start["median_s"] <= 0.100,
+               f"{fmt_time(q_start['median_s'])} median")
+        self.targets = t
+
     # -- output ---------------------------------------------------------------------------------
 
 
@@ -1055,10 +1215,11 @@ http {{
             self.section3()
             self.section4()
             self.section5()
+            self.section7()
         self.section6()
         meta = self.meta()
         meta["elapsed_s"] = round(time.monotonic() - t0, 1)
-        results = {"meta": meta, "results": self.report.rows}
+        results = {"meta": meta, "results": self.report.rows, "targets": self.targets}
         path = os.path.join(self.a.out, "results.json")
         with open(path + ".tmp", "w") as fh:
             json.dump(results, fh, indent=2)
@@ -1076,6 +1237,11 @@ http {{
         print()
         print(self.report.table())
         print()
+        if self.targets:
+            print("targets (section 7):")
+            for x in self.targets:
+                print(f"  {'PASS' if x['pass'] else 'FAIL'}  {x['target']}: {x['figures']}")
+            print()
         print(f"results: {path}; raw tool output: {self.raw}")
 
 

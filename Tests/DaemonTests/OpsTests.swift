@@ -453,9 +453,43 @@ final class OpsTests {
         #expect(sample(second, #"qcowscope_http_requests_total{endpoint="/metrics",method="GET",status="200"}"#) == 1)
         #expect(try client.request("HEAD", "/metrics").status == 200)
         #expect(try client.request("POST", "/metrics").status == 405)
+        // The scrape is the one request in flight; every image lookup is a cache hit or a miss.
+        #expect(sample(second, "qcowscope_http_requests_in_flight") == 1)
+        #expect(second.contains("# TYPE qcowscope_cache_hits_total counter"))
+        #expect((sample(second, "qcowscope_cache_misses_total") ?? 0) >= 4)
+        #expect((sample(second, "qcowscope_cache_hits_total") ?? 0) >= 3)
         client.close()
         daemon.signal(SIGTERM)
         #expect(try daemon.waitForExit() == 0)
+    }
+
+    @Test func metricsMaxImagesCapsThePerImageSeries() throws {
+        // Sorted names: broken, clean, inuse, many; a cap of 2 exports broken and clean only.
+        let daemon = try OpsDaemon(["--images", try imagesDirectory(), "--listen", "127.0.0.1:0", "--metrics-max-images", "2"])
+        let client = try HTTPTestClient(host: "127.0.0.1", port: daemon.port)
+        let text = try client.request("GET", "/metrics").text
+        #expect(sample(text, "qcowscope_images_not_exported") == 2)
+        #expect(sample(text, #"qcowscope_images{status="ok"}"#) == 2)
+        #expect(sample(text, #"qcowscope_images{status="findings"}"#) == 1)
+        #expect(sample(text, #"qcowscope_images{status="unreadable"}"#) == 1)
+        #expect(sample(text, #"qcowscope_image_bitmaps{image="clean.qcow2"}"#) == 2)
+        #expect(text.contains(#"qcowscope_image_parse_error{image="broken.qcow2""#))
+        #expect(!text.contains("inuse.qcow2") && !text.contains("many.qcow2"))
+        client.close()
+        daemon.signal(SIGTERM)
+        #expect(try daemon.waitForExit() == 0)
+
+        // The default exports everything; a value out of range (flag or config key) stops start-up.
+        let all = try OpsDaemon(["--images", try imagesDirectory(), "--listen", "127.0.0.1:0"])
+        let allClient = try HTTPTestClient(host: "127.0.0.1", port: all.port)
+        #expect(sample(try allClient.request("GET", "/metrics").text, "qcowscope_images_not_exported") == 0)
+        allClient.close()
+        let bad = try DaemonHarness.runToExit(["--images", try imagesDirectory(), "--metrics-max-images=-1"])
+        #expect(bad.status != 0 && bad.stderr.contains("metrics max images"), "\(bad.stderr)")
+        let config = try temporaryDirectory() + "/config.json"
+        try #"{"metrics_max_images": 2000000}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let badFile = try DaemonHarness.runToExit(["--images", try imagesDirectory(), "--config", config])
+        #expect(badFile.status != 0 && badFile.stderr.contains("metrics max images"), "\(badFile.stderr)")
     }
 
     // MARK: Tokens
@@ -500,6 +534,30 @@ final class OpsTests {
         #expect(daemon.waitForLog("token reload failed"))
         #expect(
             try client.request("GET", "/v1/images", headers: [("Authorization", "Bearer \(rotated)")]).status == 200)
+        client.close()
+        daemon.signal(SIGTERM)
+        #expect(try daemon.waitForExit() == 0)
+    }
+
+    @Test func tokenInTheQueryStringIsRefused() throws {
+        let token = "query-token-abcdefghijklmnop"
+        let daemon = try OpsDaemon([
+            "--images", try imagesDirectory(), "--listen", "127.0.0.1:0", "--token-file", try tokenFile(token),
+        ])
+        let client = try HTTPTestClient(host: "127.0.0.1", port: daemon.port)
+        // RFC 6750 §2.3 URI query parameter: never accepted (it ends up in logs and Referer headers).
+        for target in [
+            "/v1/images?access_token=\(token)", "/v1/images/clean.qcow2?access_token=\(token)",
+            "/metrics?access_token=\(token)", "/v1/images?token=\(token)",
+        ] {
+            let response = try client.request("GET", target)
+            #expect(response.status == 401, "\(target)")
+            #expect(response.header("WWW-Authenticate") == #"Bearer realm="qcowscope""#, "\(target)")
+        }
+        // The same token in the header is accepted, with or without a stray query parameter.
+        let auth = [("Authorization", "Bearer \(token)")]
+        #expect(try client.request("GET", "/v1/images", headers: auth).status == 200)
+        #expect(try client.request("GET", "/v1/images?access_token=wrong", headers: auth).status != 401)
         client.close()
         daemon.signal(SIGTERM)
         #expect(try daemon.waitForExit() == 0)
@@ -693,7 +751,7 @@ final class OpsTests {
             "images": "\"/var/lib/qcowscope/images\"", "listen": "[\"127.0.0.1:8741\"]", "log_level": "\"info\"",
             "threads": "0", "connection_limit": "1024", "per_ip_connection_limit": "0", "connection_timeout": "30",
             "tls_cert": "null", "tls_key": "null", "token_file": "null", "open_health": "false",
-            "open_metrics": "false", "insecure_no_auth": "false",
+            "open_metrics": "false", "insecure_no_auth": "false", "metrics_max_images": "1000",
         ]
         #expect(Set(sample.keys) == Set(expected.keys))
         for (key, value) in expected {

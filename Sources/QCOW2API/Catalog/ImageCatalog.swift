@@ -44,7 +44,8 @@ public final class ImageCatalog: Sendable {
             let c: DirtyCount
             // One budget per image and file version: many bitmaps pointing at big tables cannot make a
             // summary or a bitmap list read without end.
-            let allowance = dirtyBudget.withLock { min($0, ImageCatalog.dirtyCountBudget) }
+            // Up to dirtyCountBudget of data for one bitmap, plus its table, within what the image has left.
+            let allowance = dirtyBudget.withLock { min($0, ImageCatalog.dirtyCountBudget + UInt64(bitmap.tableSize) * 8) }
             var spent: UInt64 = 0
             do {
                 if allowance < UInt64(bitmap.tableSize) * 8 || allowance == 0 {
@@ -60,6 +61,65 @@ public final class ImageCatalog: Sendable {
             dirtyBudget.withLock { $0 -= min($0, max(spent, UInt64(bitmap.tableSize) * 8)) }
             dirty.withLock { $0[bitmap.index] = c }
             return c
+        }
+
+        /// Rendered response bodies of this file version, by the view key their ETag hashes (path,
+        /// query and lock state): a cached answer is not rebuilt or re-serialized. Bounded per entry.
+        private let rendered = Mutex<(bytes: Int, bodies: [String: Rendered])>((0, [:]))
+
+        /// A rendered answer: the body and the headers that go with it (`Link`).
+        public struct Rendered: Sendable {
+            /// The serialized body.
+            public var body: [UInt8]
+            /// Headers besides `Content-Type`, `ETag` and `Cache-Control`.
+            public var headers: [(name: String, value: String)]
+
+            /// Creates a rendered answer.
+            public init(body: [UInt8], headers: [(name: String, value: String)]) {
+                self.body = body
+                self.headers = headers
+            }
+        }
+
+        /// Bodies larger than this are never kept.
+        public static let renderedMaxBody = 32 << 10
+        /// Bytes of rendered bodies kept at most per entry (file version).
+        public static let renderedBudget = 96 << 10
+        /// Rendered bodies kept at most per entry.
+        public static let renderedMaxCount = 32
+        /// Bytes of rendered bodies kept at most by all entries of the process together.
+        public static let renderedProcessBudget = 4 << 20
+        /// Bytes of rendered bodies kept now by all entries.
+        static let renderedTotal = Atomic<Int>(0)
+
+        deinit {
+            let bytes = rendered.withLock { $0.bytes }
+            Entry.renderedTotal.subtract(bytes, ordering: .relaxed)
+        }
+
+        /// The rendered answer stored under `key`, if any.
+        public func rendered(_ key: String) -> Rendered? {
+            rendered.withLock { $0.bodies[key] }
+        }
+
+        /// Keeps `value` under `key` when it is small enough; drops every kept body when the entry's budget is full.
+        public func storeRendered(_ key: String, _ value: Rendered) {
+            let size = value.body.count + key.utf8.count
+            guard value.body.count <= Entry.renderedMaxBody else { return }
+            rendered.withLock { state in
+                if state.bodies[key] != nil { return }
+                if state.bytes + size > Entry.renderedBudget || state.bodies.count >= Entry.renderedMaxCount {
+                    Entry.renderedTotal.subtract(state.bytes, ordering: .relaxed)
+                    state = (0, [:])
+                }
+                // The process-wide budget: when it is spent, answers are rendered each time again.
+                guard Entry.renderedTotal.add(size, ordering: .relaxed).newValue <= Entry.renderedProcessBudget else {
+                    Entry.renderedTotal.subtract(size, ordering: .relaxed)
+                    return
+                }
+                state.bodies[key] = value
+                state.bytes += size
+            }
         }
 
         /// Every finding of the image (header, directory, tables, snapshots), computed once per file version.
@@ -97,6 +157,13 @@ public final class ImageCatalog: Sendable {
     }
     private let cache = Mutex(CacheState())
     private let useOpenat2 = Atomic<Bool>(true)
+    private let hits = Atomic<Int>(0)
+    private let misses = Atomic<Int>(0)
+
+    /// Lookups answered from the cache of parsed images, since start (read by the daemon's metrics).
+    public var cacheHits: Int { hits.load(ordering: .relaxed) }
+    /// Lookups that had to parse the file (new, changed or evicted; parse failures included), since start.
+    public var cacheMisses: Int { misses.load(ordering: .relaxed) }
 
     /// Opens the directory.
     ///
@@ -182,8 +249,10 @@ public final class ImageCatalog: Sendable {
             return e
         }) {
             close(fd)
+            hits.add(1, ordering: .relaxed)
             return (hit, locks)
         }
+        misses.add(1, ordering: .relaxed)
         let image: QCOW2Image
         do {
             let source = try FileImageSource(fd: fd, ownsDescriptor: true)

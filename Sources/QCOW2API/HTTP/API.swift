@@ -216,13 +216,23 @@ public final class API: Sendable {
             }
         default: throw Problem.noRoute(req.rawPath)
         }
-        let etag = entry.file.etag(view: req.rawPath + "?" + req.rawQuery + (locks.map { "\n" + $0.etagComponent } ?? ""))
+        let viewKey = req.rawPath + "?" + req.rawQuery + (locks.map { "\n" + $0.etagComponent } ?? "")
+        let etag = entry.file.etag(view: viewKey)
         let cacheHeaders: [(name: String, value: String)] = [("ETag", etag), ("Cache-Control", "no-cache")]
         if let inm = req.header("If-None-Match"), API.matches(inm, etag) {
             return APIResponse(status: 304, headers: cacheHeaders)
         }
+        // The body is a function of the file version (the entry) and the view key (path, query, lock
+        // state), so it is rendered once per pair and kept with the entry. Not for the locks view, nor
+        // when the lock probe failed: their text (owner, error message) is not all in the key.
+        let cacheable = view != "locks" && locks?.error == nil
+        if cacheable, let r = entry.rendered(viewKey) {
+            return APIResponse(status: 200, headers: [("Content-Type", "application/json")] + cacheHeaders + r.headers, body: r.body)
+        }
         let (value, extra) = try doc()
-        return .json(value, extra: cacheHeaders + extra)
+        let resp = APIResponse.json(value, extra: cacheHeaders + extra)
+        if cacheable { entry.storeRendered(viewKey, .init(body: resp.body, headers: extra)) }
+        return resp
     }
 
     /// RFC 9110 weak comparison of an If-None-Match list against `etag`.
