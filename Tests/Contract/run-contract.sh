@@ -64,59 +64,14 @@ print("contract: api/openapi.yaml is valid OpenAPI", doc["openapi"], file=sys.st
 EOF
 
 # 3. The daemon binary and the images.
-if [[ -n ${QCOWSCOPED:-} ]]; then
-    daemon=$QCOWSCOPED
-else
-    scratch=()
-    [[ -n ${SWIFT_SCRATCH_PATH:-} ]] && scratch=(--scratch-path "$SWIFT_SCRATCH_PATH")
-    say "building qcowscoped"
-    "$SWIFT" build "${scratch[@]}" --product qcowscoped >&2
-    daemon=$("$SWIFT" build "${scratch[@]}" --show-bin-path)/qcowscoped
-fi
-[[ -x $daemon ]] || die "no daemon binary at $daemon"
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/qcowscope-contract.XXXXXX")
-pid=
-cleanup() {
-    local status=$?
-    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    fi
-    if [[ ${KEEP:-0} == 1 || $status -ne 0 ]]; then
-        say "kept $tmp (images/, daemon.log)"
-    else
-        rm -rf "$tmp"
-    fi
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
+source "$root/Tests/Scripts/daemon-lib.sh"
+daemon_binary
+daemon_workdir contract
 bash "$root/Tests/Scripts/make-demo-images.sh" "$tmp/images" >&2
 python3 "$here/make-malformed-images.py" "$tmp/images" >&2
 
 # 4. Start the daemon on a free port and wait until it answers.
-listen=127.0.0.1:${PORT:-0}
-"$daemon" --images "$tmp/images" --listen "$listen" >"$tmp/daemon.log" 2>&1 &
-pid=$!
-port=
-for _ in $(seq 300); do
-    kill -0 "$pid" 2>/dev/null || { cat "$tmp/daemon.log" >&2; die "qcowscoped exited at startup"; }
-    port=$(sed -n 's#.*qcowscoped listening on http://127\.0\.0\.1:\([0-9][0-9]*\).*#\1#p' "$tmp/daemon.log" | head -n 1)
-    [[ -n $port ]] && break
-    sleep 0.1
-done
-[[ -n $port ]] || { cat "$tmp/daemon.log" >&2; die "no 'listening on' line from qcowscoped"; }
-base=http://127.0.0.1:$port
-for _ in $(seq 100); do
-    curl -fsS -o /dev/null "$base/healthz" 2>/dev/null && break
-    sleep 0.1
-done
-curl -fsS -o /dev/null "$base/healthz" || die "$base/healthz does not answer"
-say "qcowscoped (pid $pid) serving $tmp/images on $base"
+daemon_start "$tmp/images" "127.0.0.1:${PORT:-0}"
 
 # 5. Exact checks.
 status=0

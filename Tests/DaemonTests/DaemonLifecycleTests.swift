@@ -27,22 +27,6 @@ final class DaemonLifecycleTests {
         return path
     }
 
-    /// A socket listening on 127.0.0.1 with a kernel-chosen port, to make that port "in use".
-    private func occupyPort() throws -> (fd: Int32, port: UInt16) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        guard ok else { throw DaemonHarnessError(description: "cannot occupy a port") }
-        return (fd, UInt16(bigEndian: address.sin_port))
-    }
-
     /// The non-empty lines of `text`.
     private func lines(_ text: String) -> [String] {
         text.split(whereSeparator: \.isNewline).map(String.init)
@@ -133,7 +117,7 @@ final class DaemonLifecycleTests {
     }
 
     @Test func portInUseExitsNonZeroWithOneLine() throws {
-        let occupied = try occupyPort()
+        let occupied = try LoopbackListener.open(backlog: 1)
         defer { close(occupied.fd) }
         let (status, stderr) = try DaemonHarness.runToExit([
             "--images", try imagesDirectory(), "--listen", "127.0.0.1:0", "--listen", "127.0.0.1:\(occupied.port)",
@@ -144,7 +128,7 @@ final class DaemonLifecycleTests {
     }
 
     @Test func commandLineOverridesConfigFile() throws {
-        let occupied = try occupyPort()
+        let occupied = try LoopbackListener.open(backlog: 1)
         defer { close(occupied.fd) }
         // Every value in the file would fail or hide the listening line; the command line wins each time.
         let config = try writeConfig(

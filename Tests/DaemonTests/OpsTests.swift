@@ -326,22 +326,6 @@ final class OpsTests {
         return path
     }
 
-    /// A listening IPv4 loopback socket on a free port.
-    private func listeningSocket() throws -> (fd: Int32, port: UInt16) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        guard ok else { throw DaemonHarnessError(description: "cannot make a listening socket") }
-        return (fd, UInt16(bigEndian: address.sin_port))
-    }
-
     /// The value of the sample whose line starts with `series` (name and labels exactly), or nil.
     private func sample(_ exposition: String, _ series: String) -> Double? {
         for line in exposition.split(separator: "\n") where line.hasPrefix(series + " ") {
@@ -595,7 +579,7 @@ final class OpsTests {
     // MARK: systemd
 
     @Test func socketActivationServesThePassedSocketAndNotifiesSystemd() throws {
-        let (fd, port) = try listeningSocket()
+        let (fd, port) = try LoopbackListener.open(backlog: 16)
         defer { close(fd) }
         let notify = try NotifyListener(name: "@qcowscope-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         // The listen address would fail to bind (not on this host) if it were not ignored.
@@ -616,7 +600,7 @@ final class OpsTests {
     }
 
     @Test func socketActivationVariablesForAnotherProcessAreIgnored() throws {
-        let (fd, port) = try listeningSocket()
+        let (fd, port) = try LoopbackListener.open(backlog: 16)
         defer { close(fd) }
         let notify = try NotifyListener(name: try temporaryDirectory() + "/notify")
         // LISTEN_PID names another process: the daemon binds --listen itself.

@@ -22,6 +22,11 @@ package struct HTTPTestResponse: Sendable {
 package struct HTTPTestClientError: Error, CustomStringConvertible {
     /// What went wrong, with the errno text when there is one.
     package var description: String
+
+    /// Creates an error.
+    package init(description: String) {
+        self.description = description
+    }
 }
 
 /// A minimal blocking HTTP/1.1 client over one TCP connection, for tests.
