@@ -8,7 +8,7 @@ let common: [SwiftSetting] = [
     .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
-/// The parser and API layers must not use `Unsafe*` at all: any use fails the build.
+/// The parser and API layers: every unsafe construct must be marked `unsafe`, or the build fails.
 let strict: [SwiftSetting] = common + [
     .strictMemorySafety(),
     .treatWarning("StrictMemorySafety", as: .error),
@@ -16,8 +16,7 @@ let strict: [SwiftSetting] = common + [
 
 let package = Package(
     name: "qcowscope",
-    platforms: [.macOS(.v15)],
-    products: [
+        products: [
         .library(name: "QCOW2", targets: ["QCOW2"]),
         .executable(name: "qcowscoped", targets: ["qcowscoped"]),
         .executable(name: "qcowscope", targets: ["qcowscope"]),
@@ -27,6 +26,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // Request and response heads shared by the transport and the API (no Foundation: no traits).
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0", traits: []),
     ],
     targets: [
         // Parser, model and validation. No package dependency, no Foundation: Glibc pread only.
@@ -40,9 +41,15 @@ let package = Package(
         // Header-only shim for openat2 (syscall() is variadic and not imported).
         .systemLibrary(name: "CSystemShim"),
         // A small Swift wrapper over libmicrohttpd: start/stop, request in, response out.
-        .target(name: "MicroHTTPD", dependencies: ["CMicroHTTPD"], swiftSettings: common),
+        .target(
+            name: "MicroHTTPD",
+            dependencies: ["CMicroHTTPD", .product(name: "HTTPTypes", package: "swift-http-types")],
+            swiftSettings: common),
         // Transport-agnostic API: routes, JSON documents, problem+json, ETags, pagination.
-        .target(name: "QCOW2API", dependencies: ["QCOW2", "CSystemShim"], swiftSettings: common),
+        .target(
+            name: "QCOW2API",
+            dependencies: ["QCOW2", "CSystemShim", .product(name: "HTTPTypes", package: "swift-http-types")],
+            swiftSettings: strict),
         .executableTarget(
             name: "qcowscoped",
             dependencies: [
@@ -74,8 +81,18 @@ let package = Package(
         .testTarget(name: "QCOW2Tests", dependencies: ["QCOW2", "QCOW2TestSupport"], swiftSettings: common),
         // A minimal HTTP/1.1 client over sockets, shared by the live tests.
         .target(name: "HTTPTestSupport", path: "Tests/HTTPTestSupport", swiftSettings: common),
-        .testTarget(name: "MicroHTTPDTests", dependencies: ["MicroHTTPD", "HTTPTestSupport"], swiftSettings: common),
-        .testTarget(name: "QCOW2APITests", dependencies: ["QCOW2API", "QCOW2", "QCOW2TestSupport"], swiftSettings: common),
-        .testTarget(name: "DaemonTests", dependencies: ["QCOW2", "QCOW2TestSupport", "HTTPTestSupport"], swiftSettings: common),
+        .testTarget(
+            name: "MicroHTTPDTests",
+            dependencies: ["MicroHTTPD", "HTTPTestSupport", .product(name: "HTTPTypes", package: "swift-http-types")],
+            swiftSettings: common),
+        .testTarget(
+            name: "QCOW2APITests",
+            dependencies: [
+                "QCOW2API", "QCOW2", "QCOW2TestSupport", .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: common),
+        .testTarget(
+            name: "DaemonTests", dependencies: ["QCOW2", "QCOW2API", "QCOW2TestSupport", "HTTPTestSupport"],
+            swiftSettings: common),
     ]
 )

@@ -1,5 +1,6 @@
 import CMicroHTTPD
 import Glibc
+public import HTTPTypes
 import Synchronization
 
 /// An HTTP/1.1 server on libmicrohttpd that calls one synchronous handler for every request.
@@ -68,6 +69,8 @@ import Synchronization
     ///   - configuration: addresses, limits and optional TLS credentials.
     ///   - errorLog: receives libmicrohttpd's error messages and wrapper warnings, one line each,
     ///     from any thread. The default drops them.
+    ///   - overloaded: answers instead of `handler` while load is shed (requests in progress above
+    ///     ``HTTPServerConfiguration/overloadThreshold``); the default is a bare 503 with `Retry-After`.
     ///   - handler: answers every request, on MHD's threads.
     /// - Throws: ``HTTPServerError`` for an invalid configuration, an address that cannot be bound
     ///   (``HTTPServerError/Code/addressInUse`` and friends), or a daemon that does not start
@@ -75,7 +78,8 @@ import Synchronization
     public init(
         configuration: HTTPServerConfiguration,
         errorLog: @escaping @Sendable (String) -> Void = { _ in },
-        handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse
+        overloaded: @escaping HTTPHandler = HTTPServer.plainOverloaded,
+        handler: @escaping HTTPHandler
     ) throws(HTTPServerError) {
         try configuration.validate()
         var sockets: [(fd: Int32, name: String)] = []
@@ -101,7 +105,8 @@ import Synchronization
         }
 
         let context = ServerContext(
-            handler: handler, errorLog: errorLog, uploadDiscardLimit: configuration.uploadDiscardLimit,
+            handler: handler, overloaded: overloaded, scheme: configuration.tls == nil ? "http" : "https",
+            errorLog: errorLog, uploadDiscardLimit: configuration.uploadDiscardLimit,
             overloadThreshold: configuration.overloadThreshold)
         let rootPointer = unsafe Unmanaged.passRetained(context).toOpaque()
         let logTarget = UnsafeMutablePointer<cmhd_log_target>.allocate(capacity: 1)
@@ -138,6 +143,11 @@ import Synchronization
     }
 
     /// The version of the libmicrohttpd library in use, for example `0.9.75`.
+    /// The default overload answer: `503` with `Retry-After: 1` and no body.
+    public static let plainOverloaded: HTTPHandler = { _, _ in
+        (HTTPResponse(status: .serviceUnavailable, headerFields: [.retryAfter: "1", .cacheControl: "no-store"]), [])
+    }
+
     public static var libraryVersion: String {
         unsafe MHD_get_version().map { unsafe String(cString: $0) } ?? "unknown"
     }

@@ -1,5 +1,6 @@
 import CMicroHTTPD
 import Glibc
+import HTTPTypes
 
 // The C callbacks handed to libmicrohttpd. They are nonisolated free functions on purpose: MHD calls
 // them on its own threads, and a closure written in `main.swift` would be main-actor isolated and trap.
@@ -79,50 +80,47 @@ private func bodyFitsDiscardLimit(_ connection: OpaquePointer, limit: Int) -> Bo
     return value <= limit
 }
 
-/// Builds the request, calls the handler and queues its response.
+/// Builds the request head once, calls the handler (or the overload answer) and queues its response.
 private func answer(
     connection: OpaquePointer, state: RequestState, method: UnsafePointer<CChar>?, version: UnsafePointer<CChar>?,
     context: ServerContext
 ) -> MHD_Result {
-    let request = unsafe makeRequest(
-        connection: connection, state: state,
-        method: method.map { unsafe String(cString: $0) } ?? "",
-        version: version.map { unsafe String(cString: $0) } ?? "")
-    let response = context.isOverloaded ? overloaded(request) : context.handler(request)
+    let methodText = unsafe method.map { unsafe String(cString: $0) } ?? ""
+    let client = unsafe ClientInfo(
+        remoteAddress: remoteAddress(connection), version: version.map { unsafe String(cString: $0) } ?? "")
+    guard let request = unsafe makeRequest(connection: connection, state: state, method: methodText, context: context)
+    else {
+        // Not an HTTP method token: MHD parsed a request line no handler can be given.
+        return unsafe queue((HTTPResponse(status: .badRequest), []), on: connection, context: context)
+    }
+    let response = context.isOverloaded ? context.overloaded(request, client) : context.handler(request, client)
     return unsafe queue(response, on: connection, context: context)
 }
 
-/// The answer while the server sheds load: 503 problem+json with `Retry-After`, without calling the handler.
-private func overloaded(_ request: HTTPRequest) -> HTTPResponse {
-    let path = request.rawPath.unicodeScalars.map { $0 == "\"" || $0 == "\\" || $0.value < 0x20 ? "_" : String($0) }.joined()
-    let body =
-        #"{"type":"urn:qcowscope:problem:overloaded","title":"Service unavailable","status":503,"#
-        + #""detail":"too many requests in progress; retry after the delay in Retry-After","instance":""# + path + "\"}\n"
-    return HTTPResponse(
-        status: 503,
-        headers: [
-            ("Content-Type", "application/problem+json"), ("Retry-After", "1"), ("Cache-Control", "no-store"),
-            ("X-Content-Type-Options", "nosniff"),
-        ],
-        body: Array(body.utf8))
+/// The client's numeric address, or an empty string.
+private func remoteAddress(_ connection: OpaquePointer) -> String {
+    if let address = unsafe cmhd_client_address(connection), let decoded = unsafe SocketAddress.decode(address) {
+        return decoded.host
+    }
+    return ""
 }
 
-/// Collects method, target, headers and client address into an ``HTTPRequest``.
+/// Collects method, target and header fields into a swift-http-types request head.
+///
+/// The target stays exactly as sent (`path`); the `Host` field becomes the `authority`. Field names
+/// that are not tokens are dropped (MHD already refused most); values are kept with invalid bytes as spaces.
 private func makeRequest(
-    connection: OpaquePointer, state: RequestState, method: String, version: String
-) -> HTTPRequest {
+    connection: OpaquePointer, state: RequestState, method: String, context: ServerContext
+) -> HTTPRequest? {
+    guard let m = HTTPRequest.Method(method) else { return nil }
     let collector = HeaderCollector()
     withExtendedLifetime(collector) {
         _ = unsafe MHD_get_connection_values(
             connection, .HEADER_KIND, mhdCollectHeader, Unmanaged.passUnretained(collector).toOpaque())
     }
-    var remote = ""
-    if let address = unsafe cmhd_client_address(connection), let decoded = unsafe SocketAddress.decode(address) {
-        remote = decoded.host
-    }
     return HTTPRequest(
-        method: method, rawTarget: state.rawTarget, headers: collector.fields, remoteAddress: remote,
-        version: version)
+        method: m, scheme: context.scheme, authority: collector.authority, path: state.rawTarget,
+        headerFields: collector.fields)
 }
 
 /// MHD_KeyValueIterator for request headers: appends one field to the ``HeaderCollector``.
@@ -132,13 +130,21 @@ private func mhdCollectHeader(
 ) -> MHD_Result {
     guard let cls = unsafe cls, let key = unsafe key else { return .YES }
     let collector = unsafe Unmanaged<HeaderCollector>.fromOpaque(cls).takeUnretainedValue()
-    collector.fields.append((unsafe String(cString: key), unsafe value.map { unsafe String(cString: $0) } ?? ""))
+    guard let name = unsafe HTTPField.Name(String(cString: key)) else { return .YES }
+    let text = unsafe value.map { unsafe String(cString: $0) } ?? ""
+    if name.canonicalName == "host" {
+        if collector.authority == nil { collector.authority = text }
+        return .YES
+    }
+    collector.fields.append(HTTPField(name: name, value: text))
     return .YES
 }
 
 /// Copies a response into libmicrohttpd and queues it on the connection.
-private func queue(_ response: HTTPResponse, on connection: OpaquePointer, context: ServerContext) -> MHD_Result {
-    var status = response.status
+private func queue(
+    _ response: (head: HTTPResponse, body: [UInt8]), on connection: OpaquePointer, context: ServerContext
+) -> MHD_Result {
+    var status = response.head.status.code
     if !(100...999).contains(status) {
         context.errorLog("handler returned invalid status \(status); answering 500")
         status = 500
@@ -152,15 +158,15 @@ private func queue(_ response: HTTPResponse, on connection: OpaquePointer, conte
         return .NO
     }
     defer { unsafe MHD_destroy_response(mhdResponse) }
-    for field in response.headers where !HTTPRequest.sameName(field.name, "Content-Length") {
-        if unsafe MHD_add_response_header(mhdResponse, field.name, field.value) != .YES {
-            context.errorLog("response header '\(field.name)' was refused")
+    for field in response.head.headerFields where field.name != .contentLength {
+        if unsafe MHD_add_response_header(mhdResponse, field.name.rawName, field.value) != .YES {
+            context.errorLog("response header '\(field.name.rawName)' was refused")
         }
     }
     if context.isDraining {
         _ = unsafe MHD_add_response_header(mhdResponse, "Connection", "close")
     }
-    let queued = unsafe MHD_queue_response(connection, UInt32(status), mhdResponse)
+    let queued = unsafe MHD_queue_response(connection, UInt32(clamping: status), mhdResponse)
     if queued != .YES { context.errorLog("libmicrohttpd refused to queue a \(status) response") }
     return queued
 }

@@ -15,7 +15,11 @@ final class ServerContext: Sendable {
     }
 
     /// The application's request handler, called on MHD's threads.
-    let handler: @Sendable (HTTPRequest) -> HTTPResponse
+    let handler: HTTPHandler
+    /// The answer while load is shed (the application's 503), called instead of ``handler``.
+    let overloaded: HTTPHandler
+    /// `https` when the server speaks TLS, else `http` (the scheme of every request head).
+    let scheme: String
     /// Where MHD's own error messages go.
     let errorLog: @Sendable (String) -> Void
     /// Requests in progress above which new ones get 503 (0: never).
@@ -32,12 +36,16 @@ final class ServerContext: Sendable {
 
     /// Creates the first context of a server.
     init(
-        handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse,
+        handler: @escaping HTTPHandler,
+        overloaded: @escaping HTTPHandler,
+        scheme: String,
         errorLog: @escaping @Sendable (String) -> Void,
         uploadDiscardLimit: Int,
         overloadThreshold: Int = 0
     ) {
         self.handler = handler
+        self.overloaded = overloaded
+        self.scheme = scheme
         self.errorLog = errorLog
         self.uploadDiscardLimit = uploadDiscardLimit
         self.overloadThreshold = overloadThreshold
@@ -48,6 +56,8 @@ final class ServerContext: Sendable {
     /// A context for another daemon of the same server.
     private init(sharing other: ServerContext) {
         handler = other.handler
+        overloaded = other.overloaded
+        scheme = other.scheme
         errorLog = other.errorLog
         uploadDiscardLimit = other.uploadDiscardLimit
         overloadThreshold = other.overloadThreshold

@@ -13,17 +13,17 @@ struct CLIFailure: Error {
     var message: String
 }
 
-/// One image file served through the same ``API`` the daemon uses, so both print the same documents.
+/// One image file, with the daemon's own documents made for it directly (no HTTP, no JSON parsing).
 ///
 /// The file's real path is split into its directory (an ``ImageCatalog``, which opens the file
-/// `O_RDONLY` beneath it) and its name; views are then plain `GET` requests to the router.
+/// `O_RDONLY` beneath it) and its name, so the CLI reads exactly as the daemon does.
 struct ImageAccess {
     let file: String
-    let api: API
-    /// The image name, percent-encoded for a path segment.
-    let segment: String
+    let documents: Documents
+    let entry: ImageEntry
+    let locks: LockState?
 
-    /// Resolves `file` and opens its directory.
+    /// Resolves `file`, opens its directory and parses it (probing QEMU's locks, taking none).
     init(file: String) throws(CLIFailure) {
         self.file = file
         guard let resolved = realpath(file, nil) else {
@@ -42,63 +42,88 @@ struct ImageAccess {
         let dir = slash == path.startIndex ? "/" : String(path[..<slash])
         let name = String(path[path.index(after: slash)...])
         do {
-            api = API(catalog: try ImageCatalog(path: dir, cacheCapacity: 1))
+            documents = Documents(catalog: try ImageCatalog(path: dir, cacheCapacity: 1))
         } catch {
             throw CLIFailure(message: "\(file): \(error.message)")
         }
-        segment = PercentEncoding.encode(name)
-    }
-
-    /// `GET /v1/images/{image}{suffix}?{query}`, parsed; a non-200 answer becomes its problem detail.
-    func get(_ suffix: String, query: String = "") throws(CLIFailure) -> JSONValue {
-        var target = "/v1/images/" + segment + suffix
-        if !query.isEmpty { target += "?" + query }
-        let response = api.handle(APIRequest(method: "GET", target: target))
-        let doc = JSONParser.parse(response.body)
-        guard response.status == 200, let doc else {
-            if case .string(var detail)? = doc?["detail"] {
-                // "'name' cannot be read as qcow2: ..." names the file already: say it once, as given.
-                let quoted = "'" + String(decoding: PercentEncoding.decode(Substring(segment)) ?? [], as: UTF8.self) + "' "
-                if detail.hasPrefix(quoted) { detail.removeFirst(quoted.count) }
-                throw CLIFailure(message: "\(file): \(detail)")
-            }
-            throw CLIFailure(message: "\(file): HTTP \(response.status) for \(target)")
+        do throws(DocumentError) {
+            (entry, locks) = try documents.open(Array(name.utf8), probeLocks: true)
+        } catch {
+            throw Self.failure(error, file: file)
         }
-        return doc
     }
 
-    /// Follows `next` through every page of a paginated view and returns one document of the same shape.
-    ///
-    /// A single page is returned untouched (the daemon's document for that request). When there are more,
-    /// the `items` arrays are concatenated, `next` becomes null and `limit` the number of items.
-    func getAll(_ suffix: String, items: String, cursor: String, query: String = "", limit: UInt64? = nil)
-        throws(CLIFailure) -> JSONValue
-    {
-        var first = try get(suffix, query: query)
-        guard case .array(var all)? = first[items] else { return first }
-        var pages = 1
-        var next = first["next"]
-        while let n = next, n != .null {
-            let value: String
-            switch n {
-            case .string(let s): value = s
-            case .uint(let u): value = String(u)
-            default: return first
+    /// The document of `route` for this image.
+    func document(_ route: RouteID, bitmap: String? = nil, _ parameters: Parameters = Parameters()) throws -> Document {
+        do throws(DocumentError) {
+            let plan = try documents.plan(
+                route, entry: entry, locks: route == .locks || RouteTable.route(route).probesLocks ? locks : nil,
+                bitmap: bitmap.map { Array($0.utf8) }, parameters: parameters)
+            return try plan.render()
+        } catch {
+            if case .invalidParameter(let name, let value, let allowed) = error {
+                Terminal.error("--\(name) must be \(Self.allowedText(allowed, value: value))")
+                throw ExitCode(2)
             }
-            var q = "\(cursor)=\(PercentEncoding.encode(value))"
-            if let limit { q += "&limit=\(limit)" }
-            let page = try get(suffix, query: q)
-            guard case .array(let more)? = page[items], !more.isEmpty else { break }
-            all += more
+            Terminal.error(Self.failure(error, file: file).message)
+            throw ExitCode(1)
+        }
+    }
+
+    /// Follows `next` through every page and returns one document of the first page's shape, with
+    /// every item of `items` (and `next` null, `limit` the number of items when there were more pages).
+    ///
+    /// `merge` joins an item to the previous one when a run was split at a page boundary.
+    /// Pages after the first are asked for with `limit` = `pageLimit` (the route's maximum), so few calls are made.
+    func all(
+        _ route: RouteID, bitmap: String? = nil, _ parameters: Parameters, items: String,
+        merge: ((JSONValue, JSONValue) -> JSONValue?)? = nil
+    ) throws -> JSONValue {
+        let pageLimit = String(RouteTable.route(route).paging?.maximum ?? 1000)
+        let firstPage = try document(route, bitmap: bitmap, parameters)
+        var first = firstPage.value
+        guard case .array(var all)? = first[items] else { return first }
+        var next = firstPage.next
+        var pages = 1
+        while let n = next {
+            var p = parameters
+            for (k, v) in n { p.set(k, v) }
+            if route != .extents { p.set("limit", pageLimit) }
+            let page = try document(route, bitmap: bitmap, p)
+            guard case .array(let more)? = page.value[items], !more.isEmpty else { break }
+            for item in more {
+                if let merge, let last = all.last, let joined = merge(last, item) {
+                    all[all.count - 1] = joined
+                } else {
+                    all.append(item)
+                }
+            }
             pages += 1
-            next = page["next"]
+            next = page.next
         }
         if pages > 1 {
             first.set(items, .array(all))
-            first.set("limit", .num(all.count))
+            if first["limit"] != nil && route != .extents { first.set("limit", .num(all.count)) }
             first.set("next", .null)
         }
         return first
+    }
+
+    /// What the option accepts, in the CLI's words: `1...4096`, `>= 0`.
+    static func allowedText(_ allowed: DocumentError.Allowed, value: String) -> String {
+        switch allowed {
+        case .range(let r) where r.upperBound == UInt64.max || value.hasPrefix("-"): ">= \(r.lowerBound)"
+        case .range(let r): "\(r.lowerBound)...\(r.upperBound)"
+        case .described(let d): d
+        }
+    }
+
+    /// One stderr line for a document error, naming the file.
+    static func failure(_ error: DocumentError, file: String) -> CLIFailure {
+        switch error {
+        case .unreadable(let e, _): CLIFailure(message: "\(file): \(e.description)")
+        default: CLIFailure(message: "\(file): \(Problem(error).detail)")
+        }
     }
 }
 
@@ -116,7 +141,7 @@ struct ViewOptions: ParsableArguments {
     @Option(help: "Output format: json or text (default: json when stdout is not a terminal, text on a terminal).")
     var format: OutputFormat?
 
-    /// Opens the image.
+    /// Opens the image; a failure is one stderr line and exit 1.
     func open() throws -> ImageAccess {
         do {
             return try ImageAccess(file: file)
@@ -126,20 +151,34 @@ struct ViewOptions: ParsableArguments {
         }
     }
 
-    /// Runs `body` and prints its document; a ``CLIFailure`` becomes one stderr line and exit 1.
-    func show(_ body: (ImageAccess) throws(CLIFailure) -> JSONValue, text: (JSONValue) -> String = TextRenderer.render)
-        throws -> JSONValue
+    /// Opens the image, makes its document with `body` and prints it.
+    @discardableResult
+    func show(_ body: (ImageAccess) throws -> JSONValue, text: (JSONValue) -> String = TextRenderer.render) throws
+        -> JSONValue
     {
-        let access = try open()
-        let doc: JSONValue
-        do {
-            doc = try body(access)
-        } catch {
-            Terminal.error(error.message)
-            throw ExitCode(1)
-        }
+        let doc = try body(try open())
         let useJSON = (format ?? (Terminal.stdoutIsTerminal ? .text : .json)) == .json
         Terminal.print(useJSON ? JSONWriter(style: .pretty(indent: 2)).string(doc) + "\n" : text(doc))
         return doc
+    }
+}
+
+/// A numeric option given as text, so that `--start -1` is read as a value and refused with a message
+/// naming the option (`--start must be >= 0`) instead of "Missing value for '--start'".
+struct NumberArgument: ExpressibleByArgument, Sendable {
+    /// The text as given.
+    var text: String
+
+    init?(argument: String) { text = argument }
+
+    /// Refuses a value that is not an unsigned integer in `range` (usage error, exit 2).
+    static func check(_ value: NumberArgument?, _ option: String, _ range: ClosedRange<UInt64> = 0...UInt64.max) throws {
+        guard let value else { return }
+        let t = value.text
+        guard !t.isEmpty, t.utf8.count <= 20, t.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let v = UInt64(t),
+            range.contains(v)
+        else {
+            throw ValidationError("--\(option) must be \(ImageAccess.allowedText(.range(range), value: t))")
+        }
     }
 }

@@ -10,7 +10,7 @@ struct InfoCommand: ParsableCommand {
     @OptionGroup var options: ViewOptions
 
     func run() throws {
-        _ = try options.show { a throws(CLIFailure) in try a.get("") }
+        try options.show { try $0.document(.summary).value }
     }
 }
 
@@ -23,7 +23,7 @@ struct HeaderCommand: ParsableCommand {
     @OptionGroup var options: ViewOptions
 
     func run() throws {
-        _ = try options.show { a throws(CLIFailure) in try a.get("/header") }
+        try options.show { try $0.document(.header).value }
     }
 }
 
@@ -36,7 +36,7 @@ struct ExtensionsCommand: ParsableCommand {
     @OptionGroup var options: ViewOptions
 
     func run() throws {
-        _ = try options.show { a throws(CLIFailure) in try a.get("/extensions") }
+        try options.show { try $0.document(.extensions).value }
     }
 }
 
@@ -48,14 +48,16 @@ struct BitmapsCommand: ParsableCommand {
         discussion: """
             All bitmaps are printed: with up to 1000 bitmaps this is the daemon's first page as is; with \
             more, the pages are joined into one document of the same shape (next null).
+
+            Example: qcowscope bitmaps vm1.qcow2 | jq -r '.bitmaps[] | "\\(.name) \\(.dirty_bytes)"'
             """)
+
+    static let paging = RouteTable.route(.bitmaps).paging ?? PageLimits(default: 1000, maximum: 1000)
 
     @OptionGroup var options: ViewOptions
 
     func run() throws {
-        _ = try options.show { a throws(CLIFailure) in
-            try a.getAll("/bitmaps", items: "bitmaps", cursor: "cursor", limit: API.Paging.bitmaps.1)
-        }
+        try options.show { try $0.all(.bitmaps, Parameters(), items: "bitmaps") }
     }
 }
 
@@ -71,32 +73,33 @@ struct TableCommand: ParsableCommand {
     @Argument(help: "The bitmap name.")
     var bitmap: String
 
-    @Option(help: "Index of the first table entry (default 0).")
-    var offset: UInt64?
+    static let paging = RouteTable.route(.table).paging ?? PageLimits(default: 256, maximum: 256)
 
-    @Option(help: "Entries per page, 1...\(API.Paging.table.1) (default \(API.Paging.table.0)).")
-    var limit: UInt64?
+    @Option(parsing: .unconditional, help: "Index of the first table entry (default 0).")
+    var offset: NumberArgument?
 
-    @Flag(help: "Print every entry (pages of \(API.Paging.table.1) joined into one document).")
+    @Option(parsing: .unconditional, help: "Entries per page, 1...\(Self.paging.maximum) (default \(Self.paging.defaultLimit)).")
+    var limit: NumberArgument?
+
+    @Flag(help: "Print every entry (pages of \(Self.paging.maximum) joined into one document).")
     var all = false
 
     func validate() throws {
         if all && (offset != nil || limit != nil) {
             throw ValidationError("--all cannot be combined with --offset or --limit.")
         }
+        try NumberArgument.check(offset, "offset")
+        try NumberArgument.check(limit, "limit", Self.paging.range)
     }
 
     func run() throws {
-        let suffix = "/bitmaps/" + PercentEncoding.encode(bitmap) + "/table"
-        let maxPage = API.Paging.table.1
-        _ = try options.show { a throws(CLIFailure) in
-            if all {
-                return try a.getAll(suffix, items: "entries", cursor: "offset", query: "offset=0&limit=\(maxPage)", limit: maxPage)
-            }
-            var q: [String] = []
-            if let offset { q.append("offset=\(offset)") }
-            if let limit { q.append("limit=\(limit)") }
-            return try a.get(suffix, query: q.joined(separator: "&"))
+        let maxPage = String(Self.paging.maximum)
+        try options.show { a in
+            if all { return try a.all(.table, bitmap: bitmap, Parameters([("offset", "0"), ("limit", maxPage)]), items: "entries") }
+            var q: [(name: String, value: String)] = []
+            if let offset { q.append(("offset", offset.text)) }
+            if let limit { q.append(("limit", limit.text)) }
+            return try a.document(.table, bitmap: bitmap, Parameters(q)).value
         }
     }
 }
@@ -110,9 +113,7 @@ struct SnapshotsCommand: ParsableCommand {
     @OptionGroup var options: ViewOptions
 
     func run() throws {
-        _ = try options.show { a throws(CLIFailure) in
-            try a.getAll("/snapshots", items: "snapshots", cursor: "offset", limit: API.Paging.snapshots.1)
-        }
+        try options.show { try $0.all(.snapshots, Parameters(), items: "snapshots") }
     }
 }
 
@@ -121,12 +122,17 @@ struct FindingsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "findings",
         abstract: "Every rule the image breaks (GET /v1/images/{image}/findings).",
-        discussion: "Exits 1 when at least one finding has severity error, 0 otherwise.")
+        discussion: """
+            Every finding, all pages joined into one document (next null). Exits 1 when at least one \
+            finding has severity error, 0 otherwise.
+
+            Example: qcowscope findings vm1.qcow2 --format text || echo "vm1.qcow2 has errors"
+            """)
 
     @OptionGroup var options: ViewOptions
 
     func run() throws {
-        let doc = try options.show { a throws(CLIFailure) in try a.get("/findings") }
+        let doc = try options.show { try $0.all(.findings, Parameters(), items: "findings") }
         if case .uint(let n)? = doc["counts"]?["error"], n > 0 { throw ExitCode(1) }
     }
 }
@@ -138,79 +144,66 @@ struct ExtentsCommand: ParsableCommand {
         abstract: "Dirty and clean extents of a bitmap (GET /v1/images/{image}/bitmaps/{bitmap}/extents).",
         discussion: """
             Prints the daemon's document for the same query: one page of up to --limit extents (default \
-            \(API.Paging.extents.0)) of guest bytes [--start, --start + --length), clipped to the disk, with \
-            `next` the cursor of the following page. With --all, pages of \(API.Paging.extents.1) are \
+            \(Self.paging.defaultLimit)) of guest bytes [--start, --start + --length), clipped to the disk, with \
+            `next` the cursor of the following page. With --all, pages of \(Self.paging.maximum) are \
             followed and joined into one document of the same shape (next null). The text form is one \
             aligned `start length dirty` row per extent and a total line.
+
+            Example: qcowscope extents vm1.qcow2 backup-1 --start 0 --length 1073741824 --all --format text
             """)
+
+    static let paging = RouteTable.route(.extents).paging ?? PageLimits(default: 1000, maximum: 1000)
 
     @OptionGroup var options: ViewOptions
 
     @Argument(help: "The bitmap name.")
     var bitmap: String
 
-    @Option(help: "First guest byte (default 0).")
-    var start: UInt64?
+    @Option(parsing: .unconditional, help: "First guest byte (default 0).")
+    var start: NumberArgument?
 
-    @Option(help: "Number of guest bytes (default: to the end of the disk).")
-    var length: UInt64?
+    @Option(parsing: .unconditional, help: "Number of guest bytes (default: to the end of the disk).")
+    var length: NumberArgument?
 
-    @Option(help: "Extents per page, 1...\(API.Paging.extents.1) (default \(API.Paging.extents.0)).")
-    var limit: UInt64?
+    @Option(parsing: .unconditional, help: "Extents per page, 1...\(Self.paging.maximum) (default \(Self.paging.defaultLimit)).")
+    var limit: NumberArgument?
 
-    @Flag(help: "Print every extent of the range (pages of \(API.Paging.extents.1) joined into one document).")
+    @Flag(help: "Print every extent of the range (pages of \(Self.paging.maximum) joined into one document).")
     var all = false
 
     func validate() throws {
         if all && limit != nil { throw ValidationError("--all cannot be combined with --limit.") }
+        try NumberArgument.check(start, "start")
+        try NumberArgument.check(length, "length", 1...UInt64.max)
+        try NumberArgument.check(limit, "limit", Self.paging.range)
     }
 
     func run() throws {
-        let suffix = "/bitmaps/" + PercentEncoding.encode(bitmap) + "/extents"
-        var q: [String] = []
-        if let start { q.append("start=\(start)") }
-        if let length { q.append("length=\(length)") }
+        var q: [(name: String, value: String)] = []
+        if let start { q.append(("start", start.text)) }
+        if let length { q.append(("length", length.text)) }
         if all {
-            q.append("limit=\(API.Paging.extents.1)")
+            q.append(("limit", String(Self.paging.maximum)))
         } else if let limit {
-            q.append("limit=\(limit)")
+            q.append(("limit", limit.text))
         }
-        let query = q.joined(separator: "&")
-        _ = try options.show(
-            { a throws(CLIFailure) in
-                all ? try Self.allPages(a, suffix, query: query) : try a.get(suffix, query: query)
+        let parameters = Parameters(q)
+        try options.show(
+            { a in
+                all
+                    ? try a.all(.extents, bitmap: bitmap, parameters, items: "extents", merge: Self.merge)
+                    : try a.document(.extents, bitmap: bitmap, parameters).value
             }, text: Self.text)
     }
 
-    /// Follows `next` cursors (same start, length and limit) and joins the pages: the first page's
-    /// document with every extent (runs meeting at a page boundary merged) and `next` null.
-    static func allPages(_ a: ImageAccess, _ suffix: String, query: String) throws(CLIFailure) -> JSONValue {
-        var doc = try a.get(suffix, query: query)
-        guard case .array(var extents)? = doc["extents"] else { return doc }
-        var next = doc["next"]
-        var pages = 1
-        while case .string(let cursor)? = next {
-            let page = try a.get(suffix, query: (query.isEmpty ? "" : query + "&") + "cursor=" + PercentEncoding.encode(cursor))
-            guard case .array(let more)? = page["extents"], !more.isEmpty else { break }
-            for e in more {
-                if var last = extents.last, last["dirty"] == e["dirty"], case .uint(let ls)? = last["start"],
-                    case .uint(let ll)? = last["length"], case .uint(let s)? = e["start"], ls + ll == s,
-                    case .uint(let l)? = e["length"]
-                {
-                    last.set("length", .num(ll + l))
-                    extents[extents.count - 1] = last
-                } else {
-                    extents.append(e)
-                }
-            }
-            pages += 1
-            next = page["next"]
-        }
-        if pages > 1 {
-            doc.set("extents", .array(extents))
-            doc.set("next", .null)
-        }
-        return doc
+    /// Two runs that meet at a page boundary with the same state, as one run; nil otherwise.
+    static func merge(_ last: JSONValue, _ e: JSONValue) -> JSONValue? {
+        guard last["dirty"] == e["dirty"], case .uint(let ls)? = last["start"], case .uint(let ll)? = last["length"],
+            case .uint(let s)? = e["start"], ls &+ ll == s, case .uint(let l)? = e["length"]
+        else { return nil }
+        var joined = last
+        joined.set("length", .num(ll &+ l))
+        return joined
     }
 
     /// The document's fields as aligned `key value` lines, then one right-aligned `start length dirty`

@@ -1,25 +1,17 @@
+import HTTPTypes
 import Logging
 import MicroHTTPD
+import QCOW2API
 
-/// Wraps the router with an access log line per request, and routes libmicrohttpd's messages to the logger.
-///
-/// The closures are built here, in a nonisolated type, never in `main.swift`: they run on
-/// libmicrohttpd's threads, where a main-actor closure would trap.
+/// The access log line of every request, and libmicrohttpd's messages routed to the logger.
 enum AccessLog {
-    /// A handler that calls `route` and logs `METHOD raw-path status bytes duration` at info level.
-    static func wrap(
-        _ route: @escaping @Sendable (HTTPRequest) -> HTTPResponse, logger: Logger
-    ) -> @Sendable (HTTPRequest) -> HTTPResponse {
-        let clock = ContinuousClock()
-        return { request in
-            let start = clock.now
-            let response = route(request)
-            let elapsed = start.duration(to: clock.now)
-            let micros = elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000
-            let line = "\(printable(request.method)) \(printable(request.rawPath)) \(response.status)"
-            logger.info("\(line) \(response.body.count)B \(micros)us", metadata: ["remote": "\(request.remoteAddress)"])
-            return response
-        }
+    /// Logs `METHOD raw-path status bytes duration` at info level, with the client's address.
+    static func record(_ request: HTTPRequest, _ response: Response, client: ClientInfo, elapsed: Duration, logger: Logger) {
+        guard logger.logLevel <= .info else { return }
+        let micros = elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000
+        let path = (request.path ?? "").prefix { $0 != "?" }
+        let line = "\(printable(request.method.rawValue)) \(printable(String(path))) \(response.status)"
+        logger.info("\(line) \(response.body.count)B \(micros)us", metadata: ["remote": "\(client.remoteAddress)"])
     }
 
     /// A sink for libmicrohttpd's error messages: warning level, prefixed `libmicrohttpd:`.

@@ -120,19 +120,26 @@ struct DaemonCommand: ParsableCommand {
         } catch {
             throw StartupError("images directory '\(configuration.imagesDirectory)': \(error.message)")
         }
-        let ui = Dictionary(uniqueKeysWithValues: UIAssets.files.map { ($0.name, API.Asset(contentType: $0.contentType, body: Array($0.text.utf8))) })
-        let router = RequestRouter(api: API(catalog: catalog, openAPI: Array(OpenAPIDocument.text.utf8), ui: ui))
-        let ops = OpsHandler(
-            token: configuration.token, openHealth: configuration.openHealth, openMetrics: configuration.openMetrics,
-            metrics: DaemonMetrics(
-                catalog: catalog, tls: configuration.tlsFiles != nil, maxImages: configuration.metricsMaxImages))
+        let ui = Dictionary(
+            UIAssets.files.map { ($0.name, API.Asset(contentType: $0.contentType, body: Array($0.text.utf8))) },
+            uniquingKeysWith: { a, _ in a })
+        let metrics = DaemonMetrics(
+            catalog: catalog, tls: configuration.tlsFiles != nil, maxImages: configuration.metricsMaxImages)
+        let access = configuration.token.map { token in
+            API.AccessPolicy(
+                accepts: { token.accepts(authorization: $0) }, openHealth: configuration.openHealth,
+                openMetrics: configuration.openMetrics)
+        }
+        let api = API(
+            catalog: catalog, openAPI: Array(OpenAPIDocument.text.utf8), ui: ui, metrics: { metrics.exposition() },
+            access: access)
+        let service = Service(api: api, metrics: metrics, logger: logger)
         let notifier = SystemdNotifier.fromEnvironment()
         let server: HTTPServer
         do {
             server = try HTTPServer(
-                configuration: configuration.server,
-                errorLog: AccessLog.libraryLogger(logger),
-                handler: AccessLog.wrap(ops.wrap(router.handle), logger: logger))
+                configuration: configuration.server, errorLog: AccessLog.libraryLogger(logger),
+                overloaded: service.overloaded, handler: service.respond)
         } catch {
             throw StartupError(error.description)
         }

@@ -8,7 +8,7 @@ import Synchronization
 /// backend, kept in this instance's registry), `qcowscope_build_info`, and the image gauges computed from
 /// the catalog at every scrape (``ImageMetrics``).
 ///
-/// Request labels are bounded: `endpoint` is a route pattern (``EndpointLabel``), `method` is `GET`, `HEAD`
+/// Request labels are bounded: `endpoint` is a route pattern (``Route/label``), `method` is `GET`, `HEAD`
 /// or `other`, `status` is one of the few codes the API answers with.
 final class DaemonMetrics: Sendable {
     /// Requests answered, by `endpoint`, `method` and `status`.
@@ -38,7 +38,7 @@ final class DaemonMetrics: Sendable {
     private let catalog: ImageCatalog
     /// Images with their own series (``ImageMetrics/collect(_:maxImages:)``).
     private let maxImages: Int
-    /// Requests being answered now (``OpsHandler`` brackets every request with begin/end).
+    /// Requests being answered now (``Service`` brackets every request with begin/end).
     private let inFlight = Atomic<Int>(0)
 
     /// Creates the registry and sets `qcowscope_build_info`.

@@ -32,7 +32,7 @@ enum ImageMetrics {
                 labels: labels)
         }
         var byStatus: [String: Int] = ["ok": 0, "findings": 0, "unreadable": 0]
-        for name in catalog.names() where catalog.isQCOW2(name) {
+        for name in catalog.names() where catalog.isImage(name) {
             let image = [("image", name)]
             if imagesExported < maxImages {
                 imagesExported += 1
@@ -74,11 +74,11 @@ enum ImageMetrics {
 
     /// Sets the gauges of one readable image and returns its status (`ok` or `findings`).
     private static func record(
-        _ entry: ImageCatalog.Entry, image: [(String, String)],
+        _ entry: ImageEntry, image: [(String, String)],
         gauge: (String, String, [(String, String)]) -> Gauge
     ) -> String {
         let header = entry.image.header
-        let findings = entry.findings()
+        let findings = entry.findingIndex
         gauge("image_virtual_size_bytes", "Guest disk size in bytes.", image).set(Int64(clamping: header.size))
         gauge("image_file_size_bytes", "Size of the image file in bytes.", image).set(Int64(clamping: entry.file.size))
         gauge("image_header_dirty", "1 when the header's dirty bit is set (refcounts may be stale).", image).set(
@@ -87,7 +87,7 @@ enum ImageMetrics {
             Int64(header.incompatibleFeatures & Header.corruptBit != 0 ? 1 : 0))
         for severity in Finding.Severity.allCases {
             gauge("image_findings", "Rules the image breaks, by severity.", image + [("severity", severity.rawValue)])
-                .set(Int64(findings.filter { $0.severity == severity }.count))
+                .set(Int64(findings.count(severity)))
         }
         let bitmaps = entry.image.bitmaps
         gauge("image_bitmaps", "Persistent dirty bitmaps in the image's bitmap directory.", image).set(
@@ -115,6 +115,6 @@ enum ImageMetrics {
             "image_bitmaps_not_exported",
             "Bitmaps without per-bitmap series (beyond the cap of 64 per image, or duplicate names).", image
         ).set(Int64(bitmaps.count - exported))
-        return findings.contains { $0.severity != .info } ? "findings" : "ok"
+        return findings.hasSerious ? "findings" : "ok"
     }
 }

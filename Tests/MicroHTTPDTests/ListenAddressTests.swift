@@ -37,22 +37,9 @@ struct ListenAddressTests {
         ]
         for configuration in cases {
             let error = #expect(throws: HTTPServerError.self) {
-                _ = try HTTPServer(configuration: configuration) { _ in HTTPResponse(status: 200) }
+                _ = try HTTPServer(configuration: configuration) { _, _ in reply(200) }
             }
             #expect(error?.code == .invalidConfiguration)
         }
-    }
-
-    @Test func requestSplitsTargetAndQuery() {
-        let request = HTTPRequest(method: "GET", rawTarget: "/p?a=1&b&c=&&d=%2B+")
-        #expect(request.rawPath == "/p")
-        #expect(request.rawQuery == "a=1&b&c=&&d=%2B+")
-        #expect(request.query.map(\.name) == ["a", "b", "c", "d"])
-        #expect(request.query.map(\.value) == ["1", nil, "", "%2B+"])
-        let bare = HTTPRequest(method: "GET", rawTarget: "/p")
-        #expect(bare.rawQuery == nil)
-        #expect(bare.query.isEmpty)
-        let empty = HTTPRequest(method: "GET", rawTarget: "/p?")
-        #expect(empty.rawQuery == "")
     }
 }

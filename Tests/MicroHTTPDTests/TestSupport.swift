@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import HTTPTypes
 import MicroHTTPD
 import Synchronization
 
@@ -7,7 +8,7 @@ import Synchronization
 func startServer(
     _ addresses: [String] = ["127.0.0.1:0"],
     configure: (inout HTTPServerConfiguration) -> Void = { _ in },
-    handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse = echo
+    handler: @escaping HTTPHandler = echo
 ) throws -> HTTPServer {
     var configuration = HTTPServerConfiguration(
         listenAddresses: try addresses.map { address throws(HTTPServerError) in try ListenAddress(parsing: address) },
@@ -17,19 +18,30 @@ func startServer(
 }
 
 /// A handler that describes the request it got: `METHOD rawPath ?rawQuery remote`, as text/plain.
-@Sendable func echo(_ request: HTTPRequest) -> HTTPResponse {
-    if request.rawPath == "/slow" {
+@Sendable func echo(_ request: HTTPRequest, _ client: ClientInfo) -> (head: HTTPResponse, body: [UInt8]) {
+    let target = request.path ?? ""
+    let halves = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+    let rawPath = halves.first.map(String.init) ?? ""
+    let rawQuery = halves.count > 1 ? String(halves[1]) : nil
+    if rawPath == "/slow" {
         var pause = timespec(tv_sec: 0, tv_nsec: 500_000_000)
         nanosleep(&pause, nil)
     }
-    let text = "\(request.method) \(request.rawPath) ?\(request.rawQuery ?? "<none>") \(request.remoteAddress)"
-    if request.method != "GET" && request.method != "HEAD" {
-        return HTTPResponse(
-            status: 405, headers: [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")],
-            body: Array(text.utf8))
+    let text = "\(request.method.rawValue) \(rawPath) ?\(rawQuery ?? "<none>") \(client.remoteAddress)"
+    if request.method != .get && request.method != .head {
+        return (
+            HTTPResponse(status: .methodNotAllowed, headerFields: [.allow: "GET, HEAD", .contentType: "text/plain"]),
+            Array(text.utf8)
+        )
     }
-    return HTTPResponse(
-        status: 200, headers: [("Content-Type", "text/plain"), ("X-Echo", "1")], body: Array(text.utf8))
+    var fields: HTTPFields = [.contentType: "text/plain"]
+    if let echo = HTTPField.Name("X-Echo") { fields[echo] = "1" }
+    return (HTTPResponse(status: .ok, headerFields: fields), Array(text.utf8))
+}
+
+/// A fixed answer: `status`, the given fields, `body`.
+func reply(_ status: Int, _ fields: HTTPFields = [:], _ body: String = "") -> (head: HTTPResponse, body: [UInt8]) {
+    (HTTPResponse(status: .init(code: status), headerFields: fields), Array(body.utf8))
 }
 
 /// Runs `body` on a new thread (blocking socket code must not sit on the cooperative pool).

@@ -68,7 +68,7 @@ struct CLITests {
 
     /// The compact body the API answers for `target`, without its final newline.
     static func apiBody(_ api: API, _ target: String) -> String {
-        let response = api.handle(APIRequest(method: "GET", target: target))
+        let response = api.handle(TestRequest(method: "GET", target: target))
         #expect(response.status == 200, "GET \(target)")
         return String(decoding: response.body, as: UTF8.self).trimmingCharacters(in: .newlines)
     }
@@ -165,6 +165,7 @@ struct CLITests {
         [], ["bogus"], ["dump-header"], ["dump-header", "a.qcow2", "b.qcow2"], ["set-header", "a.qcow2", "x", "1"],
         ["table", "a.qcow2"], ["table", "a.qcow2", "b", "--all", "--limit", "2"], ["info", "a.qcow2", "--format", "yaml"],
         ["extents", "a.qcow2"], ["extents", "a.qcow2", "b", "--all", "--limit", "2"], ["extents", "a.qcow2", "b", "--start", "-1"],
+        ["table", "a.qcow2", "b", "--limit", "0"], ["extents", "a.qcow2", "b", "--length", "0"],
     ])
     func usageErrorsExitTwo(arguments: [String]) throws {
         let factory = try QemuImageFactory()
@@ -173,6 +174,24 @@ struct CLITests {
         #expect(run.status == 2)
         #expect(run.stdout == "")
         #expect(run.stderr.lowercased().contains("usage:"))
+    }
+
+    /// Issue 15.3: a bad option value names the option and its range, exits 2, in the CLI's words.
+    @Test(arguments: [
+        (["table", "IMG", "b-auto", "--limit", "0"], "--limit must be 1...4096"),
+        (["extents", "IMG", "b-auto", "--start", "-1"], "--start must be >= 0"),
+        (["extents", "IMG", "b-auto", "--limit", "10001"], "--limit must be 1...10000"),
+        (["extents", "IMG", "b-auto", "--start", "67108864"], "--start must be 0...67108863"),
+    ])
+    func optionValuesNameTheOption(arguments: [String], message: String) throws {
+        let factory = try QemuImageFactory()
+        defer { factory.removeDirectory() }
+        let image = try Self.makeImage(factory)
+        let run = try CLI.run(factory, arguments.map { $0 == "IMG" ? image : $0 })
+        #expect(run.status == 2, "\(arguments): \(run.stderr)")
+        #expect(run.stdout == "")
+        #expect(run.stderr.contains(message), "\(arguments): \(run.stderr)")
+        #expect(!run.stderr.contains("parameter '"), "HTTP wording in \(run.stderr)")
     }
 
     @Test func errorsAreOneLineAndExitOne() throws {
@@ -291,7 +310,7 @@ struct CLITests {
         #expect(lines.contains { $0.hasPrefix("dirty_fraction ") && $0.hasSuffix(" 0.0166015625") })
         #expect(lines.contains { $0.hasPrefix("dirty_bytes ") && $0.hasSuffix(" 0") })  // b-disabled
         // Errors: one line, exit 1.
-        for arguments in [["extents", image, "nope"], ["extents", image, "b-auto", "--start", "67108864"]] {
+        for arguments in [["extents", image, "nope"], ["extents", image + ".missing", "b-auto"]] {
             let run = try CLI.run(factory, arguments)
             #expect(run.status == 1, "\(arguments)")
             #expect(run.stdout == "", "\(arguments)")

@@ -68,8 +68,8 @@ struct LockFixture {
         api = API(catalog: try ImageCatalog(path: factory.directory))
     }
 
-    func get(_ target: String, headers: [(name: String, value: String)] = []) -> APIResponse {
-        api.handle(APIRequest(method: "GET", target: target, headers: headers))
+    func get(_ target: String, headers: [(name: String, value: String)] = []) -> Response {
+        api.handle(TestRequest(method: "GET", target: target, headers: headers))
     }
 
     func json(_ target: String) throws -> [String: Any] {

@@ -34,8 +34,8 @@ final class APIFixture: Sendable {
 
     static let shared = Result { try APIFixture() }
 
-    func get(_ target: String, method: String = "GET", headers: [(name: String, value: String)] = []) -> APIResponse {
-        api.handle(APIRequest(method: method, target: target, headers: headers))
+    func get(_ target: String, method: String = "GET", headers: [(name: String, value: String)] = []) -> Response {
+        api.handle(TestRequest(method: method, target: target, headers: headers))
     }
 
     func json(_ target: String) throws -> [String: Any] {
@@ -204,8 +204,8 @@ struct RouterTests {
         let f = try QemuImageFactory(prefix: "qcowscope-etag-")
         defer { f.removeDirectory() }
         let api = API(catalog: try ImageCatalog(path: f.directory))
-        func get(_ t: String, headers: [(name: String, value: String)] = []) -> APIResponse {
-            api.handle(APIRequest(method: "GET", target: t, headers: headers))
+        func get(_ t: String, headers: [(name: String, value: String)] = []) -> Response {
+            api.handle(TestRequest(method: "GET", target: t, headers: headers))
         }
         try f.create("etag.qcow2", size: 1 << 20, options: ["cluster_size=512"])
         let a = get("/v1/images/etag.qcow2/bitmaps")

@@ -21,135 +21,18 @@ public final class ImageCatalog: Sendable {
         case unreadable(QCOW2Error)
     }
 
-    /// A parsed image with its file identity.
-    public final class Entry: Sendable {
-        /// The file's identity when it was parsed.
-        public let file: FileInfo
-        /// The parsed image (its source keeps the descriptor open).
-        public let image: QCOW2Image
-        /// Every finding, computed on first use and kept with the entry.
-        private let allFindings = Mutex<[Finding]?>(nil)
-
-        init(file: FileInfo, image: QCOW2Image) {
-            self.file = file
-            self.image = image
-        }
-
-        private let dirty = Mutex<[Int: DirtyCount]>([:])
-        private let dirtyBudget = Mutex<UInt64>(ImageCatalog.dirtyImageBudget)
-
-        /// The exact dirty byte count of a bitmap, or why there is none; computed once per file version.
-        public func dirtyCount(_ bitmap: BitmapDirectoryEntry) -> DirtyCount {
-            if let c = dirty.withLock({ $0[bitmap.index] }) { return c }
-            let c: DirtyCount
-            // One budget per image and file version: many bitmaps pointing at big tables cannot make a
-            // summary or a bitmap list read without end.
-            // Up to dirtyCountBudget of data for one bitmap, plus its table, within what the image has left.
-            let allowance = dirtyBudget.withLock { min($0, ImageCatalog.dirtyCountBudget + UInt64(bitmap.tableSize) * 8) }
-            var spent: UInt64 = 0
-            do {
-                if allowance < UInt64(bitmap.tableSize) * 8 || allowance == 0 {
-                    c = DirtyCount(bytes: nil, reason: "the image's budget for counting dirty bytes (\(ImageCatalog.dirtyImageBudget >> 20) MiB of bitmap metadata and data) is spent; use the extents endpoint")
-                } else if let bytes = try image.dirtyBytes(bitmap, budget: allowance, spent: &spent) {
-                    c = DirtyCount(bytes: bytes, reason: nil)
-                } else {
-                    c = DirtyCount(bytes: nil, reason: "bitmap data larger than \(ImageCatalog.dirtyCountBudget >> 20) MiB: too large to count here; use the extents endpoint")
-                }
-            } catch {
-                c = DirtyCount(bytes: nil, reason: "cannot read the bitmap data: \(error.description)")
-            }
-            dirtyBudget.withLock { $0 -= min($0, max(spent, UInt64(bitmap.tableSize) * 8)) }
-            dirty.withLock { $0[bitmap.index] = c }
-            return c
-        }
-
-        /// Rendered response bodies of this file version, by the view key their ETag hashes (path,
-        /// query and lock state): a cached answer is not rebuilt or re-serialized. Bounded per entry.
-        private let rendered = Mutex<(bytes: Int, bodies: [String: Rendered])>((0, [:]))
-
-        /// A rendered answer: the body and the headers that go with it (`Link`).
-        public struct Rendered: Sendable {
-            /// The serialized body.
-            public var body: [UInt8]
-            /// Headers besides `Content-Type`, `ETag` and `Cache-Control`.
-            public var headers: [(name: String, value: String)]
-
-            /// Creates a rendered answer.
-            public init(body: [UInt8], headers: [(name: String, value: String)]) {
-                self.body = body
-                self.headers = headers
-            }
-        }
-
-        /// Bodies larger than this are never kept.
-        public static let renderedMaxBody = 32 << 10
-        /// Bytes of rendered bodies kept at most per entry (file version).
-        public static let renderedBudget = 96 << 10
-        /// Rendered bodies kept at most per entry.
-        public static let renderedMaxCount = 32
-        /// Bytes of rendered bodies kept at most by all entries of the process together.
-        public static let renderedProcessBudget = 4 << 20
-        /// Bytes of rendered bodies kept now by all entries.
-        static let renderedTotal = Atomic<Int>(0)
-
-        deinit {
-            let bytes = rendered.withLock { $0.bytes }
-            Entry.renderedTotal.subtract(bytes, ordering: .relaxed)
-        }
-
-        /// The rendered answer stored under `key`, if any.
-        public func rendered(_ key: String) -> Rendered? {
-            rendered.withLock { $0.bodies[key] }
-        }
-
-        /// Keeps `value` under `key` when it is small enough; drops every kept body when the entry's budget is full.
-        public func storeRendered(_ key: String, _ value: Rendered) {
-            let size = value.body.count + key.utf8.count
-            guard value.body.count <= Entry.renderedMaxBody else { return }
-            rendered.withLock { state in
-                if state.bodies[key] != nil { return }
-                if state.bytes + size > Entry.renderedBudget || state.bodies.count >= Entry.renderedMaxCount {
-                    Entry.renderedTotal.subtract(state.bytes, ordering: .relaxed)
-                    state = (0, [:])
-                }
-                // The process-wide budget: when it is spent, answers are rendered each time again.
-                guard Entry.renderedTotal.add(size, ordering: .relaxed).newValue <= Entry.renderedProcessBudget else {
-                    Entry.renderedTotal.subtract(size, ordering: .relaxed)
-                    return
-                }
-                state.bodies[key] = value
-                state.bytes += size
-            }
-        }
-
-        /// Every finding of the image (header, directory, tables, snapshots), computed once per file version.
-        public func findings() -> [Finding] {
-            if let f = allFindings.withLock({ $0 }) { return f }
-            let f = image.allFindings()
-            allFindings.withLock { $0 = f }
-            return f
-        }
-    }
-
-    /// Bytes of bitmap data read at most to count one bitmap's dirty bytes.
-    public static let dirtyCountBudget: UInt64 = 32 << 20
-    /// Bytes read at most to count dirty bytes over all bitmaps of one image version.
-    public static let dirtyImageBudget: UInt64 = 256 << 20
-
-    /// A bitmap's dirty byte count, or the reason it is not known.
-    public struct DirtyCount: Sendable, Hashable {
-        /// Exact dirty bytes (guest bytes whose bit is set, clipped to the disk), nil when not counted.
-        public var bytes: UInt64?
-        /// Why `bytes` is nil.
-        public var reason: String?
-    }
-
     private let dirfd: Int32
     /// The directory path as configured (for messages only).
     public let path: String
     private let capacity: Int
+    /// One cached parse: the file version it is for, and the single flight computing it.
+    private final class Slot: Sendable {
+        let file: FileInfo
+        let result = Once<Result<ImageEntry, LookupError>>()
+        init(file: FileInfo) { self.file = file }
+    }
     private struct CacheState {
-        var entries: [String: Entry] = [:]
+        var entries: [String: Slot] = [:]
         var order: [String] = []
         var magic: [String: (FileInfo, Bool)] = [:]
         /// The sorted directory listing and the directory's (mtime, ctime) when it was read.
@@ -172,10 +55,10 @@ public final class ImageCatalog: Sendable {
     ///   - cacheCapacity: parsed images kept (least recently used ones are dropped).
     /// - Throws: ``QCOW2Error`` of kind `io` naming the errno when the directory cannot be opened.
     public init(path: String, cacheCapacity: Int = 256) throws(QCOW2Error) {
-        let fd = css_open_directory(path)
+        let fd = unsafe css_open_directory(path)
         guard fd >= 0 else {
             let e = errno
-            throw QCOW2Error(.io, structure: "images_directory", value: path, message: "cannot open directory: \(String(cString: strerror(e)))")
+            throw QCOW2Error(.io, structure: "images_directory", value: path, message: unsafe "cannot open directory: \(String(cString: strerror(e)))")
         }
         self.dirfd = fd
         self.path = path
@@ -197,24 +80,24 @@ public final class ImageCatalog: Sendable {
         guard ImageCatalog.isValidName(Array(name.utf8)) else { throw .notFound(name) }
         var fd: Int32 = -1
         if useOpenat2.load(ordering: .relaxed) {
-            fd = css_openat2_beneath(dirfd, name)
+            fd = unsafe css_openat2_beneath(dirfd, name)
             if fd < 0 && (errno == ENOSYS || errno == EPERM) {
                 // No openat2 (old kernel, or a seccomp filter): fall back for good.
                 useOpenat2.store(false, ordering: .relaxed)
             }
         }
         if !useOpenat2.load(ordering: .relaxed) {
-            fd = css_openat_nofollow(dirfd, name)
+            fd = unsafe css_openat_nofollow(dirfd, name)
         }
         guard fd >= 0 else {
             let e = errno
             if e == ENOENT || e == ENOTDIR || e == EXDEV || e == ELOOP || e == EINVAL || e == ENAMETOOLONG {
                 throw .notFound(name)
             }
-            throw .unreadable(QCOW2Error(.io, structure: "file", value: name, message: "cannot open: \(String(cString: strerror(e)))"))
+            throw .unreadable(QCOW2Error(.io, structure: "file", value: name, message: unsafe "cannot open: \(String(cString: strerror(e)))"))
         }
         var st = Glibc.stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+        guard unsafe fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
             close(fd)
             throw .notFound(name)
         }
@@ -229,7 +112,7 @@ public final class ImageCatalog: Sendable {
     /// The parsed image called `name`, from the cache when the file has not changed.
     ///
     /// - Throws: ``LookupError/notFound(_:)`` or ``LookupError/unreadable(_:)``.
-    public func image(named name: String) throws(LookupError) -> Entry {
+    public func image(named name: String) throws(LookupError) -> ImageEntry {
         try lookup(named: name, probeLocks: false).entry
     }
 
@@ -237,32 +120,22 @@ public final class ImageCatalog: Sendable {
     ///
     /// The locks are probed on the descriptor this lookup opens (`F_OFD_GETLK`, no lock taken)
     /// on every call, never cached: a writer can appear or leave without the file changing.
+    /// A miss parses under a single flight per name and file version: concurrent requests for a
+    /// changed file wait for one parse. A parse error is kept for that version (the file is not
+    /// parsed again until it changes), an I/O error is not.
     ///
     /// - Throws: ``LookupError/notFound(_:)`` or ``LookupError/unreadable(_:)``.
-    public func lookup(named name: String, probeLocks: Bool) throws(LookupError) -> (entry: Entry, locks: LockState?) {
+    public func lookup(named name: String, probeLocks: Bool) throws(LookupError) -> (entry: ImageEntry, locks: LockState?) {
         let (fd, info) = try openBeneath(name)
         let locks = probeLocks ? LockState.probe(fd: fd) : nil
-        if let hit = cache.withLock({ state -> Entry? in
-            guard let e = state.entries[name], e.file.sameVersion(as: info) else { return nil }
-            if let i = state.order.lastIndex(of: name) { state.order.remove(at: i) }
-            state.order.append(name)
-            return e
-        }) {
-            close(fd)
-            hits.add(1, ordering: .relaxed)
-            return (hit, locks)
-        }
-        misses.add(1, ordering: .relaxed)
-        let image: QCOW2Image
-        do {
-            let source = try FileImageSource(fd: fd, ownsDescriptor: true)
-            image = try QCOW2Image(source: source)
-        } catch {
-            throw .unreadable(error)
-        }
-        let entry = Entry(file: info, image: image)
-        cache.withLock { state in
-            if state.entries.updateValue(entry, forKey: name) != nil, let i = state.order.firstIndex(of: name) {
+        let slot = cache.withLock { state -> Slot in
+            if let s = state.entries[name], s.file.sameVersion(as: info) {
+                if let i = state.order.lastIndex(of: name) { state.order.remove(at: i) }
+                state.order.append(name)
+                return s
+            }
+            let s = Slot(file: info)
+            if state.entries.updateValue(s, forKey: name) != nil, let i = state.order.firstIndex(of: name) {
                 state.order.remove(at: i)
             }
             state.order.append(name)
@@ -270,8 +143,35 @@ public final class ImageCatalog: Sendable {
                 let old = state.order.removeFirst()
                 state.entries[old] = nil
             }
+            return s
         }
-        return (entry, locks)
+        var parsed = false
+        let result = slot.result.value {
+            parsed = true
+            do throws(QCOW2Error) {
+                let source = try FileImageSource(fd: fd, ownsDescriptor: true)
+                return .success(ImageEntry(file: info, image: try QCOW2Image(source: source)))
+            } catch {
+                return .failure(.unreadable(error))
+            }
+        }
+        if parsed {
+            misses.add(1, ordering: .relaxed)
+        } else {
+            close(fd)
+            hits.add(1, ordering: .relaxed)
+        }
+        switch result {
+        case .success(let entry): return (entry, locks)
+        case .failure(let error):
+            if case .unreadable(let e) = error, e.kind == .io {
+                // Nothing is cached from a failed read: the next request tries again.
+                cache.withLock { state in
+                    if state.entries[name] === slot { state.entries[name] = nil }
+                }
+            }
+            throw error
+        }
     }
 
     /// The file's identity without parsing, for conditional requests on unreadable files.
@@ -288,20 +188,20 @@ public final class ImageCatalog: Sendable {
     public func names() -> [String] {
         var st = Glibc.stat()
         let stamp: [Int]? =
-            fstat(dirfd, &st) == 0
+            unsafe fstat(dirfd, &st) == 0
             ? [st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec, Int(st.st_size)] : nil
         if let stamp, let cached = cache.withLock({ $0.listing }), cached.stamp == stamp { return cached.names }
         let dup = fcntl(dirfd, F_DUPFD_CLOEXEC, 0)
-        guard dup >= 0, let dir = fdopendir(dup) else {
+        guard dup >= 0, let dir = unsafe fdopendir(dup) else {
             if dup >= 0 { close(dup) }
             return []
         }
-        defer { closedir(dir) }
-        rewinddir(dir)
+        defer { unsafe closedir(dir) }
+        unsafe rewinddir(dir)
         var out: [(bytes: [UInt8], name: String)] = []
-        while let ent = readdir(dir) {
-            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw -> [UInt8] in
-                Array(raw.prefix { $0 != 0 })
+        while let ent = unsafe readdir(dir) {
+            let name = unsafe withUnsafeBytes(of: ent.pointee.d_name) { raw -> [UInt8] in
+                unsafe Array(raw.prefix { $0 != 0 })
             }
             if name == [0x2e] || name == [0x2e, 0x2e] { continue }
             // Names that are not valid UTF-8 cannot be asked for over HTTP by their text; skip them.
@@ -313,18 +213,33 @@ public final class ImageCatalog: Sendable {
         return sorted
     }
 
-    /// Whether `name` is a regular file starting with `QFI\xfb` (cached per file version).
-    public func isQCOW2(_ name: String) -> Bool {
+    /// Whether `name` is an image: a regular file whose name ends in `.qcow2` (any case), or whose
+    /// first bytes are the qcow2 magic `QFI\xfb` (read once per file version).
+    ///
+    /// Damaged images (empty, zeroed header, a raw file named `.qcow2`) are images too: they are
+    /// listed with `status: "unreadable"`, so a dashboard shows the image that needs attention most.
+    public func isImage(_ name: String) -> Bool {
         guard let (fd, info) = try? openBeneath(name) else { return false }
         defer { close(fd) }
+        if ImageCatalog.hasImageSuffix(name) { return true }
         if let cached = cache.withLock({ $0.magic[name] }), cached.0.sameVersion(as: info) { return cached.1 }
         var magic = [UInt8](repeating: 0, count: 4)
-        let n = magic.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 4, 0) }
+        let n = unsafe magic.withUnsafeMutableBytes { unsafe pread(fd, $0.baseAddress, 4, 0) }
         let ok = n == 4 && magic == [0x51, 0x46, 0x49, 0xfb]
         cache.withLock { state in
             if state.magic.count > 100_000 { state.magic.removeAll() }
             state.magic[name] = (info, ok)
         }
         return ok
+    }
+
+    /// Whether a name ends in `.qcow2`, compared without case.
+    public static func hasImageSuffix(_ name: String) -> Bool {
+        let suffix = Array(".qcow2".utf8)
+        let bytes = Array(name.utf8)
+        guard bytes.count > suffix.count else { return false }
+        return zip(bytes.suffix(suffix.count), suffix).allSatisfy { a, b in
+            (a >= 0x41 && a <= 0x5a ? a + 0x20 : a) == b
+        }
     }
 }

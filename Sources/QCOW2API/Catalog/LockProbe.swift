@@ -116,11 +116,11 @@ public struct LockState: Sendable, Hashable {
                 var held: Int32 = 0
                 var type: Int32 = 0
                 var pid: Int32 = 0
-                guard css_ofd_test_write(fd, offset, 1, &held, &type, &pid) == 0 else {
+                guard unsafe css_ofd_test_write(fd, offset, 1, &held, &type, &pid) == 0 else {
                     // One failure (no OFD locks: EINVAL; a file system without locks: ENOLCK)
                     // makes the whole answer unknown.
                     let e = errno
-                    return LockState(bytes: unknown, error: "fcntl(F_OFD_GETLK) failed: \(String(cString: strerror(e)))")
+                    return LockState(bytes: unknown, error: unsafe "fcntl(F_OFD_GETLK) failed: \(String(cString: strerror(e)))")
                 }
                 let isHeld = held != 0
                 out.append(

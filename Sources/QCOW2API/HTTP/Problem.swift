@@ -1,6 +1,10 @@
-public import QCOW2
+public import HTTPTypes
+import QCOW2
 
-/// An RFC 9457 problem: the error body of every non-2xx answer (`application/problem+json`).
+/// An RFC 9457 problem: the body of every error answer (`application/problem+json`), rendering itself.
+///
+/// Every problem of the service is made here, the transport's 503 included (it is handed
+/// ``API/overloaded(_:)``): the problem type URNs appear nowhere else.
 public struct Problem: Error, Sendable {
     /// HTTP status.
     public var status: Int
@@ -12,77 +16,105 @@ public struct Problem: Error, Sendable {
     public var detail: String
     /// Extension members (e.g. `parameter`, `allowed`, `error`).
     public var extra: [(String, JSONValue)] = []
-    /// Extra response headers (e.g. `Allow`, `Retry-After`).
-    public var headers: [(name: String, value: String)] = []
+    /// Extra header fields (e.g. `Allow`, `Retry-After`).
+    public var fields: HTTPFields = [:]
+
+    /// The prefix of every problem type.
+    public static let typePrefix = "urn:qcowscope:problem:"
 
     /// Creates a problem.
     public init(status: Int, slug: String, title: String, detail: String) {
         self.status = status
         self.title = title
-        self.type = "urn:qcowscope:problem:" + slug
+        self.type = Problem.typePrefix + slug
         self.detail = detail
     }
 
-    /// 404 for an image that does not exist here (or a name that cannot exist).
-    static func imageNotFound(_ name: String) -> Problem {
-        Problem(status: 404, slug: "image-not-found", title: "Image not found",
-            detail: "no qcow2 image named '\(name)' in the images directory (names are one path component)")
-    }
-
-    /// 404 for a bitmap name the image does not have.
-    static func bitmapNotFound(_ name: String, image: String) -> Problem {
-        Problem(status: 404, slug: "bitmap-not-found", title: "Bitmap not found",
-            detail: "image '\(image)' has no bitmap named '\(name)'")
+    /// The problem for a document that cannot be made.
+    public init(_ error: DocumentError) {
+        switch error {
+        case .imageNotFound(let name):
+            self.init(
+                status: 404, slug: "image-not-found", title: "Image not found",
+                detail: "no qcow2 image named '\(name)' in the images directory (names are one path component)")
+        case .bitmapNotFound(let bitmap, let image):
+            self.init(
+                status: 404, slug: "bitmap-not-found", title: "Bitmap not found",
+                detail: "image '\(image)' has no bitmap named '\(bitmap)'")
+        case .unreadable(let e, let image):
+            self.init(
+                status: 422, slug: "unreadable-image", title: "Unreadable image",
+                detail: "'\(image)' cannot be read as qcow2: \(e.description)")
+            extra = [("error", ImageViews.error(e))]
+        case .invalidParameter(let name, let value, let allowed):
+            self.init(
+                status: 400, slug: "invalid-parameter", title: "Invalid query parameter",
+                detail: "parameter '\(name)' = '\(value)' is invalid: allowed \(allowed.text)")
+            extra = [("parameter", .string(name)), ("allowed", .string(allowed.text))]
+        case .invalidQuery(let part):
+            self.init(
+                status: 400, slug: "invalid-query", title: "Invalid query string",
+                detail: "malformed percent-encoding in '\(part)'")
+        case .invalidPath(let what):
+            self.init(status: 400, slug: "invalid-path", title: "Invalid path", detail: what)
+        case .staleCursor(let parameter):
+            self.init(
+                status: 410, slug: "stale-cursor", title: "Cursor expired",
+                detail: "the image changed since this cursor was issued; start again without a cursor")
+            extra = [("parameter", .string(parameter))]
+        case .unavailable(let why):
+            self.init(status: 404, slug: "not-found", title: "Not found", detail: why)
+        }
     }
 
     /// 404 for a path no route serves.
-    static func noRoute(_ path: String) -> Problem {
+    static func noRoute(_ path: some StringProtocol) -> Problem {
         Problem(status: 404, slug: "not-found", title: "Not found", detail: "no resource at \(path)")
-    }
-
-    /// 400 for a bad query parameter, naming it and its allowed range.
-    static func badParameter(_ name: String, _ value: String, allowed: String) -> Problem {
-        var p = Problem(status: 400, slug: "invalid-parameter", title: "Invalid query parameter",
-            detail: "parameter '\(name)' = '\(value)' is invalid: allowed \(allowed)")
-        p.extra = [("parameter", .string(name)), ("allowed", .string(allowed))]
-        return p
-    }
-
-    /// 422 for a file that is not a readable qcow2 image, with the parser's error.
-    static func unreadable(_ e: QCOW2Error, image: String) -> Problem {
-        var p = Problem(status: 422, slug: "unreadable-image", title: "Unreadable image",
-            detail: "'\(image)' cannot be read as qcow2: \(e.description)")
-        p.extra = [("error", ImageViews.error(e))]
-        return p
     }
 
     /// 405 with `Allow`.
     static func methodNotAllowed(_ method: String) -> Problem {
-        var p = Problem(status: 405, slug: "method-not-allowed", title: "Method not allowed",
+        var p = Problem(
+            status: 405, slug: "method-not-allowed", title: "Method not allowed",
             detail: "\(method) is not allowed: this service is read-only (GET and HEAD)")
-        p.headers = [("Allow", "GET, HEAD")]
+        p.fields[.allow] = "GET, HEAD"
         return p
     }
 
-    /// The response for this problem at `instance`.
-    func response(instance: String) -> APIResponse {
+    /// 401 with the bearer challenge (RFC 6750 §3): `error="invalid_token"` when a token was sent.
+    static func unauthorized(presented: Bool) -> Problem {
+        var p = Problem(
+            status: 401, slug: "unauthorized", title: "Unauthorized",
+            detail: presented
+                ? "the bearer token is not valid" : "this endpoint needs an 'Authorization: Bearer <token>' header")
+        var challenge = "Bearer realm=\"\(API.realm)\""
+        if presented { challenge += ", error=\"invalid_token\"" }
+        p.fields[.wwwAuthenticate] = challenge
+        p.fields[.cacheControl] = "no-store"
+        return p
+    }
+
+    /// 503 while the server sheds load, with `Retry-After`.
+    static var overloaded: Problem {
+        var p = Problem(
+            status: 503, slug: "overloaded", title: "Service unavailable",
+            detail: "too many requests in progress; retry after the delay in Retry-After")
+        p.fields[.retryAfter] = "1"
+        p.fields[.cacheControl] = "no-store"
+        return p
+    }
+
+    /// The answer for this problem at `instance` (the request path).
+    public func response(instance: some StringProtocol, route: Route? = nil) -> Response {
         var o: [(String, JSONValue)] = [
             ("type", .string(type)), ("title", .string(title)), ("status", .num(status)), ("detail", .string(detail)),
-            ("instance", .string(instance)),
+            ("instance", .string(String(instance))),
         ]
         o += extra
-        return APIResponse(
-            status: status, headers: [("Content-Type", "application/problem+json")] + headers,
-            body: JSONWriter(style: .compact).bytes(.object(o)) + [0x0a])
-    }
-}
-
-extension ImageViews {
-    /// A parser error as JSON.
-    public static func error(_ e: QCOW2Error) -> JSONValue {
-        .obj([
-            "kind": .string(e.kind.rawValue), "structure": .string(e.structure), "field": .str(e.field),
-            "value": .str(e.value), "offset": e.offset.map { .num($0) } ?? .null, "message": .string(e.message),
-        ])
+        var f = fields
+        f[.contentType] = "application/problem+json"
+        return Response(
+            head: HTTPResponse(status: .init(code: status), headerFields: f),
+            body: JSONWriter(style: .compact).bytes(.object(o)) + [0x0a], route: route)
     }
 }

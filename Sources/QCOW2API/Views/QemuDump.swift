@@ -709,7 +709,7 @@ public struct QemuDump: Sendable {
         guard offset <= UInt64(Int64.max) else { return "past 2^63" }
         guard let file = source as? FileImageSource else { return nil }
         if lseek(file.fd, off_t(offset), SEEK_SET) < 0 {
-            return String(cString: strerror(errno))
+            return unsafe String(cString: strerror(errno))
         }
         return nil
     }

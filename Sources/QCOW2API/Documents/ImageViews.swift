@@ -96,10 +96,10 @@ public enum ImageViews {
         ])
     }
 
-    /// One bitmap directory entry with derived fields and its findings.
+    /// One bitmap directory entry with derived fields and its findings (`findings`: those of this bitmap).
     public static func bitmap(
         _ b: BitmapDirectoryEntry, in image: QCOW2Image, findings: [Finding],
-        dirty: ((BitmapDirectoryEntry) -> ImageCatalog.DirtyCount)? = nil, locks: LockState? = nil
+        dirty: ((BitmapDirectoryEntry) -> DirtyCount)? = nil, locks: LockState? = nil
     ) -> JSONValue {
         var o: [(String, JSONValue)] = [("index", .num(b.index))]
         text("name", b.name, into: &o, alwaysHex: true)
@@ -115,12 +115,12 @@ public enum ImageViews {
         ]
         if let dirty { o += dirtyFields(dirty(b), size: image.header.size) }
         if let locks { o += staleFields(locks) }
-        o.append(("findings", .array(findings.filter { $0.bitmapIndex == b.index }.map(finding))))
+        o.append(("findings", .array(findings.map(finding))))
         return .object(o)
     }
 
     /// `dirty_bytes`, `dirty_fraction` (of the virtual size) and `dirty_bytes_reason`.
-    static func dirtyFields(_ c: ImageCatalog.DirtyCount, size: UInt64) -> [(String, JSONValue)] {
+    static func dirtyFields(_ c: DirtyCount, size: UInt64) -> [(String, JSONValue)] {
         let fraction: JSONValue = c.bytes.map { size == 0 ? .double(0) : .double(Double($0) / Double(size)) } ?? .null
         return [("dirty_bytes", c.bytes.map { .num($0) } ?? .null), ("dirty_fraction", fraction), ("dirty_bytes_reason", .str(c.reason))]
     }
@@ -183,17 +183,13 @@ public enum ImageViews {
     }
 
     /// Counts of findings by severity: `{error, warning, info}`.
-    public static func findingCounts(_ findings: [Finding]) -> JSONValue {
-        .object(
-            Finding.Severity.allCases.map { s in (s.rawValue, .num(findings.filter { $0.severity == s }.count)) })
+    public static func findingCounts(_ index: FindingIndex) -> JSONValue {
+        .object(Finding.Severity.allCases.map { s in (s.rawValue, .num(index.count(s))) })
     }
 
-    /// `/v1/images/{image}/findings`.
-    public static func findings(_ findings: [Finding]) -> JSONValue {
-        let sorted = findings.enumerated().sorted { a, b in
-            a.element.severity != b.element.severity ? a.element.severity < b.element.severity : a.offset < b.offset
-        }.map(\.element)
-        return .obj(["counts": findingCounts(findings), "findings": .array(sorted.map(finding))])
+    /// Counts of findings by rule code: `{"D5": 1, "T1": 96}`, codes in order.
+    public static func codeCounts(_ index: FindingIndex) -> JSONValue {
+        .object(index.byCode.map { ($0.code, .num($0.count)) })
     }
 
     /// One snapshot.
@@ -213,10 +209,16 @@ public enum ImageViews {
         return .object(o)
     }
 
+    /// Bitmaps listed at most in a summary (the rest are paged by `/v1/images/{image}/bitmaps`).
+    public static let summaryBitmaps = 100
+
     /// The summary in qemu-img's vocabulary (`/v1/images/{image}`).
+    ///
+    /// At most ``summaryBitmaps`` bitmaps are listed; `bitmaps_total` says how many there are and
+    /// `bitmaps_next` where the rest are (the `/bitmaps` page after them), null when all are here.
     public static func summary(
-        _ image: QCOW2Image, file: FileInfo, findings: [Finding],
-        dirty: ((BitmapDirectoryEntry) -> ImageCatalog.DirtyCount)? = nil, locks: LockState? = nil
+        _ image: QCOW2Image, file: FileInfo, findings: FindingIndex,
+        dirty: ((BitmapDirectoryEntry) -> DirtyCount)? = nil, locks: LockState? = nil
     ) -> JSONValue {
         let h = image.header
         var o: [(String, JSONValue)] = [
@@ -242,7 +244,7 @@ public enum ImageViews {
             (
                 "bitmaps",
                 .array(
-                    image.bitmaps.map { b in
+                    image.bitmaps.prefix(summaryBitmaps).map { b in
                         var bo: [(String, JSONValue)] = []
                         text("name", b.name, into: &bo)
                         bo += [
@@ -254,11 +256,24 @@ public enum ImageViews {
                         return .object(bo)
                     })
             ))
+        o.append(("bitmaps_total", .num(image.bitmaps.count)))
+        let more = image.bitmaps.count > summaryBitmaps
+        let bitmapsPath = RouteTable.route(.bitmaps).path(image: Array(file.name.utf8))
+        o.append(("bitmaps_next", more ? .string(bitmapsPath + "?cursor=\(summaryBitmaps)") : .null))
         o.append(("finding_counts", findingCounts(findings)))
         if let locks {
             o.append(("writer_present", locks.writerPresent.map { .bool($0) } ?? .null))
             o.append(("locks_held", locks.locksHeld.map { .bool($0) } ?? .null))
         }
         return .object(o)
+    }
+
+    /// A parser error as JSON: `code` (the error kind), structure, field, value, offset and message.
+    public static func error(_ e: QCOW2Error) -> JSONValue {
+        .obj([
+            "kind": .string(e.kind.rawValue), "code": .string(e.kind.rawValue), "structure": .string(e.structure),
+            "field": .str(e.field), "value": .str(e.value), "offset": e.offset.map { .num($0) } ?? .null,
+            "message": .string(e.message),
+        ])
     }
 }

@@ -1,0 +1,37 @@
+/// The name of every route: what a request asks for once its path matched.
+///
+/// Each case is declared once, with its pattern and properties, in ``RouteTable/all``.
+public enum RouteID: String, Sendable, Hashable, CaseIterable {
+    /// `/`: redirects to the web view.
+    case root
+    /// `/ui/{asset}`: a file of the built-in web view (`/ui` redirects to `/ui/`).
+    case ui
+    /// `/healthz`.
+    case health
+    /// `/metrics`: the Prometheus exposition (answered by the daemon's metrics).
+    case metrics
+    /// `/v1/openapi.yaml`.
+    case openapi
+    /// `/v1/images`: the listing.
+    case images
+    /// `/v1/images/{image}`: the summary.
+    case summary
+    /// `/v1/images/{image}/header`.
+    case header
+    /// `/v1/images/{image}/extensions`.
+    case extensions
+    /// `/v1/images/{image}/bitmaps`.
+    case bitmaps
+    /// `/v1/images/{image}/bitmaps/{bitmap}`.
+    case bitmap
+    /// `/v1/images/{image}/bitmaps/{bitmap}/table`.
+    case table
+    /// `/v1/images/{image}/bitmaps/{bitmap}/extents`.
+    case extents
+    /// `/v1/images/{image}/snapshots`.
+    case snapshots
+    /// `/v1/images/{image}/findings`.
+    case findings
+    /// `/v1/images/{image}/locks`.
+    case locks
+}

@@ -1,0 +1,38 @@
+import HTTPTypes
+import Logging
+import MicroHTTPD
+import QCOW2API
+
+/// What the daemon does with every request: hands it to the API, then counts and logs the answer.
+///
+/// The route was found once, by the API; its label (a route pattern, or `other`) names the request in
+/// the metrics and the log. Nonisolated on purpose: it runs on libmicrohttpd's threads.
+struct Service: Sendable {
+    /// The API over the images directory.
+    let api: API
+    /// Request metrics.
+    let metrics: DaemonMetrics
+    /// The access log.
+    let logger: Logger
+
+    /// Answers one request on libmicrohttpd's thread.
+    func respond(_ request: HTTPRequest, _ client: ClientInfo) -> (head: HTTPResponse, body: [UInt8]) {
+        let clock = ContinuousClock()
+        let start = clock.now
+        metrics.requestStarted()
+        defer { metrics.requestEnded() }
+        let response = api.respond(request)
+        let elapsed = start.duration(to: clock.now)
+        metrics.recordRequest(
+            endpoint: response.route?.label ?? "other", method: request.method.rawValue, status: response.status,
+            duration: elapsed)
+        AccessLog.record(request, response, client: client, elapsed: elapsed, logger: logger)
+        return (response.head, response.body)
+    }
+
+    /// The answer while the server sheds load (the API's 503 problem), without counting or logging.
+    func overloaded(_ request: HTTPRequest, _ client: ClientInfo) -> (head: HTTPResponse, body: [UInt8]) {
+        let response = api.overloaded(request)
+        return (response.head, response.body)
+    }
+}
