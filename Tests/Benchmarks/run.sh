@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Tests/Benchmarks/run.sh: the qcowscope benchmark (`make bench`). See README-fragment.md.
+# Tests/Benchmarks/run.sh: the qcowscope benchmark (`make bench`). How to read its output: Tests/Benchmarks/README.md.
 #
 #   bash Tests/Benchmarks/run.sh [--quick] [--only extents] [--duration S] [--threads N] [--keep]
 #                                [--scratch-path DIR | --bin-dir DIR] [--no-install]

@@ -1,40 +1,61 @@
 #!/usr/bin/env bash
-# Installs what building and testing qcowscope needs on Debian 12: libmicrohttpd, qemu-utils
-# (qemu-img, qemu-io), curl and jq. Installs only what is missing; needs root (or sudo) for that.
+# install-deps.sh GROUP...: installs the Debian 12 packages a Makefile target needs, only those that
+# dpkg says are missing, and nothing else (no PyPI package: the test runners put theirs in venvs
+# under .build). Needs root (or sudo) when something is missing.
+#
+#   build   swift build: pkg-config, libmicrohttpd-dev              (make build, release, install)
+#   demo    build + qemu-utils (qemu-img, qemu-io: the demo images)  (make demo)
+#   test    demo + everything make test runs: libnbd-bin (nbdinfo), curl, jq, python3, python3-venv,
+#           openssl, systemd (systemd-analyze), prometheus, chromium, chromium-driver   (make test)
+#   load    demo + curl, jq, wrk                                     (make load)
+#   --list  print the packages of the groups instead of installing them
 set -euo pipefail
 
+build=(pkg-config libmicrohttpd-dev)
+demo=("${build[@]}" qemu-utils)
+test=("${demo[@]}" libnbd-bin curl jq python3 python3-venv openssl systemd prometheus chromium chromium-driver)
+load=("${demo[@]}" curl jq wrk)
+
+list=0
+want=()
+for group in "$@"; do
+    case $group in
+        build) want+=("${build[@]}") ;;
+        demo) want+=("${demo[@]}") ;;
+        test) want+=("${test[@]}") ;;
+        load) want+=("${load[@]}") ;;
+        --list) list=1 ;;
+        *) echo "install-deps.sh: unknown group '$group' (build, demo, test, load)" >&2; exit 2 ;;
+    esac
+done
+[[ ${#want[@]} -gt 0 ]] || { echo "usage: $0 [--list] build|demo|test|load..." >&2; exit 2; }
+mapfile -t want < <(printf '%s\n' "${want[@]}" | sort -u)
+if [[ $list == 1 ]]; then
+    printf '%s\n' "${want[@]}"
+    exit 0
+fi
+
 need=()
-command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
-pkg-config --exists libmicrohttpd 2>/dev/null || need+=(libmicrohttpd-dev)
-command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
-command -v qemu-io >/dev/null 2>&1 || need+=(qemu-utils)
-command -v nbdinfo >/dev/null 2>&1 || need+=(libnbd-bin)
-command -v curl >/dev/null 2>&1 || need+=(curl)
-command -v jq >/dev/null 2>&1 || need+=(jq)
-command -v python3 >/dev/null 2>&1 || need+=(python3)
-python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
-for extra in "$@"; do
-  dpkg -s "$extra" >/dev/null 2>&1 || need+=("$extra")
+for package in "${want[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
+    [[ $status == "install ok installed" ]] || need+=("$package")
 done
 
-if [ ${#need[@]} -eq 0 ]; then
-  exit 0
-fi
-# De-duplicate.
-mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
-echo "qcowscope: installing ${need[*]}" >&2
-if [ "$(id -u)" -eq 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq "${need[@]}" >/dev/null
-elif command -v sudo >/dev/null 2>&1; then
-  sudo DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-else
-  echo "qcowscope: missing packages: ${need[*]}; run as root: apt-get install -y ${need[*]}" >&2
-  exit 1
+if [[ ${#need[@]} -gt 0 ]]; then
+    echo "qcowscope: installing ${need[*]}" >&2
+    if [[ $(id -u) -eq 0 ]]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "${need[@]}" >/dev/null
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    else
+        echo "qcowscope: missing packages: ${need[*]}; run as root: apt-get install -y ${need[*]}" >&2
+        exit 1
+    fi
 fi
 if ! command -v swift >/dev/null 2>&1; then
-  echo "qcowscope: swift is not on PATH; install Swift 6.3 (swift.org) and retry" >&2
-  exit 1
+    echo "qcowscope: swift is not on PATH; install Swift 6.3 (swift.org) and retry" >&2
+    exit 1
 fi
