@@ -31,6 +31,8 @@ let package = Package(
     targets: [
         // Parser, model and validation. No package dependency, no Foundation: Glibc pread only.
         .target(name: "QCOW2", swiftSettings: strict),
+        // QEMU qcow2.py compatibility: its dump-header / dump-header-exts output, from the parser's structures.
+        .target(name: "QemuCompat", dependencies: ["QCOW2"], swiftSettings: strict),
         // libmicrohttpd as a system library with a header-only shim.
         .systemLibrary(
             name: "CMicroHTTPD",
@@ -64,7 +66,7 @@ let package = Package(
         .executableTarget(
             name: "qcowscope",
             dependencies: [
-                "QCOW2API", "QCOW2",
+                "QCOW2API", "QCOW2", "QemuCompat",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: common
@@ -76,6 +78,7 @@ let package = Package(
         .target(name: "HTTPTestSupport", path: "Tests/HTTPTestSupport", swiftSettings: common),
         .testTarget(name: "MicroHTTPDTests", dependencies: ["MicroHTTPD", "HTTPTestSupport"], swiftSettings: common),
         .testTarget(name: "QCOW2APITests", dependencies: ["QCOW2API", "QCOW2", "QCOW2TestSupport"], swiftSettings: common),
+        .testTarget(name: "QemuCompatTests", dependencies: ["QemuCompat", "QCOW2", "QCOW2TestSupport"], swiftSettings: common),
         .testTarget(name: "DaemonTests", dependencies: ["QCOW2", "QCOW2TestSupport", "HTTPTestSupport"], swiftSettings: common),
     ]
 )
