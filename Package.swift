@@ -32,6 +32,8 @@ let package = Package(
     targets: [
         // Parser, model and validation. No package dependency, no Foundation: Glibc pread only.
         .target(name: "QCOW2", swiftSettings: strict),
+        // QEMU qcow2.py compatibility: its dump-header / dump-header-exts output, from the parser's structures.
+        .target(name: "QemuCompat", dependencies: ["QCOW2"], swiftSettings: strict),
         // libmicrohttpd as a system library with a header-only shim.
         .systemLibrary(
             name: "CMicroHTTPD",
@@ -71,7 +73,7 @@ let package = Package(
         .executableTarget(
             name: "qcowscope",
             dependencies: [
-                "QCOW2API", "QCOW2",
+                "QCOW2API", "QCOW2", "QemuCompat",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: common
@@ -91,6 +93,7 @@ let package = Package(
                 "QCOW2API", "QCOW2", "QCOW2TestSupport", .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: common),
+        .testTarget(name: "QemuCompatTests", dependencies: ["QemuCompat", "QCOW2", "QCOW2TestSupport"], swiftSettings: common),
         .testTarget(
             name: "DaemonTests", dependencies: ["QCOW2", "QCOW2API", "QCOW2TestSupport", "HTTPTestSupport"],
             swiftSettings: common),

@@ -1,5 +1,5 @@
 import ArgumentParser
-import QCOW2API
+import QemuCompat
 
 /// `qcowscope dump-header FILE [-j]`: qcow2.py's `dump-header`.
 struct DumpHeaderCommand: ParsableCommand {
@@ -46,25 +46,25 @@ struct DumpHeaderExtsCommand: ParsableCommand {
     }
 }
 
-/// Runs a qcow2.py-compatible dump and reports the first problem on stderr.
+/// Runs a qcow2.py-compatible dump and reports the first stop on stderr.
 enum QemuDumpRunner {
     static func run(file: String, includeHeader: Bool, json: Bool) throws {
-        let dump: QemuDump
+        let dump: Qcow2PyDump
         do {
-            dump = try QemuDump(path: file)
+            dump = try Qcow2PyDump(path: file)
         } catch {
             Terminal.error("\(file): \(error.description)")
             throw ExitCode(1)
         }
         var out = StandardOutput()
-        let problem =
+        let stop =
             json
-            ? dump.json(includeHeader: includeHeader) { out.write($0) }
-            : dump.text(includeHeader: includeHeader) { out.write($0) }
+            ? DumpJSONRenderer(dump).render(includeHeader: includeHeader) { out.write($0) }
+            : DumpTextRenderer(dump).render(includeHeader: includeHeader) { out.write($0) }
         out.flush()
-        guard let problem else { return }
-        let total = dump.problems.count + (dump.failure == nil ? 0 : 1)
-        var line = "\(file): \(problem.description)"
+        guard let stop else { return }
+        let total = dump.stopCount
+        var line = "\(file): \(stop.description)"
         if total > 1 { line += " (and \(total - 1) more problem\(total == 2 ? "" : "s"))" }
         Terminal.error(line)
         throw ExitCode(1)

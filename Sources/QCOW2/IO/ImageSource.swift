@@ -9,6 +9,13 @@ public protocol ImageSource: Sendable {
     ///
     /// - Throws: ``QCOW2Error`` of kind `truncated` when fewer bytes exist, `io` on a system error.
     func read(at offset: UInt64, count: Int) throws(QCOW2Error) -> [UInt8]
+
+    /// Why `lseek(fd, offset, SEEK_SET)` on this source fails (the system's reason), `nil` when it succeeds.
+    ///
+    /// For tools that mimic a seek-then-read program such as qcow2.py: file systems refuse offsets past
+    /// their largest file size (EINVAL past 16 TiB on ext4). Nothing is read or written; a default for
+    /// sources without a descriptor is in `ImageSource+Seek.swift`.
+    func seekFailure(at offset: UInt64) -> String?
 }
 
 extension ImageSource {
