@@ -201,7 +201,7 @@ export async function imageView(main, params, live, app) {
     const c = s.finding_counts;
     const worst = Number(c.error) ? badge("errors", "bad") : Number(c.warning) ? badge("warnings", "warn") : badge("ok", "ok");
     replace(statusLine, worst, ` ${sizeNode(s.virtual_size).textContent} qcow2 v${s.compat === "0.10" ? 2 : 3} image, `,
-      `${int(s.bitmaps.length)} bitmap${s.bitmaps.length === 1 ? "" : "s"}, ${int(s.snapshots)} snapshot${Number(s.snapshots) === 1 ? "" : "s"}; findings: ${countsText(c)}.`);
+      `${int(s.bitmaps_total ?? s.bitmaps.length)} bitmap${Number(s.bitmaps_total ?? s.bitmaps.length) === 1 ? "" : "s"}, ${int(s.snapshots)} snapshot${Number(s.snapshots) === 1 ? "" : "s"}; findings: ${countsText(c)}.`);
     if (!first) app.announce("Image summary updated");
   });
   const sections = [
