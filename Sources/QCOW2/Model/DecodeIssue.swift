@@ -1,7 +1,7 @@
 /// A problem the decoder met that stopped or limited the decoding of a structure, kept as plain data.
 ///
 /// Decoding is tolerant: instead of throwing, the Model records what it could not decode and goes
-/// on with what it could. Validation (``ImageValidator``) turns every issue into a ``Finding`` of the
+/// on with what it could. Validation (`ImageValidator`) turns every issue into a finding of the
 /// rule registry; the Model itself knows nothing about rules.
 public enum DecodeIssue: Sendable, Hashable {
     /// More than ``Limits/maxExtensions`` header extensions: the extension at `offset` and the rest were not read.

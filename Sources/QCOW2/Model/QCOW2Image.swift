@@ -2,7 +2,7 @@
 /// bounded amount of I/O; bitmap tables and snapshots are read on demand.
 ///
 /// Parsing is tolerant: only an unreadable header throws. What stops the decoding of a structure
-/// is kept in ``decodeIssues`` and the rest of the image is still available; ``ImageValidator``
+/// is kept in ``decodeIssues`` and the rest of the image is still available; `ImageValidator`
 /// checks the rules of the format against the image and turns those issues into findings.
 public struct QCOW2Image: Sendable {
     /// Where the bytes come from.

@@ -2,7 +2,7 @@
 public struct SnapshotTable: Sendable, Hashable {
     /// Entries in table order.
     public var entries: [SnapshotEntry]
-    /// What stopped the decoding, if anything (at most one issue; ``ImageValidator`` turns it into an `S1` finding).
+    /// What stopped the decoding, if anything (at most one issue; Validation turns it into an `S1` finding).
     public var issues: [DecodeIssue]
 
     /// Creates a table from decoded entries and issues.
