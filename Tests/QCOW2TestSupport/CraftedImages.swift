@@ -2,7 +2,7 @@
 package struct CraftedImage: Sendable, Equatable, CustomStringConvertible {
     /// Unique case name, e.g. `"E10-entry-overflow"`; also a safe file name stem.
     package var name: String
-    /// The rule code from qcow2-format.md §2.5 (`"E1"` ... `"T5"`) or a tag such as `"HDR-MAGIC"` or `"NAME"`.
+    /// The rule code the image breaks (`"H1"` ... `"T5"`, see `Rule.all`) or a tag such as `"HDR-MAGIC"` or `"NAME"`.
     package var code: String
     /// The image bytes.
     package var bytes: [UInt8]
@@ -13,7 +13,7 @@ package struct CraftedImage: Sendable, Equatable, CustomStringConvertible {
     package var description: String { name }
 }
 
-/// A catalogue of byte-crafted images, one per validity rule that qemu-img cannot or will not produce.
+/// A catalogue of byte-crafted images, at least one per rule of the registry (`Rule.all`).
 ///
 /// Every case starts from ``baseline()`` (v3, 512-byte clusters, 1 MiB, one enabled bitmap `b0`
 /// with 64 KiB granularity and a single serialized data cluster) and changes one thing, so a parser
@@ -36,6 +36,9 @@ package enum CraftedImages {
             nameNotUTF8, nameWithSlash, nameWithMarkup,
             truncatedHeaderOnly, wrongMagic, version4, clusterBits30, headerLength100, unknownIncompatibleBit,
             hugeBitmapCountPastEOF,
+            h1, h2, h3, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19,
+            x1, x2, x3, x4, x5, x6, x7,
+            s1, s2, s3, s4, s5, s6,
         ]
     }
 
@@ -398,7 +401,7 @@ package enum CraftedImages {
     package static var clusterBits30: CraftedImage {
         var builder = baseline()
         builder.clusterBitsField = 30
-        return make("cluster-bits-30", "HDR-CLUSTER-BITS", builder,
+        return make("cluster-bits-30", "H1", builder,
             "cluster_bits 30 written, structures laid out for 512 B; QEMU: Unsupported cluster size: 2^30")
     }
 
@@ -414,7 +417,7 @@ package enum CraftedImages {
     package static var unknownIncompatibleBit: CraftedImage {
         var builder = baseline()
         builder.incompatibleFeatures = 1 << 5
-        return make("unknown-incompatible-bit", "HDR-INCOMPATIBLE", builder,
+        return make("unknown-incompatible-bit", "H4", builder,
             "incompatible_features 0x20; QEMU: Unsupported qcow2 feature(s): Unknown incompatible feature: 20")
     }
 
@@ -426,5 +429,254 @@ package enum CraftedImages {
         builder.bitmapsExtension.directoryOffset = 1 << 40
         return make("huge-bitmap-count-past-eof", "DIR-EOF", builder,
             "nb_bitmaps 65535, directory size 2097120 at offset 1 TiB, file is a few KiB: a reader must not allocate or loop 65535 times before noticing EOF; QEMU reads zeros there: Bitmap '' doesn't satisfy the constraints")
+    }
+
+    // MARK: Header rules (H)
+
+    /// H1: `cluster_bits` 22, one above QEMU's maximum (layout still 512-byte clusters).
+    package static var h1: CraftedImage {
+        var builder = baseline()
+        builder.clusterBitsField = 22
+        return make("H1-cluster-bits-22", "H1", builder, "cluster_bits 22 (4 MiB clusters); QEMU: Unsupported cluster size: 2^22")
+    }
+
+    /// H2: a v3 `header_length` of 108, not a multiple of 8.
+    package static var h2: CraftedImage {
+        var builder = baseline()
+        builder.headerLength = 108
+        return make("H2-header-length-108", "H2", builder,
+            "header_length 108 (extensions start at 108); spec: a multiple of 8; QEMU does not check")
+    }
+
+    /// H3: `header_length` 520, larger than the 512-byte cluster.
+    package static var h3: CraftedImage {
+        var builder = baseline(bitmapCount: 0)
+        builder.headerLength = 520
+        return make("H3-header-exceeds-cluster", "H3", builder,
+            "header_length 520 with 512 B clusters; QEMU: qcow2 header exceeds cluster size")
+    }
+
+    /// H5: the dirty bit (incompatible bit 0).
+    package static var h5: CraftedImage {
+        var builder = baseline()
+        builder.incompatibleFeatures = 0x1
+        return make("H5-dirty-bit", "H5", builder, "incompatible_features 0x1 (dirty); QEMU repairs refcounts on a writable open")
+    }
+
+    /// H6: the corrupt bit (incompatible bit 1).
+    package static var h6: CraftedImage {
+        var builder = baseline()
+        builder.incompatibleFeatures = 0x2
+        return make("H6-corrupt-bit", "H6", builder,
+            "incompatible_features 0x2 (corrupt); QEMU: qcow2: Image is corrupt; cannot be opened read/write")
+    }
+
+    /// H7: compression type 2 (unknown), with incompatible bit 3.
+    package static var h7: CraftedImage {
+        var builder = baseline()
+        builder.compressionType = 2
+        return make("H7-compression-type-2", "H7", builder, "compression_type 2, bit 3 set; QEMU: qcow2: unknown compression type: 2")
+    }
+
+    /// H8: `crypt_method` 3.
+    package static var h8: CraftedImage {
+        var builder = baseline()
+        builder.cryptMethod = 3
+        return make("H8-crypt-method-3", "H8", builder, "crypt_method 3; QEMU: Unsupported encryption method: 3")
+    }
+
+    /// H9: a backing file name claimed 2000 bytes long.
+    package static var h9: CraftedImage {
+        var builder = baseline()
+        builder.backingFile = Array("base.qcow2".utf8)
+        builder.backingFileSize = 2000
+        builder.extensions = [.backingFormat("qcow2")]
+        return make("H9-backing-name-2000", "H9", builder,
+            "backing file name 'base.qcow2' with backing_file_size 2000 (> 1023); QEMU: Backing file name too long")
+    }
+
+    /// H10: the active L1 table offset 8 bytes past a cluster boundary.
+    package static var h10: CraftedImage {
+        var builder = baseline()
+        builder.l1TableOffset = builder.layout().l1TableOffset + 8
+        return make("H10-unaligned-l1", "H10", builder, "l1_table_offset = real offset + 8; QEMU: Active L1 table offset invalid")
+    }
+
+    /// H11: `refcount_table_clusters` 0.
+    package static var h11: CraftedImage {
+        var builder = baseline()
+        builder.refcountTableClusters = 0
+        return make("H11-no-refcount-table", "H11", builder,
+            "refcount_table_clusters 0 (so every refcount reads as 0: T5 too); QEMU: Image does not contain a reference count table")
+    }
+
+    /// H12: `refcount_order` 7 (128-bit refcounts).
+    package static var h12: CraftedImage {
+        var builder = baseline()
+        builder.refcountOrder = 7
+        return make("H12-refcount-order-7", "H12", builder, "refcount_order 7 (blocks written 64-bit); QEMU: Unsupported refcount order")
+    }
+
+    /// H13: `l1_size` 0 for a 1 MiB disk.
+    package static var h13: CraftedImage {
+        var builder = baseline()
+        builder.l1Size = 0
+        return make("H13-l1-too-small", "H13", builder, "l1_size 0 for a 1 MiB disk (1 entry needed); QEMU: L1 table is too small")
+    }
+
+    /// H14: extended L2 entries with 512-byte clusters.
+    package static var h14: CraftedImage {
+        var builder = baseline()
+        builder.extendedL2 = true
+        return make("H14-extended-l2-small-clusters", "H14", builder,
+            "incompatible bit 4 (extended L2) with 512 B clusters; QEMU: Unsupported subcluster size")
+    }
+
+    /// H15: autoclear bit 1 (raw external data) without an external data file.
+    package static var h15: CraftedImage {
+        var builder = baseline()
+        builder.autoclearFeatures = 0x3
+        return make("H15-raw-external-without-file", "H15", builder,
+            "autoclear_features 0x3 (bitmaps + raw external data), no external data file; QEMU: data-file-raw requires a data file")
+    }
+
+    /// H16: a non-zero byte in the header padding (offset 111).
+    package static var h16: CraftedImage {
+        var builder = baseline()
+        builder.additionalHeaderFields = [0, 0, 0, 0, 0, 0, 0, 0x5a]
+        return make("H16-header-padding", "H16", builder, "header bytes 104-111 = 00 00 00 00 00 00 00 5a; spec: padding must be zero")
+    }
+
+    /// H17: an unknown compatible feature bit (bit 5).
+    package static var h17: CraftedImage {
+        var builder = baseline()
+        builder.compatibleFeatures = 1 << 5
+        return make("H17-unknown-compatible-bit", "H17", builder, "compatible_features 0x20; readers may ignore it (info)")
+    }
+
+    /// H18: an internal snapshot in an image with an external data file.
+    package static var h18: CraftedImage {
+        var builder = baseline()
+        builder.incompatibleFeatures = 0x4
+        builder.addSnapshot(id: "1", name: "snap")
+        return make("H18-snapshot-with-data-file", "H18", builder,
+            "incompatible bit 2 (external data file) and one snapshot; QEMU refuses to create such snapshots")
+    }
+
+    /// H19: the active L1 table placed past the end of the file.
+    package static var h19: CraftedImage {
+        var builder = baseline()
+        builder.l1TableOffset = 1 << 30
+        return make("H19-l1-past-eof", "H19", builder, "l1_table_offset 1 GiB (aligned), file a few KiB")
+    }
+
+    // MARK: Header extension rules (X)
+
+    /// X1: an unknown extension claiming 1000 bytes in a 512-byte cluster.
+    package static var x1: CraftedImage {
+        var builder = baseline()
+        builder.extensions = [.bitmaps, .framed(magic: 0x0bad_0001, length: 1000, data: [])]
+        return make("X1-extension-too-large", "X1", builder,
+            "after the bitmaps extension, magic 0x0bad0001 with length 1000 (cluster is 512 B); QEMU: Header extension too large")
+    }
+
+    /// X2: two (empty) feature name tables.
+    package static var x2: CraftedImage {
+        var builder = baseline()
+        builder.extensions = [.featureNameTable([]), .featureNameTable([])]
+        return make("X2-extension-twice", "X2", builder, "two feature name table extensions of length 0; spec: each type at most once")
+    }
+
+    /// X3: a 16-byte backing format name.
+    package static var x3: CraftedImage {
+        var builder = baseline()
+        builder.backingFile = Array("base.qcow2".utf8)
+        builder.extensions = [.backingFormat("0123456789abcdef")]
+        return make("X3-backing-format-16", "X3", builder,
+            "backing format extension of 16 bytes; QEMU: ext_backing_format: len=16 too large (>=16)")
+    }
+
+    /// X4: LUKS encryption (`crypt_method` 2) without the crypto header extension.
+    package static var x4: CraftedImage {
+        var builder = baseline()
+        builder.cryptMethod = 2
+        return make("X4-luks-without-crypto-header", "X4", builder,
+            "crypt_method 2, no 0x0537be77 extension; QEMU: Missing CRYPTO header for crypt method 2")
+    }
+
+    /// X5: a feature name table of 50 bytes.
+    package static var x5: CraftedImage {
+        var builder = baseline()
+        var entry: [UInt8] = [0, 0] + Array("dirty bit".utf8)
+        entry += [UInt8](repeating: 0, count: 50 - entry.count)
+        builder.extensions = [.raw(magic: ImageBuilder.HeaderExtension.featureNameTableMagic, data: entry)]
+        return make("X5-feature-table-50", "X5", builder, "feature name table length 50 (one entry and 2 stray bytes)")
+    }
+
+    /// X6: 4100 unknown empty extensions (64 KiB clusters, so they fit in cluster 0).
+    package static var x6: CraftedImage {
+        var builder = baseline()
+        builder.clusterBits = 16
+        builder.extensions = [.bitmaps] + Array(repeating: .raw(magic: 0x0bad_0002, data: []), count: 4100)
+        return make("X6-4100-extensions", "X6", builder,
+            "64 KiB clusters, the bitmaps extension then 4100 empty unknown extensions; qcowscope reads 4096")
+    }
+
+    /// X7: a backing format extension without a backing file.
+    package static var x7: CraftedImage {
+        var builder = baseline()
+        builder.extensions = [.backingFormat("qcow2")]
+        return make("X7-backing-format-without-file", "X7", builder, "backing format 'qcow2', backing_file_offset 0")
+    }
+
+    // MARK: Snapshot table rules (S)
+
+    /// S1: the snapshot table placed past the end of the file.
+    package static var s1: CraftedImage {
+        var builder = baseline()
+        builder.addSnapshot(id: "1", name: "snap")
+        builder.snapshotsOffset = 1 << 30
+        return make("S1-table-past-eof", "S1", builder, "one snapshot, snapshots_offset 1 GiB (aligned), file a few KiB")
+    }
+
+    /// S2: a snapshot L1 table offset 8 bytes past a cluster boundary.
+    package static var s2: CraftedImage {
+        var builder = baseline()
+        builder.addSnapshot(id: "1", name: "snap")
+        builder.snapshots[0].l1TableOffset = builder.layout().snapshotL1Offsets[0] + 8
+        return make("S2-unaligned-snapshot-l1", "S2", builder, "snapshot l1_table_offset = real offset + 8; qemu-img check reports it")
+    }
+
+    /// S3: a v3 snapshot with 8 bytes of extra data.
+    package static var s3: CraftedImage {
+        var builder = baseline()
+        builder.addSnapshot(id: "1", name: "snap")
+        builder.snapshots[0].extraData = [UInt8](repeating: 0, count: 8)
+        return make("S3-short-extra-data", "S3", builder, "v3 snapshot with extra_data_size 8 (spec: at least 16)")
+    }
+
+    /// S4: a snapshot with 1032 bytes of extra data.
+    package static var s4: CraftedImage {
+        var builder = baseline()
+        builder.addSnapshot(id: "1", name: "snap")
+        builder.snapshots[0].extraData = [UInt8](repeating: 0, count: 1032)
+        return make("S4-extra-data-1032", "S4", builder,
+            "snapshot extra_data_size 1032; QEMU: Too much extra metadata in snapshot table entry 0")
+    }
+
+    /// S5: two snapshots with ID "1".
+    package static var s5: CraftedImage {
+        var builder = baseline()
+        builder.addSnapshot(id: "1", name: "a")
+        builder.addSnapshot(id: "1", name: "b")
+        return make("S5-duplicate-id", "S5", builder, "two snapshots with id_str '1'; spec: IDs are unique")
+    }
+
+    /// S6: a snapshot L1 table of 4194305 entries (one more than 32 MiB).
+    package static var s6: CraftedImage {
+        var builder = baseline()
+        builder.addSnapshot(id: "1", name: "snap")
+        builder.snapshots[0].l1Size = 4_194_305
+        return make("S6-snapshot-l1-too-large", "S6", builder, "snapshot l1_size 4194305 (> 32 MiB of entries); qemu-img check reports it")
     }
 }

@@ -23,7 +23,7 @@ struct BudgetTests {
         #expect(image.bitmaps.count == 40)
         src.reset()
         let start = ContinuousClock.now
-        let findings = image.allFindings()
+        let findings = ImageValidator.allFindings(image)
         let took = ContinuousClock.now - start
         #expect(findings.contains { $0.severity == .info && $0.message.contains("budget") })
         #expect(src.totals.bytes <= Limits.maxTableEntriesPerImage * 8 + (8 << 20))

@@ -10,7 +10,7 @@ struct CraftedRuleTests {
     @Test("reports the rule and nothing else of severity error or warning", arguments: ruleCases)
     func reportsExactlyTheRule(_ c: CraftedImage) throws {
         let image = try QCOW2Image(source: MemoryImageSource(bytes: c.bytes))
-        let findings = image.allFindings()
+        let findings = ImageValidator.allFindings(image)
         let codes = Set(findings.map(\.code))
         #expect(codes.contains(c.code), "\(c.name): expected \(c.code), got \(findings.map { "\($0.code) \($0.message)" })")
         let others = findings.filter { $0.code != c.code && $0.severity != .info }
@@ -23,7 +23,7 @@ struct CraftedRuleTests {
     @Test("the clean baseline has no findings at all")
     func cleanHasNoFindings() throws {
         let image = try QCOW2Image(source: MemoryImageSource(bytes: CraftedImages.clean.bytes))
-        #expect(image.allFindings().isEmpty)
+        #expect(ImageValidator.allFindings(image).isEmpty)
         #expect(image.bitmaps.map(\.name.escaped) == ["b0"])
         let table = try image.bitmapTable(image.bitmaps[0])
         #expect(table.map(\.kind) == [.serialized])
@@ -32,7 +32,7 @@ struct CraftedRuleTests {
     @Test("an in-use bitmap with a stale table size is reported as in use, not as D10/D11")
     func inUseSkipsSizeRules() throws {
         let image = try QCOW2Image(source: MemoryImageSource(bytes: CraftedImages.d15InUseWrongSize.bytes))
-        let codes = image.allFindings().map(\.code)
+        let codes = ImageValidator.allFindings(image).map(\.code)
         #expect(codes.contains("D15"))
         #expect(!codes.contains("D10") && !codes.contains("D11"))
         #expect(image.isConsistent(image.bitmaps[0]) == false)
@@ -75,7 +75,7 @@ struct CraftedRuleTests {
     @Test("cluster_bits above QEMU's 21 parses with H1; above 30 is unreadable")
     func clusterBits() throws {
         let image = try QCOW2Image(source: MemoryImageSource(bytes: CraftedImages.clusterBits30.bytes))
-        #expect(image.findings.contains { $0.code == "H1" && $0.field == "cluster_bits" && $0.offset == 20 })
+        #expect(ImageValidator.findings(image).contains { $0.code == "H1" && $0.field == "cluster_bits" && $0.offset == 20 })
         var bytes = CraftedImages.clean.bytes
         bytes[23] = 31
         #expect(throws: QCOW2Error.self) { try QCOW2Image(source: MemoryImageSource(bytes: bytes)) }
@@ -84,15 +84,15 @@ struct CraftedRuleTests {
     @Test("a header with nothing behind it still parses, with findings about what is missing")
     func headerOnly() throws {
         let image = try QCOW2Image(source: MemoryImageSource(bytes: CraftedImages.truncatedHeaderOnly.bytes))
-        #expect(image.allFindings().contains { $0.severity == .error })
+        #expect(ImageValidator.allFindings(image).contains { $0.severity == .error })
     }
 
     @Test("unknown incompatible bit and a directory past the end of the file are findings")
     func otherFindings() throws {
         let unk = try QCOW2Image(source: MemoryImageSource(bytes: CraftedImages.unknownIncompatibleBit.bytes))
-        #expect(unk.findings.contains { $0.code == "H4" && $0.severity == .error })
+        #expect(ImageValidator.findings(unk).contains { $0.code == "H4" && $0.severity == .error })
         let huge = try QCOW2Image(source: MemoryImageSource(bytes: CraftedImages.hugeBitmapCountPastEOF.bytes))
-        let codes = Set(huge.findings.map(\.code))
+        let codes = Set(ImageValidator.findings(huge).map(\.code))
         #expect(codes.contains("E6") || codes.contains("E10"), "\(codes)")
         #expect(huge.bitmaps.count <= 65536)
     }

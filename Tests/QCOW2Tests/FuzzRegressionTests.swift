@@ -21,8 +21,8 @@ struct FuzzRegressionTests {
                 _ = try? image.dirtyExtents(b, start: size - 1, length: 1, limit: 1)
             }
         }
-        _ = image.snapshots()
-        _ = image.allFindings()
+        _ = ImageValidator.snapshotFindings(image)
+        _ = ImageValidator.allFindings(image)
     }
 
     /// Bytes from a hex string (whitespace ignored).

@@ -11,7 +11,7 @@ struct MutationTests {
     static func exercise(_ source: any ImageSource) -> (UInt64, Int) {
         let src = CountingImageSource(source)
         guard let image = try? QCOW2Image(source: src) else { return (src.totals.bytes, src.totals.largest) }
-        _ = image.allFindings()
+        _ = ImageValidator.allFindings(image)
         for b in image.bitmaps.prefix(64) {
             _ = try? image.bitmapTable(b, offset: 0, limit: 16)
             if b.tableSize > 0 { _ = try? image.bitmapTable(b, offset: UInt64(b.tableSize) - 1, limit: 1) }
@@ -19,7 +19,7 @@ struct MutationTests {
             _ = b.flagNames
             _ = b.name.escaped
         }
-        _ = image.snapshots()
+        _ = ImageValidator.snapshotFindings(image)
         for g in FeatureGroup.allCases { _ = image.featureNames(g) }
         return (src.totals.bytes, src.totals.largest)
     }

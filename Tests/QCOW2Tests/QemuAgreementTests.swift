@@ -47,7 +47,8 @@ struct QemuAgreementTests {
         let snaps = (info["snapshots"] as? [[String: Any]]) ?? []
         let table = image.snapshots()
         #expect(snaps.count == table.entries.count)
-        #expect(table.findings.isEmpty, "\(table.findings)")
+        let snapshotFindings = ImageValidator.snapshotFindings(image, table: table)
+        #expect(table.issues.isEmpty && snapshotFindings.isEmpty, "\(table.issues) \(snapshotFindings)")
         for (t, o) in zip(snaps, table.entries) {
             #expect(t["id"] as? String == o.id.utf8)
             #expect(t["name"] as? String == o.name.utf8)
@@ -65,7 +66,7 @@ struct QemuAgreementTests {
     func realImagesAreClean(_ scenario: StandardImages.Scenario) throws {
         let img = try RealImages.image(scenario)
         let image = try QCOW2Image(path: img.path)
-        let findings = image.allFindings()
+        let findings = ImageValidator.allFindings(image)
         let allowed: Set<String>
         switch scenario {
         case .lazyRefcountsDirty: allowed = ["H5"]

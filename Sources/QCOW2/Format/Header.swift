@@ -77,7 +77,7 @@ public struct Header: Sendable, Hashable {
         guard fileSize >= 8 else {
             throw QCOW2Error(
                 .truncated, structure: "header", value: "\(fileSize) bytes", offset: 0,
-                message: "file too short for a qcow2 header (needs at least 72 bytes)")
+                message: "file is \(fileSize) bytes, a qcow2 header needs at least 72")
         }
         let first = try source.read("header", at: 0, count: min(fileSize, 112))
         var r = ByteReader(first, base: 0, structure: "header")
@@ -97,7 +97,7 @@ public struct Header: Sendable, Hashable {
         guard fileSize >= needed else {
             throw QCOW2Error(
                 .truncated, structure: "header", value: "\(fileSize) bytes", offset: 0,
-                message: "file too short for a version \(version) header (\(needed) bytes)")
+                message: "file is \(fileSize) bytes, a version \(version) header needs \(needed)")
         }
         backingFileOffset = try r.u64("backing_file_offset")
         backingFileSize = try r.u32("backing_file_size")

@@ -1,8 +1,8 @@
-/// The header extension area of cluster 0: its extensions, end marker and framing findings.
+/// The header extension area of cluster 0: its extensions, end marker and framing problems.
 struct ExtensionArea {
     var extensions: [HeaderExtension] = []
     var endMarker: UInt64?
-    var findings: [Finding] = []
+    var issues: [DecodeIssue] = []
     var end: UInt64 = 0
 
     /// Reads extensions from header_length up to the backing file name or the end of cluster 0.
@@ -22,10 +22,7 @@ struct ExtensionArea {
         }
         while let next = pos +? 8, next <= readEnd {
             if area.extensions.count >= Limits.maxExtensions {
-                area.findings.append(
-                    Finding(
-                        "X6", .error, structure: "header_extensions", offset: pos,
-                        message: "more than \(Limits.maxExtensions) header extensions; the rest is not read"))
+                area.issues.append(.tooManyExtensions(offset: pos))
                 break
             }
             let magic = UInt32(truncatingIfNeeded: at(pos, 4))
@@ -39,13 +36,8 @@ struct ExtensionArea {
             if dataEnd > end || dataEnd > readEnd {
                 let avail = readEnd - next
                 dataCount = min(avail, UInt64(length))
-                area.findings.append(
-                    Finding(
-                        "X1", .error, structure: "header_extension", field: "length", value: "\(length)",
-                        offset: pos + 4,
-                        message:
-                            "Header extension too large: \(Hex.string(magic)) data would end at \(dataEnd), past the end of the extension area (\(end))"
-                    ))
+                area.issues.append(
+                    .extensionPastArea(offset: pos, magic: magic, length: length, dataEnd: dataEnd, areaEnd: end))
             }
             let lo = Int(next - start)
             let data = Array(bytes[lo..<(lo + Int(dataCount))])

@@ -1,8 +1,9 @@
 /// A parsed qcow2 image: header, header extensions and bitmap directory, read eagerly with a
-/// bounded amount of I/O; bitmap tables, snapshots and whole-table checks are read on demand.
+/// bounded amount of I/O; bitmap tables and snapshots are read on demand.
 ///
-/// Parsing tolerates and reports: only an unreadable header throws; every other rule the image
-/// breaks becomes a ``Finding`` in ``findings`` and the rest of the image is still available.
+/// Parsing is tolerant: only an unreadable header throws. What stops the decoding of a structure
+/// is kept in ``decodeIssues`` and the rest of the image is still available; `ImageValidator`
+/// checks the rules of the format against the image and turns those issues into findings.
 public struct QCOW2Image: Sendable {
     /// Where the bytes come from.
     public let source: any ImageSource
@@ -18,8 +19,8 @@ public struct QCOW2Image: Sendable {
     public let bitmapsExtension: BitmapsExtension?
     /// The bitmap directory entries that could be parsed, in directory order.
     public let bitmaps: [BitmapDirectoryEntry]
-    /// Findings from the header, extensions and bitmap directory (no table or snapshot reads).
-    public let findings: [Finding]
+    /// What stopped or limited the decoding of the extension area and the bitmap directory, in decode order.
+    public let decodeIssues: [DecodeIssue]
 
     /// Parses the header, the extensions, the backing file name and the bitmap directory.
     ///
@@ -29,12 +30,9 @@ public struct QCOW2Image: Sendable {
         self.source = source
         let header = try Header(source: source)
         self.header = header
-        var findings = HeaderChecks.check(header, fileSize: source.size)
-
         let area = try ExtensionArea.parse(header: header, source: source)
         extensions = area.extensions
         extensionsEndMarker = area.endMarker
-        findings += area.findings
 
         var backing: ByteString? = nil
         if header.backingFileOffset != 0 {
@@ -47,13 +45,11 @@ public struct QCOW2Image: Sendable {
             }
         }
         backingFile = backing
-        findings += HeaderChecks.checkExtensions(header, extensions: area.extensions, backingFile: backing)
 
-        let dir = try BitmapDirectoryParser.parse(header: header, extensions: area.extensions, source: source)
-        bitmapsExtension = dir.extension_
+        let dir = try BitmapDirectory.read(header: header, extensions: area.extensions, source: source)
+        bitmapsExtension = dir.bitmapsExtension
         bitmaps = dir.entries
-        findings += dir.findings
-        self.findings = findings
+        decodeIssues = area.issues + dir.issues
     }
 
     /// Opens and parses the file at `path` (read-only, `pread`, no lock).
@@ -125,35 +121,5 @@ public struct QCOW2Image: Sendable {
     /// Finds a bitmap by its exact name bytes.
     public func bitmap(named name: ByteString) -> BitmapDirectoryEntry? {
         bitmaps.first { $0.name == name }
-    }
-
-    /// Every finding: header, extensions, directory, every bitmap table (bounded) and the snapshot table.
-    ///
-    /// Whole-table checks share one budget of ``Limits/maxTableEntriesPerImage`` table entries for the
-    /// image, so a small hostile file (thousands of entries pointing at one huge table) cannot keep a
-    /// request busy for long: bitmaps past the budget get one `info` finding saying they were not checked.
-    public func allFindings() -> [Finding] {
-        var all = findings
-        var budget = Limits.maxTableEntriesPerImage
-        var skipped: [Int] = []
-        for b in bitmaps {
-            let cost = max(UInt64(b.tableSize), 1)
-            guard cost <= budget else {
-                skipped.append(b.index)
-                continue
-            }
-            budget -= cost
-            all += tableFindings(b)
-        }
-        if let first = skipped.first {
-            all.append(
-                Finding(
-                    "T1", .info, structure: "bitmap_table[\(first)]", bitmapIndex: first,
-                    message:
-                        "tables of \(skipped.count) bitmap(s) from index \(first) not checked: the image's budget of \(Limits.maxTableEntriesPerImage) table entries for whole-table checks is spent"
-                ))
-        }
-        all += snapshots().findings
-        return all
     }
 }

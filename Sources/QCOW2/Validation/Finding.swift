@@ -1,7 +1,8 @@
-/// A rule of the format that the image breaks: what, where, how bad. The image is still served.
+/// A rule of the format that the image breaks: which rule, where, how bad. The image is still served.
 ///
-/// Codes `E1`-`E12`, `D1`-`D15` and `T1`-`T5` are the bitmap rules of qcow2-format.md §2.5;
-/// `H*` are header rules, `X*` header extension rules, `S*` snapshot table rules (see ``Rule``).
+/// Findings are made only from a ``Rule`` of the registry (``Rule/all``): the code and the severity
+/// come from the rule. Codes `E1`-`E12`, `D1`-`D15` and `T1`-`T5` are the bitmap rules of
+/// qcow2-format.md §2.5; `H*` are header rules, `X*` header extension rules, `S*` snapshot table rules.
 public struct Finding: Sendable, Hashable {
     /// How much the finding matters.
     public enum Severity: String, Sendable, Hashable, CaseIterable, Comparable {
@@ -24,10 +25,12 @@ public struct Finding: Sendable, Hashable {
         public static func < (lhs: Severity, rhs: Severity) -> Bool { lhs.rank < rhs.rank }
     }
 
-    /// The rule code, e.g. `D5`.
-    public var code: String
-    /// The severity.
-    public var severity: Severity
+    /// The rule broken.
+    public let rule: Rule
+    /// The rule code, e.g. `D5` (``Rule/code``).
+    public let code: String
+    /// The severity: the rule's ``Rule/severity``, or its ``Rule/notCheckedSeverity`` for a "not checked" finding.
+    public let severity: Severity
     /// The structure, e.g. `header`, `bitmaps_extension`, `bitmap_directory[2]`, `bitmap_table[2][17]`.
     public var structure: String
     /// The field, when one is to blame.
@@ -41,12 +44,30 @@ public struct Finding: Sendable, Hashable {
     /// The directory index of the bitmap this concerns, if any.
     public var bitmapIndex: Int?
 
-    /// Creates a finding.
+    /// Creates a finding of `rule`, with the rule's severity.
     public init(
-        _ code: String, _ severity: Severity, structure: String, field: String? = nil, value: String? = nil,
-        offset: UInt64? = nil, bitmapIndex: Int? = nil, message: String
+        _ rule: Rule, structure: String, field: String? = nil, value: String? = nil, offset: UInt64? = nil,
+        bitmapIndex: Int? = nil, message: String
     ) {
-        self.code = code
+        self.init(rule, rule.severity, structure, field, value, offset, bitmapIndex, message)
+    }
+
+    /// Creates a finding that says `rule` was not (fully) checked, e.g. because of a size limit or budget.
+    ///
+    /// Its severity is the rule's ``Rule/notCheckedSeverity`` (`info` for a rule that declares none).
+    public init(
+        notChecked rule: Rule, structure: String, field: String? = nil, value: String? = nil, offset: UInt64? = nil,
+        bitmapIndex: Int? = nil, message: String
+    ) {
+        self.init(rule, rule.notCheckedSeverity ?? .info, structure, field, value, offset, bitmapIndex, message)
+    }
+
+    private init(
+        _ rule: Rule, _ severity: Severity, _ structure: String, _ field: String?, _ value: String?, _ offset: UInt64?,
+        _ bitmapIndex: Int?, _ message: String
+    ) {
+        self.rule = rule
+        self.code = rule.code
         self.severity = severity
         self.structure = structure
         self.field = field

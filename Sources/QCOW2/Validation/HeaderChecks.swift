@@ -3,60 +3,53 @@ enum HeaderChecks {
     /// Checks the header fields on their own.
     static func check(_ h: Header, fileSize: UInt64) -> [Finding] {
         var f: [Finding] = []
-        func add(_ code: String, _ sev: Finding.Severity, _ field: String, _ value: String, _ off: UInt64, _ msg: String)
-        {
-            f.append(Finding(code, sev, structure: "header", field: field, value: value, offset: off, message: msg))
+        func add(_ rule: Rule, field: String, value: String, offset: UInt64, message: String) {
+            f.append(Finding(rule, structure: "header", field: field, value: value, offset: offset, message: message))
         }
         let cs = h.clusterSize
         if h.clusterBits > 21 {
-            add("H1", .error, "cluster_bits", "\(h.clusterBits)", 20, "QEMU supports cluster sizes 512 B to 2 MiB (cluster_bits 9-21)")
+            add(.h1, field: "cluster_bits", value: "\(h.clusterBits)", offset: 20, message: "QEMU supports cluster sizes 512 B to 2 MiB (cluster_bits 9-21)")
         }
         if h.version == 3 {
             if h.headerLength % 8 != 0 {
-                add("H2", .warning, "header_length", "\(h.headerLength)", 100, "header_length must be a multiple of 8")
+                add(.h2, field: "header_length", value: "\(h.headerLength)", offset: 100, message: "header_length must be a multiple of 8")
             }
             if UInt64(h.headerLength) > cs {
-                add("H3", .error, "header_length", "\(h.headerLength)", 100, "qcow2 header exceeds cluster size (\(cs))")
+                add(.h3, field: "header_length", value: "\(h.headerLength)", offset: 100, message: "qcow2 header exceeds cluster size (\(cs))")
             }
             if UInt64(h.headerLength) > fileSize {
-                add("H3", .error, "header_length", "\(h.headerLength)", 100, "header runs past the end of the file (\(fileSize) bytes)")
+                add(.h3, field: "header_length", value: "\(h.headerLength)", offset: 100, message: "header runs past the end of the file (\(fileSize) bytes)")
             }
         }
         let unknownIncompat = h.incompatibleFeatures & ~FeatureGroup.incompatible.knownMask
         if unknownIncompat != 0 {
-            add("H4", .error, "incompatible_features", Hex.string(unknownIncompat), 72,
-                "unknown incompatible feature bits \(FeatureGroup.bits(of: unknownIncompat)): QEMU refuses to open the image")
+            add(.h4, field: "incompatible_features", value: Hex.string(unknownIncompat), offset: 72, message: "unknown incompatible feature bits \(FeatureGroup.bits(of: unknownIncompat)): QEMU refuses to open the image")
         }
         if h.incompatibleFeatures & Header.dirtyBit != 0 {
-            add("H5", .warning, "incompatible_features", "dirty bit", 72,
-                "dirty bit set: refcounts may be inconsistent (lazy refcounts after a crash, or the image is open)")
+            add(.h5, field: "incompatible_features", value: "dirty bit", offset: 72, message: "dirty bit set: refcounts may be inconsistent (lazy refcounts after a crash, or the image is open)")
         }
         if h.incompatibleFeatures & Header.corruptBit != 0 {
-            add("H6", .error, "incompatible_features", "corrupt bit", 72,
-                "corrupt bit set: QEMU found metadata corruption; the image cannot be opened read/write")
+            add(.h6, field: "incompatible_features", value: "corrupt bit", offset: 72, message: "corrupt bit set: QEMU found metadata corruption; the image cannot be opened read/write")
         }
         let bit3 = h.incompatibleFeatures & Header.compressionTypeBit != 0
         if h.compressionType > 1 {
-            add("H7", .error, "compression_type", "\(h.compressionType)", 104, "unknown compression type")
+            add(.h7, field: "compression_type", value: "\(h.compressionType)", offset: 104, message: "unknown compression type")
         } else if bit3 && h.compressionType == 0 {
-            add("H7", .error, "compression_type", "0", 104, "compression type incompatible bit is set but the type is zlib")
+            add(.h7, field: "compression_type", value: "0", offset: 104, message: "compression type incompatible bit is set but the type is zlib")
         } else if !bit3 && h.compressionType != 0 {
-            add("H7", .error, "compression_type", "\(h.compressionType)", 104,
-                "non-zlib compression type without the compression type incompatible bit")
+            add(.h7, field: "compression_type", value: "\(h.compressionType)", offset: 104, message: "non-zlib compression type without the compression type incompatible bit")
         }
         if h.cryptMethod > 2 {
-            add("H8", .error, "crypt_method", "\(h.cryptMethod)", 32, "unsupported encryption method (0 none, 1 AES, 2 LUKS)")
+            add(.h8, field: "crypt_method", value: "\(h.cryptMethod)", offset: 32, message: "unsupported encryption method (0 none, 1 AES, 2 LUKS)")
         }
         if h.backingFileOffset != 0 {
             if h.backingFileOffset > cs {
-                add("H9", .error, "backing_file_offset", Hex.string(h.backingFileOffset), 8,
-                    "backing file name must lie inside cluster 0 (\(cs) bytes)")
+                add(.h9, field: "backing_file_offset", value: Hex.string(h.backingFileOffset), offset: 8, message: "backing file name must lie inside cluster 0 (\(cs) bytes)")
             }
             if UInt64(h.backingFileSize) > Limits.maxBackingFileName {
-                add("H9", .error, "backing_file_size", "\(h.backingFileSize)", 16, "backing file name longer than 1023 bytes")
+                add(.h9, field: "backing_file_size", value: "\(h.backingFileSize)", offset: 16, message: "backing file name longer than 1023 bytes")
             } else if let end = h.backingFileOffset +? UInt64(h.backingFileSize), end > min(cs, fileSize) {
-                add("H9", .error, "backing_file_size", "\(h.backingFileSize)", 16,
-                    "backing file name ends at \(end), past cluster 0 or the end of the file")
+                add(.h9, field: "backing_file_size", value: "\(h.backingFileSize)", offset: 16, message: "backing file name ends at \(end), past cluster 0 or the end of the file")
             }
         }
         for (name, value, off) in [
@@ -64,59 +57,56 @@ enum HeaderChecks {
             ("snapshots_offset", h.snapshotsOffset, 64),
         ] where value % cs != 0 {
             if name == "snapshots_offset" && h.nbSnapshots == 0 && value == 0 { continue }
-            add("H10", .error, name, Hex.string(value), off, "not aligned to the cluster size (\(cs))")
+            add(.h10, field: name, value: Hex.string(value), offset: off, message: "not aligned to the cluster size (\(cs))")
         }
         if h.refcountTableClusters == 0 {
-            add("H11", .error, "refcount_table_clusters", "0", 56, "the refcount table must have at least one cluster")
+            add(.h11, field: "refcount_table_clusters", value: "0", offset: 56, message: "the refcount table must have at least one cluster")
         } else if let bytes = UInt64(h.refcountTableClusters) *? cs, bytes > Limits.maxRefcountTableBytes {
-            add("H11", .error, "refcount_table_clusters", "\(h.refcountTableClusters)", 56,
-                "refcount table of \(bytes) bytes exceeds QEMU's 8 MiB limit")
+            add(.h11, field: "refcount_table_clusters", value: "\(h.refcountTableClusters)", offset: 56, message: "refcount table of \(bytes) bytes exceeds QEMU's 8 MiB limit")
         }
         if h.refcountOrder > 6 {
-            add("H12", .error, "refcount_order", "\(h.refcountOrder)", 96, "refcount width above 64 bits (order > 6)")
+            add(.h12, field: "refcount_order", value: "\(h.refcountOrder)", offset: 96, message: "refcount width above 64 bits (order > 6)")
         }
         let l2Entries = cs / (h.incompatibleFeatures & Header.extendedL2Bit != 0 ? 16 : 8)
         if let perL1 = cs *? l2Entries {
             let needed = Checked.divCeil(h.size, perL1)
             if UInt64(h.l1Size) < needed {
-                add("H13", .error, "l1_size", "\(h.l1Size)", 36, "L1 table is too small: \(needed) entries needed for the virtual size")
+                add(.h13, field: "l1_size", value: "\(h.l1Size)", offset: 36, message: "L1 table is too small: \(needed) entries needed for the virtual size")
             }
         }
         if UInt64(h.l1Size) * 8 > Limits.maxL1Bytes {
-            add("H13", .error, "l1_size", "\(h.l1Size)", 36, "active L1 table larger than QEMU's 32 MiB limit")
+            add(.h13, field: "l1_size", value: "\(h.l1Size)", offset: 36, message: "active L1 table larger than QEMU's 32 MiB limit")
         }
         if h.incompatibleFeatures & Header.extendedL2Bit != 0 && h.clusterBits < 14 {
-            add("H14", .error, "cluster_bits", "\(h.clusterBits)", 20, "extended L2 entries need clusters of at least 16 KiB")
+            add(.h14, field: "cluster_bits", value: "\(h.clusterBits)", offset: 20, message: "extended L2 entries need clusters of at least 16 KiB")
         }
         if h.autoclearFeatures & Header.rawExternalDataBit != 0 && h.incompatibleFeatures & Header.externalDataFileBit == 0 {
-            add("H15", .error, "autoclear_features", "raw external data", 88, "raw external data bit set without an external data file")
+            add(.h15, field: "autoclear_features", value: "raw external data", offset: 88, message: "raw external data bit set without an external data file")
         }
         if h.additionalBytes.count >= 7 && h.additionalBytes.prefix(7).contains(where: { $0 != 0 }) {
-            add("H16", .warning, "padding", Hex.bytes(Array(h.additionalBytes.prefix(7))), 105, "header padding bytes 105-111 must be zero")
+            add(.h16, field: "padding", value: Hex.bytes(Array(h.additionalBytes.prefix(7))), offset: 105, message: "header padding bytes 105-111 must be zero")
         }
         let unknownCompat = h.compatibleFeatures & ~FeatureGroup.compatible.knownMask
         if unknownCompat != 0 {
-            add("H17", .info, "compatible_features", Hex.string(unknownCompat), 80, "unknown compatible feature bits (safe to ignore)")
+            add(.h17, field: "compatible_features", value: Hex.string(unknownCompat), offset: 80, message: "unknown compatible feature bits (safe to ignore)")
         }
         let unknownAuto = h.autoclearFeatures & ~FeatureGroup.autoclear.knownMask
         if unknownAuto != 0 {
-            add("H17", .info, "autoclear_features", Hex.string(unknownAuto), 88,
-                "unknown autoclear feature bits (a writable open by QEMU clears them)")
+            add(.h17, field: "autoclear_features", value: Hex.string(unknownAuto), offset: 88, message: "unknown autoclear feature bits (a writable open by QEMU clears them)")
         }
         if UInt64(h.nbSnapshots) > Limits.maxSnapshots {
-            add("H18", .error, "nb_snapshots", "\(h.nbSnapshots)", 60, "more than QEMU's 65536 snapshots")
+            add(.h18, field: "nb_snapshots", value: "\(h.nbSnapshots)", offset: 60, message: "more than QEMU's 65536 snapshots")
         }
         if h.nbSnapshots > 0 && h.incompatibleFeatures & Header.externalDataFileBit != 0 {
-            add("H18", .error, "nb_snapshots", "\(h.nbSnapshots)", 60, "internal snapshots are not allowed with an external data file")
+            add(.h18, field: "nb_snapshots", value: "\(h.nbSnapshots)", offset: 60, message: "internal snapshots are not allowed with an external data file")
         }
         if h.l1Size > 0, let end = h.l1TableOffset +? UInt64(h.l1Size) * 8, end > fileSize {
-            add("H19", .error, "l1_table_offset", Hex.string(h.l1TableOffset), 40, "L1 table ends at \(end), past the end of the file (\(fileSize))")
+            add(.h19, field: "l1_table_offset", value: Hex.string(h.l1TableOffset), offset: 40, message: "L1 table ends at \(end), past the end of the file (\(fileSize))")
         }
         if let bytes = UInt64(h.refcountTableClusters) *? cs, let end = h.refcountTableOffset +? bytes,
             bytes > 0, end > fileSize
         {
-            add("H19", .error, "refcount_table_offset", Hex.string(h.refcountTableOffset), 48,
-                "refcount table ends at \(end), past the end of the file (\(fileSize))")
+            add(.h19, field: "refcount_table_offset", value: Hex.string(h.refcountTableOffset), offset: 48, message: "refcount table ends at \(end), past the end of the file (\(fileSize))")
         }
         return f
     }
@@ -129,9 +119,7 @@ enum HeaderChecks {
             if let kind = e.kind {
                 if seen.contains(e.magic) {
                     f.append(
-                        Finding(
-                            "X2", .warning, structure: "header_extension", field: "magic", value: Hex.string(e.magic),
-                            offset: e.offset, message: "\(kind.label) extension appears more than once"))
+                        Finding(.x2, structure: "header_extension", field: "magic", value: Hex.string(e.magic), offset: e.offset, message: "\(kind.label) extension appears more than once"))
                 }
                 seen.insert(e.magic)
             }
@@ -139,41 +127,29 @@ enum HeaderChecks {
             case .backingFormat?:
                 if e.length >= 16 {
                     f.append(
-                        Finding(
-                            "X3", .error, structure: "header_extension", field: "length", value: "\(e.length)",
-                            offset: e.offset + 4, message: "ext_backing_format: len=\(e.length) too large (>=16)"))
+                        Finding(.x3, structure: "header_extension", field: "length", value: "\(e.length)", offset: e.offset + 4, message: "ext_backing_format: len=\(e.length) too large (>=16)"))
                 }
                 if h.backingFileOffset == 0 {
                     f.append(
-                        Finding(
-                            "X7", .warning, structure: "header_extension", field: "magic", value: Hex.string(e.magic),
-                            offset: e.offset, message: "backing format extension without a backing file"))
+                        Finding(.x7, structure: "header_extension", field: "magic", value: Hex.string(e.magic), offset: e.offset, message: "backing format extension without a backing file"))
                 }
             case .cryptoHeader?:
                 if h.cryptMethod != 2 {
                     f.append(
-                        Finding(
-                            "X4", .error, structure: "header_extension", field: "magic", value: Hex.string(e.magic),
-                            offset: e.offset, message: "CRYPTO header extension only expected with LUKS encryption method"))
+                        Finding(.x4, structure: "header_extension", field: "magic", value: Hex.string(e.magic), offset: e.offset, message: "CRYPTO header extension only expected with LUKS encryption method"))
                 }
                 if e.length != 16 {
                     f.append(
-                        Finding(
-                            "X4", .error, structure: "header_extension", field: "length", value: "\(e.length)",
-                            offset: e.offset + 4, message: "crypto header extension must be 16 bytes"))
+                        Finding(.x4, structure: "header_extension", field: "length", value: "\(e.length)", offset: e.offset + 4, message: "crypto header extension must be 16 bytes"))
                 }
                 if case .crypto(let off, _) = e.payload, off % h.clusterSize != 0 {
                     f.append(
-                        Finding(
-                            "X4", .error, structure: "header_extension", field: "offset", value: Hex.string(off),
-                            offset: e.dataOffset, message: "encryption header offset not cluster aligned"))
+                        Finding(.x4, structure: "header_extension", field: "offset", value: Hex.string(off), offset: e.dataOffset, message: "encryption header offset not cluster aligned"))
                 }
             case .featureNameTable?:
                 if e.length % 48 != 0 {
                     f.append(
-                        Finding(
-                            "X5", .warning, structure: "header_extension", field: "length", value: "\(e.length)",
-                            offset: e.offset + 4, message: "feature name table length is not a multiple of 48"))
+                        Finding(.x5, structure: "header_extension", field: "length", value: "\(e.length)", offset: e.offset + 4, message: "feature name table length is not a multiple of 48"))
                 }
             default:
                 break
@@ -181,9 +157,29 @@ enum HeaderChecks {
         }
         if h.cryptMethod == 2 && !seen.contains(HeaderExtension.Kind.cryptoHeader.rawValue) {
             f.append(
-                Finding(
-                    "X4", .error, structure: "header", field: "crypt_method", value: "2", offset: 32,
-                    message: "Missing CRYPTO header for crypt method 2"))
+                Finding(.x4, structure: "header", field: "crypt_method", value: "2", offset: 32, message: "Missing CRYPTO header for crypt method 2"))
+        }
+        return f
+    }
+}
+
+extension HeaderChecks {
+    /// The framing problems the extension area decoder met (X1, X6), in file order.
+    static func extensionArea(_ issues: [DecodeIssue]) -> [Finding] {
+        var f: [Finding] = []
+        for issue in issues {
+            switch issue {
+            case .tooManyExtensions(let offset):
+                f.append(
+                    Finding(.x6, structure: "header_extensions", offset: offset,
+                        message: "more than \(Limits.maxExtensions) header extensions; the rest is not read"))
+            case .extensionPastArea(let offset, let magic, let length, let dataEnd, let areaEnd):
+                f.append(
+                    Finding(.x1, structure: "header_extension", field: "length", value: "\(length)", offset: offset + 4,
+                        message: "Header extension too large: \(Hex.string(magic)) data would end at \(dataEnd), past the end of the extension area (\(areaEnd))"))
+            default:
+                break
+            }
         }
         return f
     }

@@ -1,0 +1,74 @@
+/// Checks a ``QCOW2Image`` against the rules of the registry (``Rule/all``) and returns findings.
+///
+/// The Model only decodes; this is where rules are checked and where the decoder's
+/// ``DecodeIssue``s become findings. Nothing here throws: an unreadable structure is a finding.
+///
+/// - ``findings(_:)``: header, extensions and bitmap directory; no I/O beyond what the image already read.
+/// - ``tableFindings(_:_:)``: one bitmap's table and data (reads the table in bounded chunks).
+/// - ``snapshotFindings(_:)``: the snapshot table (reads it).
+/// - ``allFindings(_:)``: all of them, with one budget of table entries for the whole image.
+public enum ImageValidator {
+    /// The findings about the header (`H*`), the header extensions (`X*`), the bitmaps extension (`E*`)
+    /// and the bitmap directory entries (`D*`), in that order.
+    ///
+    /// Cheap (no reads), but proportional to the number of directory entries: callers that need it
+    /// often should keep the result with the image.
+    public static func findings(_ image: QCOW2Image) -> [Finding] {
+        var f = HeaderChecks.check(image.header, fileSize: image.source.size)
+        f += HeaderChecks.extensionArea(image.decodeIssues)
+        f += HeaderChecks.checkExtensions(image.header, extensions: image.extensions, backingFile: image.backingFile)
+        f += BitmapDirectoryChecks.check(image)
+        return f
+    }
+
+    /// The table rules T1-T5 for one bitmap, reading its whole table in bounded chunks.
+    ///
+    /// Tables larger than ``Limits/maxTableEntriesChecked`` (which D4/D9 already flag) are not read;
+    /// an `info` T1 finding says so. In-use bitmaps are checked too: their findings say the data is stale.
+    /// At most 100 entry findings are listed per bitmap, then an `info` T1 finding counts the rest.
+    public static func tableFindings(_ image: QCOW2Image, _ bitmap: BitmapDirectoryEntry) -> [Finding] {
+        TableChecks.check(image, bitmap)
+    }
+
+    /// The snapshot table rules S1-S6: reads and decodes the snapshot table, then checks it.
+    public static func snapshotFindings(_ image: QCOW2Image) -> [Finding] {
+        snapshotFindings(image, table: image.snapshots())
+    }
+
+    /// The snapshot table rules S1-S6 for a table already read with ``QCOW2Image/snapshots()``.
+    public static func snapshotFindings(_ image: QCOW2Image, table: SnapshotTable) -> [Finding] {
+        SnapshotChecks.check(table, header: image.header)
+    }
+
+    /// Every finding: ``findings(_:)``, every bitmap's ``tableFindings(_:_:)`` (bounded), then ``snapshotFindings(_:)``.
+    ///
+    /// Whole-table checks share one budget of ``Limits/maxTableEntriesPerImage`` table entries for the
+    /// image, so a small hostile file (thousands of entries pointing at one huge table) cannot keep a
+    /// request busy for long: bitmaps past the budget get one `info` T1 finding saying they were not checked.
+    public static func allFindings(_ image: QCOW2Image) -> [Finding] {
+        allFindings(image, eager: findings(image))
+    }
+
+    /// ``allFindings(_:)`` reusing the ``findings(_:)`` a caller already holds for the image.
+    public static func allFindings(_ image: QCOW2Image, eager: [Finding]) -> [Finding] {
+        var all = eager
+        var budget = Limits.maxTableEntriesPerImage
+        var skipped: [Int] = []
+        for b in image.bitmaps {
+            let cost = max(UInt64(b.tableSize), 1)
+            guard cost <= budget else {
+                skipped.append(b.index)
+                continue
+            }
+            budget -= cost
+            all += tableFindings(image, b)
+        }
+        if let first = skipped.first {
+            all.append(
+                Finding(notChecked: .t1, structure: "bitmap_table[\(first)]", bitmapIndex: first,
+                    message: "tables of \(skipped.count) bitmap(s) from index \(first) not checked: the image's budget of \(Limits.maxTableEntriesPerImage) table entries for whole-table checks is spent"))
+        }
+        all += snapshotFindings(image)
+        return all
+    }
+}

@@ -1,0 +1,416 @@
+// The registry: every rule qcowscope checks, each declared exactly once, and the list of them all.
+// Sources/QCOW2/QCOW2.docc/Rules.md documents the same rules; RuleRegistryTests fails when they drift.
+
+extension Rule {
+    /// Every rule, in documentation order: header, extensions, snapshots, then the bitmap rules of §2.5.
+    public static let all: [Rule] = [
+        h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19,
+        x1, x2, x3, x4, x5, x6, x7,
+        s1, s2, s3, s4, s5, s6,
+        e1, e2, e3, e4, e5, e6, e7, e8, e9, e10, e11, e12,
+        d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11, d12, d13, d14, d15,
+        t1, t2, t3, t4, t5,
+    ]
+
+    // MARK: Header (H)
+
+    /// H1: cluster_bits within QEMU's 9-21.
+    public static let h1 = Rule(
+        "H1", .error, .header,
+        summary: "cluster_bits must be 9-21 (clusters of 512 B to 2 MiB); QEMU refuses larger clusters.",
+        action: "Convert the image to a supported cluster size with `qemu-img convert -O qcow2 -o cluster_size=65536`.",
+        reference: "qcow2-format.md §1.2, §1.11; QEMU qcow2_do_open")
+    /// H2: header_length a multiple of 8.
+    public static let h2 = Rule(
+        "H2", .warning, .header,
+        summary: "A version 3 header_length must be a multiple of 8.",
+        action: "QEMU opens it anyway; rewrite the header with `qemu-img convert` if other tools must read it.",
+        reference: "qcow2-format.md §1.2 (spec only; QEMU does not check)")
+    /// H3: the header fits in cluster 0 and in the file.
+    public static let h3 = Rule(
+        "H3", .error, .header,
+        summary: "header_length must not exceed the cluster size or the file.",
+        action: "The header is damaged: restore the image from a backup.",
+        reference: "qcow2-format.md §1.2; QEMU qcow2_do_open")
+    /// H4: no unknown incompatible feature bits.
+    public static let h4 = Rule(
+        "H4", .error, .header,
+        summary: "Unknown incompatible feature bits must be clear; QEMU refuses to open the image.",
+        action: "Open it with the (newer) program that wrote the feature, or restore from a backup if the bits are damage.",
+        reference: "qcow2-format.md §1.4; QEMU qcow2_do_open")
+    /// H5: the dirty bit.
+    public static let h5 = Rule(
+        "H5", .warning, .header,
+        summary: "The dirty bit is set: refcounts may be inconsistent (lazy refcounts after a crash, or the image is open).",
+        action: "If no VM has the image open, run `qemu-img check -r leaks` to rebuild the refcounts.",
+        reference: "qcow2-format.md §1.4; QEMU qcow2_do_open")
+    /// H6: the corrupt bit.
+    public static let h6 = Rule(
+        "H6", .error, .header,
+        summary: "The corrupt bit is set: QEMU found metadata corruption and will not open the image read/write.",
+        action: "Run `qemu-img check`; repair a copy with `qemu-img check -r all`, or restore from a backup.",
+        reference: "qcow2-format.md §1.4; QEMU qcow2_do_open")
+    /// H7: compression_type and incompatible bit 3 agree.
+    public static let h7 = Rule(
+        "H7", .error, .header,
+        summary: "compression_type must be 0 (zlib) or 1 (zstd), and non-zero exactly when incompatible bit 3 is set.",
+        action: "The header is damaged: restore the image from a backup.",
+        reference: "qcow2-format.md §1.2; QEMU validate_compression_type")
+    /// H8: crypt_method 0-2.
+    public static let h8 = Rule(
+        "H8", .error, .header,
+        summary: "crypt_method must be 0 (none), 1 (AES) or 2 (LUKS).",
+        action: "The header is damaged: restore the image from a backup.",
+        reference: "qcow2-format.md §1.2, §1.10; QEMU qcow2_do_open")
+    /// H9: the backing file name lies inside cluster 0 and is at most 1023 bytes.
+    public static let h9 = Rule(
+        "H9", .error, .header,
+        summary: "The backing file name must lie inside cluster 0 and the file, and be at most 1023 bytes.",
+        action: "Set a valid backing file with `qemu-img rebase -u -b NAME -F FORMAT` on a copy.",
+        reference: "qcow2-format.md §1.6; QEMU qcow2_do_open")
+    /// H10: l1_table_offset, refcount_table_offset and snapshots_offset are cluster aligned.
+    public static let h10 = Rule(
+        "H10", .error, .header,
+        summary: "l1_table_offset, refcount_table_offset and snapshots_offset must be cluster aligned.",
+        action: "The header is damaged: restore the image from a backup.",
+        reference: "qcow2-format.md §1.2; QEMU qcow2_validate_table")
+    /// H11: the refcount table has 1 cluster to 8 MiB.
+    public static let h11 = Rule(
+        "H11", .error, .header,
+        summary: "refcount_table_clusters must be non-zero and the refcount table at most 8 MiB.",
+        action: "The header is damaged: restore the image from a backup.",
+        reference: "qcow2-format.md §1.8, §1.11; QEMU qcow2_do_open")
+    /// H12: refcount_order at most 6.
+    public static let h12 = Rule(
+        "H12", .error, .header,
+        summary: "refcount_order must be at most 6 (64-bit refcounts).",
+        action: "The header is damaged: restore the image from a backup.",
+        reference: "qcow2-format.md §1.2, §1.8; QEMU qcow2_do_open")
+    /// H13: the active L1 table is large enough and at most 32 MiB.
+    public static let h13 = Rule(
+        "H13", .error, .header,
+        summary: "l1_size must cover the virtual size, and the active L1 table be at most 32 MiB.",
+        action: "The header is damaged: restore the image from a backup.",
+        reference: "qcow2-format.md §1.7, §1.11; QEMU qcow2_do_open")
+    /// H14: extended L2 entries need clusters of at least 16 KiB.
+    public static let h14 = Rule(
+        "H14", .error, .header,
+        summary: "Extended L2 entries (incompatible bit 4) need cluster_bits of at least 14.",
+        action: "The header is damaged: restore the image from a backup.",
+        reference: "qcow2-format.md §1.7; QEMU qcow2_do_open")
+    /// H15: raw external data only with an external data file.
+    public static let h15 = Rule(
+        "H15", .error, .header,
+        summary: "Autoclear bit 1 (raw external data) needs incompatible bit 2 (external data file).",
+        action: "The header is damaged: restore the image from a backup.",
+        reference: "qcow2-format.md §1.4; QEMU qcow2_do_open")
+    /// H16: header padding bytes 105-111 are zero.
+    public static let h16 = Rule(
+        "H16", .warning, .header,
+        summary: "The header padding after compression_type (bytes 105-111) must be zero.",
+        action: "QEMU ignores the padding; rewrite the image with `qemu-img convert` if other tools must read it.",
+        reference: "qcow2-format.md §1.2 (spec only)")
+    /// H17: unknown compatible or autoclear feature bits.
+    public static let h17 = Rule(
+        "H17", .info, .header,
+        summary: "Unknown compatible or autoclear feature bits are set (readers may ignore them).",
+        action: "Nothing: a writable open by QEMU clears unknown autoclear bits; compatible bits are safe to ignore.",
+        reference: "qcow2-format.md §1.4")
+    /// H18: snapshot count within QEMU's limits and not with an external data file.
+    public static let h18 = Rule(
+        "H18", .error, .header,
+        summary: "nb_snapshots must be at most 65536, and 0 when the image has an external data file.",
+        action: "The header is damaged: restore the image from a backup.",
+        reference: "qcow2-format.md §1.4, §1.9; QEMU qcow2_read_snapshots")
+    /// H19: the L1 and refcount tables lie inside the file.
+    public static let h19 = Rule(
+        "H19", .error, .header,
+        summary: "The active L1 table and the refcount table must lie inside the file.",
+        action: "The file is truncated: copy it again from its source, or restore it from a backup.",
+        reference: "qcow2-format.md §1.7, §1.8")
+
+    // MARK: Header extensions (X)
+
+    /// X1: an extension's data ends inside the extension area.
+    public static let x1 = Rule(
+        "X1", .error, .headerExtension,
+        summary: "A header extension's data must end inside the extension area (before the backing file name and cluster 0's end).",
+        action: "The extension area is damaged: restore the image from a backup.",
+        reference: "qcow2-format.md §1.5; QEMU qcow2_read_extensions")
+    /// X2: a known extension appears at most once.
+    public static let x2 = Rule(
+        "X2", .warning, .headerExtension,
+        summary: "Each known header extension type should appear at most once.",
+        action: "Rewrite the image with `qemu-img convert` so that each extension is written once.",
+        reference: "qcow2-format.md §1.5 (spec only)")
+    /// X3: the backing format name is shorter than 16 bytes.
+    public static let x3 = Rule(
+        "X3", .error, .headerExtension,
+        summary: "The backing format extension must be shorter than 16 bytes.",
+        action: "Set the backing format again with `qemu-img rebase -u -b NAME -F FORMAT` on a copy.",
+        reference: "qcow2-format.md §1.5; QEMU qcow2_read_extensions")
+    /// X4: the crypto header extension exists exactly with LUKS, is 16 bytes and points at a cluster.
+    public static let x4 = Rule(
+        "X4", .error, .headerExtension,
+        summary: "The crypto header extension must be present exactly for LUKS (crypt_method 2), 16 bytes long, with a cluster-aligned offset.",
+        action: "The encryption metadata is damaged: restore the image from a backup.",
+        reference: "qcow2-format.md §1.5, §1.10; QEMU qcow2_read_extensions, qcow2_do_open")
+    /// X5: the feature name table is a whole number of 48-byte entries.
+    public static let x5 = Rule(
+        "X5", .warning, .headerExtension,
+        summary: "The feature name table length must be a multiple of 48.",
+        action: "Only names are affected; rewrite the image with `qemu-img convert` to get a clean table.",
+        reference: "qcow2-format.md §1.5")
+    /// X6: at most 4096 extensions are read.
+    public static let x6 = Rule(
+        "X6", .error, .headerExtension,
+        summary: "More than 4096 header extensions: qcowscope reads no further.",
+        action: "The extension area is damaged or hostile: restore the image from a backup.",
+        reference: "qcow2-format.md §1.5; qcowscope Limits.maxExtensions")
+    /// X7: a backing format extension only with a backing file.
+    public static let x7 = Rule(
+        "X7", .warning, .headerExtension,
+        summary: "A backing format extension without a backing file has no meaning.",
+        action: "Harmless; `qemu-img convert` writes the image without it.",
+        reference: "qcow2-format.md §1.5, §1.6")
+
+    // MARK: Snapshot table (S)
+
+    /// S1: the snapshot table can be read.
+    public static let s1 = Rule(
+        "S1", .error, .snapshotTable,
+        summary: "The snapshot table must lie inside the file and every entry be readable (at most 65536 entries, 64 MiB).",
+        action: "The snapshot table is damaged or the file truncated: copy it again, or restore from a backup.",
+        reference: "qcow2-format.md §1.9; QEMU qcow2_read_snapshots")
+    /// S2: snapshot L1 tables are cluster aligned.
+    public static let s2 = Rule(
+        "S2", .error, .snapshotTable,
+        summary: "A snapshot's l1_table_offset must be cluster aligned.",
+        action: "Run `qemu-img check`; delete the broken snapshot with `qemu-img snapshot -d` on a copy.",
+        reference: "qcow2-format.md §1.9; QEMU qcow2_check_read_snapshot_table")
+    /// S3: version 3 snapshots carry at least 16 bytes of extra data.
+    public static let s3 = Rule(
+        "S3", .error, .snapshotTable,
+        summary: "In a version 3 image every snapshot needs at least 16 bytes of extra data.",
+        action: "Let QEMU rewrite the table (`qemu-img check -r all` on a copy), or restore from a backup.",
+        reference: "qcow2-format.md §1.9; QEMU qcow2_read_snapshots")
+    /// S4: at most 1024 bytes of extra data per snapshot.
+    public static let s4 = Rule(
+        "S4", .error, .snapshotTable,
+        summary: "A snapshot entry may carry at most 1024 bytes of extra data.",
+        action: "QEMU refuses the image: restore it from a backup.",
+        reference: "qcow2-format.md §1.9; QEMU qcow2_read_snapshots")
+    /// S5: snapshot IDs are unique.
+    public static let s5 = Rule(
+        "S5", .error, .snapshotTable,
+        summary: "Snapshot IDs must be unique.",
+        action: "Delete one of the duplicates with `qemu-img snapshot -d` on a copy.",
+        reference: "qcow2-format.md §1.9 (spec)")
+    /// S6: snapshot L1 tables are at most 32 MiB.
+    public static let s6 = Rule(
+        "S6", .error, .snapshotTable,
+        summary: "A snapshot's L1 table must be at most 32 MiB.",
+        action: "Run `qemu-img check`; delete the broken snapshot with `qemu-img snapshot -d` on a copy.",
+        reference: "qcow2-format.md §1.9, §1.11; QEMU qcow2_check_read_snapshot_table")
+
+    // MARK: Bitmaps extension (E)
+
+    /// E1: the bitmaps extension is 24 bytes.
+    public static let e1 = Rule(
+        "E1", .error, .bitmapsExtension,
+        summary: "The bitmaps extension must be 24 bytes long.",
+        action: "QEMU refuses the image: restore it from a backup.",
+        reference: "qcow2-format.md §2.1, §2.5; QEMU qcow2_read_extensions")
+    /// E2: autoclear bit 0 vouches for the bitmaps.
+    public static let e2 = Rule(
+        "E2", .warning, .bitmapsExtension,
+        summary: "Autoclear bit 0 must be set for the bitmaps to be trusted; when clear, every bitmap is inconsistent.",
+        action: "Do not use the bitmaps for incremental backups: take a full backup and recreate them.",
+        reference: "qcow2-format.md §1.4, §2.5; QEMU qcow2_read_extensions")
+    /// E3: autoclear bit 0 only with a bitmaps extension.
+    public static let e3 = Rule(
+        "E3", .error, .bitmapsExtension,
+        summary: "Autoclear bit 0 must not be set without a bitmaps extension; QEMU's first write then marks the image corrupt.",
+        action: "Clear the bit before writing: open the image once with a tool that rewrites the header, or restore from a backup.",
+        reference: "qcow2-format.md §1.4, §2.5 (spec)")
+    /// E4: reserved32 is zero.
+    public static let e4 = Rule(
+        "E4", .error, .bitmapsExtension,
+        summary: "The bitmaps extension's reserved32 field must be zero.",
+        action: "QEMU refuses the image: restore it from a backup.",
+        reference: "qcow2-format.md §2.1, §2.5; QEMU qcow2_read_extensions")
+    /// E5: at least one bitmap.
+    public static let e5 = Rule(
+        "E5", .error, .bitmapsExtension,
+        summary: "nb_bitmaps must be at least 1.",
+        action: "QEMU refuses the image: restore it from a backup.",
+        reference: "qcow2-format.md §2.1, §2.5; QEMU qcow2_read_extensions")
+    /// E6: at most 65535 bitmaps.
+    public static let e6 = Rule(
+        "E6", .error, .bitmapsExtension,
+        summary: "nb_bitmaps must be at most 65535 (QCOW2_MAX_BITMAPS).",
+        action: "QEMU refuses the image: restore it from a backup.",
+        reference: "qcow2-format.md §2.5; QEMU qcow2_read_extensions")
+    /// E7: the directory is cluster aligned.
+    public static let e7 = Rule(
+        "E7", .error, .bitmapsExtension,
+        summary: "bitmap_directory_offset must be cluster aligned; an unaligned directory is not read.",
+        action: "QEMU refuses the image: restore it from a backup.",
+        reference: "qcow2-format.md §2.1, §2.5; QEMU qcow2_read_extensions")
+    /// E8: the directory is at most 67,107,840 bytes.
+    public static let e8 = Rule(
+        "E8", .error, .bitmapsExtension,
+        summary: "bitmap_directory_size must be at most 67107840 bytes (QCOW2_MAX_BITMAP_DIRECTORY_SIZE); a larger directory is not read.",
+        action: "QEMU refuses the image: restore it from a backup.",
+        reference: "qcow2-format.md §2.5; QEMU qcow2_read_extensions")
+    /// E9: the directory is not empty.
+    public static let e9 = Rule(
+        "E9", .error, .bitmapsExtension,
+        summary: "bitmap_directory_size must not be zero.",
+        action: "QEMU refuses the image: restore it from a backup.",
+        reference: "qcow2-format.md §2.5; QEMU bitmap_list_load")
+    /// E10: the directory is well framed and inside the file.
+    public static let e10 = Rule(
+        "E10", .error, .bitmapDirectory,
+        summary: "The bitmap directory must lie inside the file, every entry inside the directory, and the last entry end at its end.",
+        action: "QEMU refuses the image (\"Broken bitmap directory\"): restore it from a backup.",
+        reference: "qcow2-format.md §2.2, §2.5; QEMU bitmap_list_load")
+    /// E11: the directory holds nb_bitmaps entries.
+    public static let e11 = Rule(
+        "E11", .error, .bitmapDirectory,
+        summary: "The directory must hold exactly nb_bitmaps entries.",
+        action: "QEMU refuses the image: restore it from a backup.",
+        reference: "qcow2-format.md §2.5; QEMU bitmap_list_load")
+    /// E12: only version 3 images carry bitmaps.
+    public static let e12 = Rule(
+        "E12", .error, .bitmapsExtension,
+        summary: "Only version 3 images may carry persistent bitmaps; QEMU ignores a bitmaps extension in a version 2 file.",
+        action: "Upgrade with `qemu-img amend -o compat=1.1` and recreate the bitmaps.",
+        reference: "qcow2-format.md §1.3, §2.5; QEMU qcow2_read_extensions")
+
+    // MARK: Bitmap directory entries (D)
+
+    /// D1: no extra data.
+    public static let d1 = Rule(
+        "D1", .error, .bitmapDirectory,
+        summary: "extra_data_size must be 0: QEMU supports no bitmap extra data.",
+        action: "QEMU refuses the image: remove the bitmap with the program that wrote it, or restore from a backup.",
+        reference: "qcow2-format.md §2.2, §2.5; QEMU bitmap_list_load")
+    /// D2: the table is not empty.
+    public static let d2 = Rule(
+        "D2", .error, .bitmapDirectory,
+        summary: "bitmap_table_size must not be zero.",
+        action: "QEMU refuses the image: restore it from a backup.",
+        reference: "qcow2-format.md §2.5; QEMU check_dir_entry")
+    /// D3: the table offset is set and cluster aligned.
+    public static let d3 = Rule(
+        "D3", .error, .bitmapDirectory,
+        summary: "bitmap_table_offset must be non-zero and cluster aligned.",
+        action: "QEMU refuses the image: restore it from a backup.",
+        reference: "qcow2-format.md §2.2, §2.5; QEMU check_dir_entry")
+    /// D4: at most 0x8000000 table entries.
+    public static let d4 = Rule(
+        "D4", .error, .bitmapDirectory,
+        summary: "bitmap_table_size must be at most 134217728 entries (BME_MAX_TABLE_SIZE).",
+        action: "QEMU refuses the image: restore it from a backup.",
+        reference: "qcow2-format.md §2.5; QEMU check_dir_entry")
+    /// D5: granularity_bits 9-31.
+    public static let d5 = Rule(
+        "D5", .error, .bitmapDirectory,
+        summary: "granularity_bits must be 9-31 (512 B to 2 GiB per bit).",
+        action: "QEMU refuses the image: remove the bitmap with the program that wrote it, or restore from a backup.",
+        reference: "qcow2-format.md §2.2, §2.5; QEMU check_dir_entry")
+    /// D6: only flags in_use and auto.
+    public static let d6 = Rule(
+        "D6", .error, .bitmapDirectory,
+        summary: "Only flag bits 0 (in_use) and 1 (auto) may be set; QEMU also rejects bit 2 (extra_data_compatible).",
+        action: "QEMU refuses the image: remove the bitmap with the program that wrote it, or restore from a backup.",
+        reference: "qcow2-format.md §2.2, §2.5; QEMU check_dir_entry")
+    /// D7: names of at most 1023 bytes.
+    public static let d7 = Rule(
+        "D7", .error, .bitmapDirectory,
+        summary: "name_size must be at most 1023 bytes (BME_MAX_NAME_SIZE).",
+        action: "QEMU refuses the image: remove the bitmap with the program that wrote it, or restore from a backup.",
+        reference: "qcow2-format.md §2.5; QEMU check_dir_entry")
+    /// D8: type 1.
+    public static let d8 = Rule(
+        "D8", .error, .bitmapDirectory,
+        summary: "type must be 1 (dirty tracking bitmap).",
+        action: "QEMU refuses the image: remove the bitmap with the program that wrote it, or restore from a backup.",
+        reference: "qcow2-format.md §2.2, §2.5; QEMU check_dir_entry")
+    /// D9: at most 512 MiB of bitmap data.
+    public static let d9 = Rule(
+        "D9", .error, .bitmapDirectory,
+        summary: "bitmap_table_size x cluster size must be at most 512 MiB (BME_MAX_PHYS_SIZE).",
+        action: "QEMU refuses the image: restore it from a backup; recreate the bitmap with a larger granularity.",
+        reference: "qcow2-format.md §2.5; QEMU check_dir_entry")
+    /// D10: the table covers the disk.
+    public static let d10 = Rule(
+        "D10", .error, .bitmapDirectory,
+        summary: "A bitmap that is not in use must have a table large enough for the virtual size.",
+        action: "QEMU refuses the image: remove and recreate the bitmap (`qemu-img bitmap --remove`, then `--add`) on a copy.",
+        reference: "qcow2-format.md §2.4, §2.5; QEMU check_dir_entry")
+    /// D11: the table has exactly the required size.
+    public static let d11 = Rule(
+        "D11", .error, .bitmapDirectory,
+        summary: "A bitmap that is not in use must have exactly the table size its virtual size and granularity require.",
+        action: "QEMU cannot load the bitmap: remove and recreate it (`qemu-img bitmap --remove`, then `--add`) on a copy.",
+        reference: "qcow2-format.md §2.4, §2.5; QEMU load_bitmap_data")
+    /// D12: unique names.
+    public static let d12 = Rule(
+        "D12", .error, .bitmapDirectory,
+        summary: "Bitmap names must be unique.",
+        action: "QEMU refuses the image (\"Bitmap already exists\"): restore it from a backup.",
+        reference: "qcow2-format.md §2.2, §2.5; QEMU load_bitmap (bdrv_create_dirty_bitmap)")
+    /// D13: names are not empty.
+    public static let d13 = Rule(
+        "D13", .error, .bitmapDirectory,
+        summary: "name_size must not be zero.",
+        action: "Remove the nameless bitmap with the program that wrote it, or restore from a backup.",
+        reference: "qcow2-format.md §2.2, §2.5 (spec)")
+    /// D14: zero padding after the name.
+    public static let d14 = Rule(
+        "D14", .warning, .bitmapDirectory,
+        summary: "The padding bytes after a bitmap's name must be zero.",
+        action: "QEMU does not check it; the next directory QEMU writes is clean.",
+        reference: "qcow2-format.md §2.2, §2.5 (spec only)")
+    /// D15: in-use bitmaps.
+    public static let d15 = Rule(
+        "D15", .info, .bitmapDirectory,
+        summary: "The bitmap is in use: a writer has it open or crashed; its table and data may be stale (D10/D11 are not checked).",
+        action: "Normal while a VM runs; after a crash do not use the bitmap for incremental backups: take a full backup and recreate it.",
+        reference: "qcow2-format.md §2.5, §2.6; QEMU load_bitmap")
+
+    // MARK: Bitmap tables and data (T)
+
+    /// T1: no reserved bits in table entries; the table can be read.
+    public static let t1 = Rule(
+        "T1", .error, notChecked: .info, .bitmapTable,
+        summary: "Reserved bits 1-8 and 56-63 of every bitmap table entry must be zero, and the table must be readable.",
+        action: "QEMU cannot load the bitmap: remove and recreate it on a copy. An info finding means the table was not checked (size or budget limit).",
+        reference: "qcow2-format.md §2.3, §2.5; QEMU bitmap_table_load (check_table_entry)")
+    /// T2: no all-ones bit with an offset.
+    public static let t2 = Rule(
+        "T2", .error, .bitmapTable,
+        summary: "A table entry with a data cluster offset must have bit 0 (all ones) clear.",
+        action: "QEMU cannot load the bitmap: remove and recreate it on a copy.",
+        reference: "qcow2-format.md §2.3, §2.5; QEMU check_table_entry")
+    /// T3: data clusters aligned and inside the file.
+    public static let t3 = Rule(
+        "T3", .error, .bitmapTable,
+        summary: "A data cluster offset must be cluster aligned and inside the file.",
+        action: "QEMU cannot load the bitmap: remove and recreate it on a copy.",
+        reference: "qcow2-format.md §2.3, §2.5; QEMU check_table_entry")
+    /// T4: tail bits zero.
+    public static let t4 = Rule(
+        "T4", .warning, .bitmapData,
+        summary: "Bits past the end of the virtual disk in the last data cluster must be zero.",
+        action: "QEMU does not check it; the bitmap's dirty extents inside the disk are still right.",
+        reference: "qcow2-format.md §2.4, §2.5 (spec only)")
+    /// T5: bitmap clusters have a refcount.
+    public static let t5 = Rule(
+        "T5", .error, .bitmapTable,
+        summary: "Bitmap tables and data clusters must have a non-zero refcount, or a writer will reuse them.",
+        action: "Run `qemu-img check`; repair a copy with `qemu-img check -r all` before writing to the image.",
+        reference: "qcow2-format.md §1.8, §2.5; QEMU qcow2_check_bitmaps_refcounts")
+}
