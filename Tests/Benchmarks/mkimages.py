@@ -3,6 +3,8 @@
 
     mkimages.py table   FILE   bitmap 'big' with a 1,048,576-entry table (8 MiB) + bitmap 'small' with 16 entries
     mkimages.py bitmaps FILE [N]  N (default 65,535, QEMU's maximum) bitmaps with short names
+    mkimages.py findings FILE  4,096 bitmaps sharing one 96-entry table whose entries all set a
+                               reserved bit (rule T1 once per entry and bitmap: 393,216 findings)
 
 Layout (512-byte clusters, v3, refcount_order 4): cluster 0 holds the 112-byte header, the
 bitmaps extension and the end marker; then the L1 table (all zero: no guest data), every bitmap
@@ -43,6 +45,9 @@ def write_image(path, size, bitmaps):
     l1_offset = next_cluster * CLUSTER
     next_cluster += max(1, clusters(l1_size * 8))
     for b in bitmaps:
+        if "share" in b:  # the table of an earlier bitmap
+            b["offset"] = bitmaps[b["share"]]["offset"]
+            continue
         b["offset"] = next_cluster * CLUSTER
         next_cluster += clusters(b["table_size"] * 8)
     directory = bytearray()
@@ -130,12 +135,25 @@ def bitmaps_image(path, count):
     return write_image(path, size, bitmaps)
 
 
+def findings_image(path):
+    size = 24 << 30  # 96 table entries at 64 KiB granularity and 512-byte clusters
+    table = required_table_size(size, 16)
+    assert table == 96
+    shared = {i: 0x2 for i in range(table)}  # bit 1 is reserved in a bitmap table entry
+    bitmaps = [dict(name=b"f%04d" % i, granularity_bits=16, table_size=table, flags=AUTO,
+                    entries=shared if i == 0 else {}, **({} if i == 0 else {"share": 0}))
+               for i in range(4096)]
+    return write_image(path, size, bitmaps)
+
+
 def main(argv):
-    if len(argv) < 3 or argv[1] not in ("table", "bitmaps"):
+    if len(argv) < 3 or argv[1] not in ("table", "bitmaps", "findings"):
         print(__doc__, file=sys.stderr)
         return 2
     if argv[1] == "table":
         n = table_image(argv[2])
+    elif argv[1] == "findings":
+        n = findings_image(argv[2])
     else:
         count = int(argv[3]) if len(argv) > 3 else 65535
         if not 1 <= count <= 65535:

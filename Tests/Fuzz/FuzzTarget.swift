@@ -19,15 +19,15 @@ func render(_ value: JSONValue) {
 }
 
 /// Same budget as the daemon's catalog.
-func dirtyCount(_ image: QCOW2Image, _ b: BitmapDirectoryEntry) -> ImageCatalog.DirtyCount {
+func dirtyCount(_ image: QCOW2Image, _ b: BitmapDirectoryEntry) -> DirtyCount {
     do {
-        if let bytes = try image.dirtyBytes(b, budget: ImageCatalog.dirtyCountBudget) {
+        if let bytes = try image.dirtyBytes(b, budget: ImageEntry.dirtyCountBudget) {
             precondition(bytes <= image.header.size, "dirty bytes above the virtual size")
-            return ImageCatalog.DirtyCount(bytes: bytes, reason: nil)
+            return DirtyCount(bytes: bytes, reason: nil)
         }
-        return ImageCatalog.DirtyCount(bytes: nil, reason: "too large")
+        return DirtyCount(bytes: nil, reason: "too large")
     } catch {
-        return ImageCatalog.DirtyCount(bytes: nil, reason: error.description)
+        return DirtyCount(bytes: nil, reason: error.description)
     }
 }
 
@@ -54,16 +54,17 @@ func exercise(_ bytes: [UInt8]) {
     for g in FeatureGroup.allCases { _ = image.featureNames(g) }
     _ = image.backingFormat
     _ = image.dataFile
-    var counts: [Int: ImageCatalog.DirtyCount] = [:]
-    let dirty: (BitmapDirectoryEntry) -> ImageCatalog.DirtyCount = { b in
+    var counts: [Int: DirtyCount] = [:]
+    let dirty: (BitmapDirectoryEntry) -> DirtyCount = { b in
         if let c = counts[b.index] { return c }
         let c = dirtyCount(image, b)
         counts[b.index] = c
         return c
     }
     let size = image.header.size
+    let eager = ImageValidator.findings(image)
     for b in image.bitmaps.prefix(256) {
-        render(ImageViews.bitmap(b, in: image, findings: image.findings, dirty: dirty))
+        render(ImageViews.bitmap(b, in: image, findings: eager.filter { $0.bitmapIndex == b.index }, dirty: dirty))
         _ = image.bitmap(named: b.name)
         _ = image.inconsistencyReason(b)
         let total = UInt64(b.tableSize)
@@ -98,10 +99,11 @@ func exercise(_ bytes: [UInt8]) {
     }
     let snapshots = image.snapshots()
     render(.array(snapshots.entries.prefix(1000).map(ImageViews.snapshot)))
-    render(.array(snapshots.findings.map(ImageViews.finding)))
-    let all = image.allFindings()
-    render(ImageViews.findings(all))
-    render(ImageViews.summary(image, file: fuzzFile, findings: all, dirty: dirty))
+    render(.array(ImageValidator.snapshotFindings(image, table: snapshots).map(ImageViews.finding)))
+    let index = FindingIndex(ImageValidator.allFindings(image, eager: eager))
+    render(.array(index.sorted.prefix(1000).map(ImageViews.finding)))
+    render(ImageViews.codeCounts(index))
+    render(ImageViews.summary(image, file: fuzzFile, findings: index, dirty: dirty))
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")

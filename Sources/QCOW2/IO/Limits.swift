@@ -29,6 +29,8 @@ public enum Limits {
     public static let maxTableEntriesChecked: UInt64 = 1 << 20
     /// Table entries read at most, over all bitmaps of one image, by whole-image checks and counts.
     public static let maxTableEntriesPerImage: UInt64 = 4 << 20
+    /// Table findings made at most for one image; bitmaps after that are reported as not checked.
+    public static let maxTableFindingsPerImage = 32_768
     /// QEMU's snapshot count limit.
     public static let maxSnapshots: UInt64 = 65536
     /// QEMU's snapshot table size limit.

@@ -44,7 +44,9 @@ public enum ImageValidator {
     ///
     /// Whole-table checks share one budget of ``Limits/maxTableEntriesPerImage`` table entries for the
     /// image, so a small hostile file (thousands of entries pointing at one huge table) cannot keep a
-    /// request busy for long: bitmaps past the budget get one `info` T1 finding saying they were not checked.
+    /// request busy for long, and stop once ``Limits/maxTableFindingsPerImage`` table findings were made
+    /// (thousands of bitmaps sharing one broken table): bitmaps past either budget get one `info` T1
+    /// finding saying they were not checked.
     public static func allFindings(_ image: QCOW2Image) -> [Finding] {
         allFindings(image, eager: findings(image))
     }
@@ -54,19 +56,22 @@ public enum ImageValidator {
         var all = eager
         var budget = Limits.maxTableEntriesPerImage
         var skipped: [Int] = []
+        var tableFindingCount = 0
         for b in image.bitmaps {
             let cost = max(UInt64(b.tableSize), 1)
-            guard cost <= budget else {
+            guard cost <= budget, tableFindingCount < Limits.maxTableFindingsPerImage else {
                 skipped.append(b.index)
                 continue
             }
             budget -= cost
-            all += tableFindings(image, b)
+            let found = tableFindings(image, b)
+            tableFindingCount += found.count
+            all += found
         }
         if let first = skipped.first {
             all.append(
                 Finding(notChecked: .t1, structure: "bitmap_table[\(first)]", bitmapIndex: first,
-                    message: "tables of \(skipped.count) bitmap(s) from index \(first) not checked: the image's budget of \(Limits.maxTableEntriesPerImage) table entries for whole-table checks is spent"))
+                    message: "tables of \(skipped.count) bitmap(s) from index \(first) not checked: the image's budget for whole-table checks (\(Limits.maxTableEntriesPerImage) table entries, \(Limits.maxTableFindingsPerImage) findings) is spent"))
         }
         all += snapshotFindings(image)
         return all

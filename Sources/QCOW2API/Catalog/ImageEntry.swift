@@ -12,7 +12,9 @@ public final class ImageEntry: Sendable {
     public let file: FileInfo
     /// The parsed image (its source keeps the descriptor open).
     public let image: QCOW2Image
-    /// The header, extension and directory findings of each bitmap, by directory index.
+    /// The header, extension and directory findings (no table reads), checked once at parse time.
+    public let eagerFindings: [Finding]
+    /// ``eagerFindings`` of each bitmap, by directory index.
     private let eagerByBitmap: [Int: [Finding]]
     private let index = Once<FindingIndex>()
     private let dirty: [Int: Once<DirtyCount>]
@@ -28,8 +30,10 @@ public final class ImageEntry: Sendable {
     public init(file: FileInfo, image: QCOW2Image) {
         self.file = file
         self.image = image
+        let eager = ImageValidator.findings(image)
+        eagerFindings = eager
         var byBitmap: [Int: [Finding]] = [:]
-        for f in image.findings {
+        for f in eager {
             if let i = f.bitmapIndex { byBitmap[i, default: []].append(f) }
         }
         eagerByBitmap = byBitmap
@@ -38,7 +42,7 @@ public final class ImageEntry: Sendable {
 
     /// Every finding of the image (header, directory, tables, snapshots), sorted and counted once.
     public var findingIndex: FindingIndex {
-        index.value { FindingIndex(image.allFindings()) }
+        index.value { FindingIndex(ImageValidator.allFindings(image, eager: eagerFindings)) }
     }
 
     /// The header, extension and directory findings that concern `bitmap` (no table reads).

@@ -58,7 +58,7 @@ public struct Documents: Sendable {
             let paging = Self.paging(route)
             let limit = try p.limit(paging)
             let cursor = try p.integer("cursor", default: 0, range: 0...UInt64.max)
-            return plan { () throws(DocumentError) in try Self.findingsPage(entry, limit: limit, cursor: cursor) }
+            return plan { () throws(DocumentError) in Self.findingsPage(entry, limit: limit, cursor: cursor) }
         case .locks:
             guard let locks else { throw .unavailable("the lock state was not probed") }
             return plan { () throws(DocumentError) in Document(ImageViews.locks(locks, image: name)) }
@@ -139,13 +139,11 @@ public struct Documents: Sendable {
     }
 
     /// `/v1/images/{image}/findings`: one page, with the counts by severity and by code of them all.
-    static func findingsPage(_ entry: ImageEntry, limit: UInt64, cursor: UInt64) throws(DocumentError) -> Document {
+    static func findingsPage(_ entry: ImageEntry, limit: UInt64, cursor: UInt64) -> Document {
         let index = entry.findingIndex
         let all = index.sorted
-        guard cursor <= UInt64(all.count) else {
-            throw .invalidParameter(name: "cursor", value: String(cursor), allowed: .range(0...UInt64(all.count)))
-        }
-        let start = Int(cursor)
+        // A cursor at or past the end is an empty last page (the total can shrink when the file changes).
+        let start = Int(clamping: min(cursor, UInt64(all.count)))
         let end = min(all.count, start + Int(clamping: limit))
         let next: UInt64? = end < all.count ? UInt64(end) : nil
         let value: JSONValue = .obj([
@@ -252,7 +250,7 @@ public struct Documents: Sendable {
         let value: JSONValue = .obj([
             "total": .num(all.count), "nb_snapshots": .num(image.header.nbSnapshots), "offset": .num(offset),
             "limit": .num(limit), "snapshots": .array(all[start..<end].map(ImageViews.snapshot)),
-            "findings": .array(table.findings.map(ImageViews.finding)), "next": next.map { .num($0) } ?? .null,
+            "findings": .array(ImageValidator.snapshotFindings(image, table: table).map(ImageViews.finding)), "next": next.map { .num($0) } ?? .null,
         ])
         return Document(value, next: next.map { [("offset", String($0)), ("limit", String(limit))] })
     }
