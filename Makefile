@@ -57,6 +57,7 @@ test: deps-test
 	bash Tests/Browser/run-browser-tests.sh
 	bash Tests/Fuzz/run-fuzz.sh 60
 	SWIFT="$(SWIFT)" bash Tests/Scripts/test-install.sh
+	bash Tests/Scripts/test-hostile-release.sh
 
 # Man pages from swift-argument-parser's generate-manual plugin: one page per binary and per subcommand.
 man: release

@@ -18,6 +18,15 @@ struct HostileImageTests {
 
     /// The findings image: 342 bitmaps' tables (96 findings each) are checked before the cap of
     /// 32,768 table findings, plus one T1 note naming the 3,754 bitmaps not checked.
+    /// The cold budget: 1 s of CPU in optimized builds. `make test` runs debug builds, which are
+    /// 3-10x slower at this parsing; there the same test allows 3 s, and `qcowscope info` in release
+    /// is timed against 1 s by Tests/Scripts/test-hostile-release.sh.
+    #if DEBUG
+        static let coldLimit = 3.0
+    #else
+        static let coldLimit = 1.0
+    #endif
+
     static func threadCPUSeconds() -> Double {
         var t = timespec()
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
@@ -40,7 +49,7 @@ struct HostileImageTests {
             let r = api.handle(TestRequest(method: "GET", target: target))
             let elapsed = Self.threadCPUSeconds() - start
             #expect(r.status == 200, "\(target): \(r.status) \(String(decoding: r.body.prefix(300), as: UTF8.self))")
-            #expect(elapsed < 1.0, "\(target) took \(elapsed) s of CPU cold")
+            #expect(elapsed < Self.coldLimit, "\(target) took \(elapsed) s of CPU cold")
             #expect(r.body.count < 4 << 20, "\(target): \(r.body.count) bytes")
         }
         let doc = try #require(try JSONSerialization.jsonObject(with: Data(api.handle(TestRequest(method: "GET", target: base + "/findings")).body)) as? [String: Any])
