@@ -57,7 +57,7 @@ public struct Documents: Sendable {
         case .findings:
             let paging = Self.paging(route)
             let limit = try p.limit(paging)
-            let cursor = try p.integer("cursor", default: 0, range: 0...UInt64.max)
+            let cursor = try p.integer("cursor", default: 0, range: 0...UInt64(Int64.max))
             return plan { () throws(DocumentError) in Self.findingsPage(entry, limit: limit, cursor: cursor) }
         case .locks:
             guard let locks else { throw .unavailable("the lock state was not probed") }
