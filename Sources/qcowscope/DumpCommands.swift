@@ -10,6 +10,8 @@ struct DumpHeaderCommand: ParsableCommand {
             Text: the 18 header fields as `name value` lines (name padded to 25 columns), a blank line, \
             then each extension. With -j: the header as JSON (indent 4), a blank line, the extensions as \
             a JSON array. Read-only; see `qcowscope --help` for the deliberate differences from qcow2.py.
+
+            Example: qcowscope dump-header vm1.qcow2 | diff - <(python3 qcow2.py vm1.qcow2 dump-header)
             """
     )
 
@@ -32,6 +34,8 @@ struct DumpHeaderExtsCommand: ParsableCommand {
         discussion: """
             Text: each extension as qcow2.py prints it, bitmaps with their directory and tables. With -j: \
             the JSON array of extensions (`[]` when there are none). Read-only.
+
+            Example: qcowscope dump-header-exts -j vm1.qcow2 | jq '.[] | select(.name == "Bitmaps")'
             """
     )
 

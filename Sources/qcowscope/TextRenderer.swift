@@ -1,8 +1,13 @@
 import QCOW2API
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Renders an API document as aligned text for a terminal.
 ///
-/// Objects become `key  value` lines with the keys padded to a common width; nested objects are
+/// Objects become `key  value` lines with the keys padded to a common width (byte counts as qemu-img
+/// prints them, `64 MiB (67108864 bytes)`; magic numbers in hex); nested objects are
 /// indented under `key:`; arrays of flat objects (table rows, findings) become column tables;
 /// other arrays of objects become `[i]` blocks. Control characters in strings (from names in the
 /// image) are escaped so that an image cannot drive the terminal.
@@ -58,7 +63,7 @@ enum TextRenderer {
         let width = pairs.filter { isInline($0.1) }.map { $0.0.count }.max() ?? 0
         for (k, v) in pairs {
             if isInline(v) {
-                let text = inline(v)
+                let text = labelled(k, v) ?? inline(v)
                 out += pad + k
                 if !text.isEmpty { out += String(repeating: " ", count: width - k.count) + "  " + text }
                 out += "\n"
@@ -128,6 +133,33 @@ enum TextRenderer {
         }
         out += line(columns)
         for r in rows { out += line(r) }
+    }
+
+    /// Keys whose unsigned values are byte counts, printed as qemu-img does.
+    static let sizeKeys: Set<String> = [
+        "virtual_size", "actual_size", "size_bytes", "size", "cluster_size", "granularity", "dirty_bytes",
+        "vm_state_size", "disk_size", "length", "total_bytes", "bytes",
+    ]
+
+    /// The text of a key's value when the key says what the number means: sizes and magic numbers.
+    static func labelled(_ key: String, _ v: JSONValue) -> String? {
+        guard case .uint(let n) = v else { return nil }
+        if key == "magic" { return "0x" + String(n, radix: 16) }
+        if sizeKeys.contains(key) { return "\(humanSize(n)) (\(n) bytes)" }
+        return nil
+    }
+
+    /// qemu-img's `size_to_str`: the value in the largest binary unit that keeps it under 1000, `%0.3g`.
+    static func humanSize(_ value: UInt64) -> String {
+        let suffixes = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"]
+        var exponent: Int32 = 0
+        _ = frexp(Double(value) / (1000.0 / 1024.0), &exponent)
+        let i = max(0, min(suffixes.count - 1, Int((exponent - 1) / 10)))
+        let scaled = Double(value) / Double(UInt64(1) << UInt64(i * 10))
+        var buffer = [CChar](repeating: 0, count: 32)
+        _ = withVaList([scaled]) { args in buffer.withUnsafeMutableBufferPointer { vsnprintf($0.baseAddress, 32, "%0.3g", args) } }
+        let number = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return number + " " + suffixes[i] + "B"
     }
 
     /// A scalar as text: strings unquoted with control characters escaped, null as `-`.

@@ -86,7 +86,7 @@ struct CLITests {
         let info = try CLI.run(factory, ["info", image, "--format", "text"])
         #expect(info.status == 0)
         let lines = info.stdout.split(separator: "\n").map(String.init)
-        #expect(lines.contains { $0.hasPrefix("virtual_size") && $0.hasSuffix(" 67108864") })
+        #expect(lines.contains { $0.hasPrefix("virtual_size") && $0.hasSuffix("  64 MiB (67108864 bytes)") })
         #expect(lines.contains { $0.hasPrefix("name") && $0.hasSuffix(" bm.qcow2") })
         let table = try CLI.run(factory, ["table", image, "b-auto", "--format", "text"])
         #expect(table.stdout.contains("entries:\n  index  type        offset"))
@@ -256,9 +256,9 @@ struct CLITests {
         // `bitmaps` shows each bitmap's dirty total and fraction in text form too.
         let bitmaps = try CLI.run(factory, ["bitmaps", image, "--format", "text"])
         let lines = bitmaps.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
-        #expect(lines.contains { $0.hasPrefix("dirty_bytes ") && $0.hasSuffix(" 1114112") })
+        #expect(lines.contains { $0.hasPrefix("dirty_bytes ") && $0.hasSuffix(" 1.06 MiB (1114112 bytes)") })
         #expect(lines.contains { $0.hasPrefix("dirty_fraction ") && $0.hasSuffix(" 0.0166015625") })
-        #expect(lines.contains { $0.hasPrefix("dirty_bytes ") && $0.hasSuffix(" 0") })  // b-disabled
+        #expect(lines.contains { $0.hasPrefix("dirty_bytes ") && $0.hasSuffix(" 0 B (0 bytes)") })  // b-disabled
         // Errors: one line, exit 1.
         for arguments in [["extents", image, "nope"], ["extents", image + ".missing", "b-auto"]] {
             let run = try CLI.run(factory, arguments)
@@ -293,5 +293,18 @@ struct CLITests {
         let sub = try CLI.run(factory, ["dump-header", "--help"])
         #expect(sub.status == 0)
         #expect(sub.stdout.contains("-j, --json"))
+    }
+
+    /// Every command's `--help` shows a runnable example of that command, as the README promises.
+    @Test(arguments: [
+        "info", "header", "extensions", "bitmaps", "table", "extents", "snapshots", "findings", "dump-header",
+        "dump-header-exts",
+    ])
+    func helpHasAnExample(command: String) throws {
+        let factory = try QemuImageFactory()
+        defer { factory.removeDirectory() }
+        let help = try CLI.run(factory, [command, "--help"])
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("Example: qcowscope \(command) "), "\(command) --help has no example")
     }
 }

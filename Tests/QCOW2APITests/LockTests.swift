@@ -180,6 +180,14 @@ struct LockTests {
         }
         let entries = try #require(try fx.json(fx.bitmapTargets[0])["bitmaps"] as? [[String: Any]])
         #expect(entries.allSatisfy { $0["writer_present"] as? Bool == true && $0["stale_reason"] is String })
+        // QEMU flags the bitmap in-use while it has the image open read-write: the reason names the
+        // writer, not a crash.
+        let inUse = entries.filter { $0["in_use"] as? Bool == true }
+        #expect(!inUse.isEmpty, "the writer did not flag b0 in-use")
+        for e in inUse {
+            let reason = e["inconsistent_reason"] as? String ?? ""
+            #expect(reason.contains("a writer has the image open") && !reason.contains("crash"), "\(reason)")
+        }
 
         // A poller's old ETag no longer matches: the lock state is part of it.
         #expect(fx.get(summaryPath, headers: [("If-None-Match", before)]).status == 200)

@@ -19,7 +19,7 @@ struct RuleRegistryTests {
         let codes = Rule.all.map(\.code)
         #expect(Set(codes).count == codes.count, "duplicate codes: \(codes.filter { c in codes.filter { $0 == c }.count > 1 })")
         for r in Rule.all {
-            #expect(r.code.wholeMatch(of: /[HXSEDT][1-9][0-9]*/) != nil, "\(r.code)")
+            #expect(r.code.wholeMatch(of: /[HXSBEDT][1-9][0-9]*/) != nil, "\(r.code)")
             #expect(Rule.withCode(r.code) == r)
             #expect(!r.summary.isEmpty && !r.action.isEmpty && !r.reference.isEmpty, "\(r.code)")
             #expect(r.reference.contains("qcow2-format.md §") || r.reference.contains("QEMU "), "\(r.code): \(r.reference)")
@@ -28,7 +28,11 @@ struct RuleRegistryTests {
         #expect(Rule.withCode("Z99") == nil)
     }
 
-    @Test("every rule has a crafted image that breaks it", arguments: Rule.all)
+    /// Rules checked by the catalog against the images directory, not by the parser: an image alone
+    /// cannot break them (NewUserDefectTests breaks them with real qemu-img overlays in a directory).
+    static let directoryRules: Set<Rule> = [.b1, .b2]
+
+    @Test("every parser rule has a crafted image that breaks it", arguments: Rule.all.filter { !directoryRules.contains($0) })
     func everyRuleIsBroken(_ rule: Rule) throws {
         let cases = Self.ruleCases.filter { $0.code == rule.code }
         #expect(!cases.isEmpty, "\(rule.code) has no crafted image in CraftedImages.all")
@@ -42,7 +46,8 @@ struct RuleRegistryTests {
 
     @Test("the crafted rule cases name exactly the registry's codes")
     func tableMatchesRegistry() {
-        #expect(Set(Self.ruleCases.map(\.code)) == Set(Rule.all.map(\.code)))
+        #expect(Set(Self.ruleCases.map(\.code)) == Set(Rule.all.filter { !Self.directoryRules.contains($0) }.map(\.code)))
+        #expect(Self.directoryRules.allSatisfy { $0.structure == .backingFile })
     }
 
     @Test("every finding of every crafted image, fuzz seed and mutation is a registered rule, with a declared severity")

@@ -107,9 +107,22 @@ public struct QCOW2Image: Sendable {
     }
 
     /// Why the bitmap's data cannot be trusted, `nil` when it can.
-    public func inconsistencyReason(_ bitmap: BitmapDirectoryEntry) -> String? {
+    ///
+    /// `writerPresent` is what a lock probe said about a writer (QEMU's lock byte 101) at the time of the
+    /// answer: an in-use bitmap with a writer present is open, not damaged; without one, the program that
+    /// had it open crashed or was killed; `nil` when unknown (the CLI without a probe, a failed probe).
+    public func inconsistencyReason(_ bitmap: BitmapDirectoryEntry, writerPresent: Bool? = nil) -> String? {
         if bitmap.inUse {
-            return "in-use: the bitmap was not saved cleanly (a writer has the image open, or crashed)"
+            switch writerPresent {
+            case true?:
+                return "in-use: a writer has the image open (it holds QEMU's write lock) and keeps this bitmap in memory; "
+                    + "it is saved when the writer closes the image"
+            case false?:
+                return "in-use: the bitmap was not saved cleanly and no writer holds the image: the program that had it "
+                    + "open crashed or was killed"
+            case nil:
+                return "in-use: the bitmap was not saved cleanly (a writer has the image open, or it crashed or was killed)"
+            }
         }
         if header.version < 3 { return "version 2 images cannot carry persistent bitmaps" }
         if !header.bitmapsConsistentBit {

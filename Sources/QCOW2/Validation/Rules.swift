@@ -2,11 +2,12 @@
 // Sources/QCOW2/QCOW2.docc/Rules.md documents the same rules; RuleRegistryTests fails when they drift.
 
 extension Rule {
-    /// Every rule, in documentation order: header, extensions, snapshots, then the bitmap rules of §2.5.
+    /// Every rule, in documentation order: header, extensions, snapshots, backing file, then the bitmap rules of §2.5.
     public static let all: [Rule] = [
         h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19,
         x1, x2, x3, x4, x5, x6, x7,
         s1, s2, s3, s4, s5, s6,
+        b1, b2,
         e1, e2, e3, e4, e5, e6, e7, e8, e9, e10, e11, e12,
         d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11, d12, d13, d14, d15,
         t1, t2, t3, t4, t5,
@@ -212,6 +213,22 @@ extension Rule {
         summary: "A snapshot's L1 table must be at most 32 MiB.",
         action: "Run `qemu-img check`; delete the broken snapshot with `qemu-img snapshot -d` on a copy.",
         reference: "qcow2-format.md §1.9, §1.11; QEMU qcow2_check_read_snapshot_table")
+
+    // MARK: Backing file (B)
+    // Checked where the images directory is known (QCOW2API's ImageCatalog), not by the parser.
+
+    /// B1: the backing file exists.
+    public static let b1 = Rule(
+        "B1", .error, .backingFile,
+        summary: "The backing file the header names must exist; QEMU cannot open the image without it.",
+        action: "Restore the backing file under the name the overlay stores, or point the overlay at it with `qemu-img rebase -u -b NAME -F FORMAT`.",
+        reference: "qcow2-format.md §1.6; QEMU bdrv_open_backing_file")
+    /// B2: the backing file could not be looked for.
+    public static let b2 = Rule(
+        "B2", .info, .backingFile,
+        summary: "The backing file is not looked for: its name leaves the images directory or is not a plain file name.",
+        action: "Keep backing files in the images directory, named relative to it, so they can be checked.",
+        reference: "qcow2-format.md §1.6; qcowscope follows backing files only inside its directory")
 
     // MARK: Bitmaps extension (E)
 

@@ -18,6 +18,10 @@ public struct FileInfo: Sendable, Hashable {
     public var ctimeSec: Int64
     /// Status change time, nanoseconds.
     public var ctimeNsec: Int64
+    /// A digest of what else the answers depend on (the backing file's presence and identity), 0 for none.
+    ///
+    /// Mixed into ``etag(view:)`` but not compared by ``sameVersion(as:)``, which is about this file.
+    public var dependencies: UInt64 = 0
 
     /// Creates file info.
     public init(
@@ -56,6 +60,7 @@ public struct FileInfo: Sendable, Hashable {
         }
         for v in [device, inode, size, UInt64(bitPattern: mtimeSec), UInt64(bitPattern: mtimeNsec),
             UInt64(bitPattern: ctimeSec), UInt64(bitPattern: ctimeNsec)] { mix(v) }
+        if dependencies != 0 { mix(dependencies) }
         for b in view.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
         let s = String(h, radix: 16)
         return "\"" + String(repeating: "0", count: 16 - s.count) + s + "\""

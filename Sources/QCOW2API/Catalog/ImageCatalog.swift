@@ -24,12 +24,21 @@ public final class ImageCatalog: Sendable {
     private let dirfd: Int32
     /// The directory path as configured (for messages only).
     public let path: String
+    /// The directory's canonical path (`realpath`), for matching absolute backing names; nil if unknown.
+    private let canonicalPath: String?
     private let capacity: Int
     /// One cached parse: the file version it is for, and the single flight computing it.
     private final class Slot: Sendable {
         let file: FileInfo
-        let result = Once<Result<ImageEntry, LookupError>>()
-        init(file: FileInfo) { self.file = file }
+        let result: Once<Result<ImageEntry, LookupError>>
+        init(file: FileInfo) {
+            self.file = file
+            result = Once()
+        }
+        init(file: FileInfo, result: Result<ImageEntry, LookupError>) {
+            self.file = file
+            self.result = Once(value: result)
+        }
     }
     private struct CacheState {
         var entries: [String: Slot] = [:]
@@ -62,6 +71,12 @@ public final class ImageCatalog: Sendable {
         }
         self.dirfd = fd
         self.path = path
+        if let r = unsafe realpath(path, nil) {
+            canonicalPath = unsafe String(cString: r)
+            unsafe free(r)
+        } else {
+            canonicalPath = nil
+        }
         self.capacity = max(1, cacheCapacity)
     }
 
@@ -150,7 +165,8 @@ public final class ImageCatalog: Sendable {
             parsed = true
             do throws(QCOW2Error) {
                 let source = try FileImageSource(fd: fd, ownsDescriptor: true)
-                return .success(ImageEntry(file: info, image: try QCOW2Image(source: source)))
+                let image = try QCOW2Image(source: source)
+                return .success(ImageEntry(file: info, image: image, backing: image.backingFile.map(backingCheck)))
             } catch {
                 return .failure(.unreadable(error))
             }
@@ -162,7 +178,20 @@ public final class ImageCatalog: Sendable {
             hits.add(1, ordering: .relaxed)
         }
         switch result {
-        case .success(let entry): return (entry, locks)
+        case .success(let entry):
+            guard let stored = entry.image.backingFile else { return (entry, locks) }
+            let check = backingCheck(stored)
+            if check == entry.backing { return (entry, locks) }
+            // The backing file appeared, vanished or changed since this entry was made: the same parse
+            // gets a new entry (new findings, new ETags), and the cache keeps it.
+            let renewed = ImageEntry(file: entry.file, image: entry.image, backing: check)
+            cache.withLock { state in
+                if state.entries[name] === slot {
+                    let s = Slot(file: info, result: .success(renewed))
+                    state.entries[name] = s
+                }
+            }
+            return (renewed, locks)
         case .failure(let error):
             if case .unreadable(let e) = error, e.kind == .io {
                 // Nothing is cached from a failed read: the next request tries again.
@@ -172,6 +201,65 @@ public final class ImageCatalog: Sendable {
             }
             throw error
         }
+    }
+
+    /// Looks for the backing file `stored` beneath the directory, as QEMU would next to the overlay.
+    ///
+    /// A relative name is opened beneath the directory (symlinks that stay inside are followed); an
+    /// absolute name only when it starts with the directory's canonical path. Protocol and `json:`
+    /// names, names that are not UTF-8, and names that leave the directory are not followed.
+    public func backingCheck(_ stored: ByteString) -> BackingFileCheck {
+        func notFollowed(_ why: String) -> BackingFileCheck {
+            BackingFileCheck(stored: stored, lookedFor: nil, state: .notFollowed(why), stamp: 1)
+        }
+        guard let text = stored.utf8, !text.isEmpty, !text.utf8.contains(0) else {
+            return notFollowed("the name is empty or not UTF-8 text")
+        }
+        if text.hasPrefix("json:") || text.contains("://") {
+            return notFollowed("it is a protocol or JSON description, not a file name")
+        }
+        var relative = Substring(text)
+        if text.hasPrefix("/") {
+            // The directory as configured or as its canonical path; the rest must stay beneath it.
+            let roots = [canonicalPath, path].compactMap { $0 }.map { $0.hasSuffix("/") ? $0 : $0 + "/" }
+            guard let root = roots.first(where: { text.hasPrefix($0) }) else {
+                return notFollowed("the absolute path is outside the images directory \(path)")
+            }
+            relative = text.dropFirst(root.count)
+        }
+        let name = String(relative)
+        let shown = (path.hasSuffix("/") ? path : path + "/") + name
+        var fd: Int32 = -1
+        if useOpenat2.load(ordering: .relaxed) {
+            fd = unsafe css_openat2_beneath(dirfd, name)
+        } else if name.contains("/") {
+            return notFollowed("it names a subdirectory, which this kernel cannot open safely (no openat2)")
+        } else {
+            fd = unsafe css_openat_nofollow(dirfd, name)
+        }
+        guard fd >= 0 else {
+            let e = errno
+            switch e {
+            case ENOENT, ENOTDIR:
+                return BackingFileCheck(stored: stored, lookedFor: shown, state: .missing, stamp: 2)
+            case EXDEV, ELOOP:
+                return notFollowed("it leads outside the images directory \(path)")
+            default:
+                let why = unsafe String(cString: strerror(e))
+                return BackingFileCheck(stored: stored, lookedFor: shown, state: .failed(why), stamp: 3)
+            }
+        }
+        defer { close(fd) }
+        var st = Glibc.stat()
+        guard unsafe fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            return BackingFileCheck(stored: stored, lookedFor: shown, state: .missing, stamp: 2)
+        }
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for v in [UInt64(st.st_dev), UInt64(st.st_ino), UInt64(clamping: st.st_size), UInt64(bitPattern: Int64(st.st_mtim.tv_sec)),
+            UInt64(bitPattern: Int64(st.st_mtim.tv_nsec)), UInt64(bitPattern: Int64(st.st_ctim.tv_sec)), UInt64(bitPattern: Int64(st.st_ctim.tv_nsec))] {
+            h = (h ^ v) &* 0x100_0000_01b3
+        }
+        return BackingFileCheck(stored: stored, lookedFor: shown, state: .present, stamp: h | 4)
     }
 
     /// The file's identity without parsing, for conditional requests on unreadable files.

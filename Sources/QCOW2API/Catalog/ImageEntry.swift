@@ -12,7 +12,9 @@ public final class ImageEntry: Sendable {
     public let file: FileInfo
     /// The parsed image (its source keeps the descriptor open).
     public let image: QCOW2Image
-    /// The header, extension and directory findings (no table reads), checked once at parse time.
+    /// Whether the backing file the header names is in the images directory (`nil`: none named).
+    public let backing: BackingFileCheck?
+    /// The header, extension, directory and backing file findings (no table reads), checked once per entry.
     public let eagerFindings: [Finding]
     /// ``eagerFindings`` of each bitmap, by directory index.
     private let eagerByBitmap: [Int: [Finding]]
@@ -26,11 +28,15 @@ public final class ImageEntry: Sendable {
     /// Bytes read at most to count dirty bytes over all bitmaps of one image version.
     public static let dirtyImageBudget: UInt64 = 256 << 20
 
-    /// Wraps a parsed image.
-    public init(file: FileInfo, image: QCOW2Image) {
+    /// Wraps a parsed image; `backing` is what the catalog found where the backing file should be.
+    public init(file: FileInfo, image: QCOW2Image, backing: BackingFileCheck? = nil) {
+        var file = file
+        file.dependencies = backing?.stamp ?? 0
         self.file = file
         self.image = image
-        let eager = ImageValidator.findings(image)
+        self.backing = backing
+        var eager = ImageValidator.findings(image)
+        if let f = backing?.finding(offset: image.header.backingFileOffset) { eager.append(f) }
         eagerFindings = eager
         var byBitmap: [Int: [Finding]] = [:]
         for f in eager {

@@ -6,10 +6,15 @@ import Synchronization
 /// rendered body is computed once per key and version, and any budget it charges is charged once.
 /// The computation runs while the lock is held, so it must not ask the same `Once` again.
 public final class Once<Value: Sendable>: Sendable {
-    private let state = Mutex<Value?>(nil)
+    private let state: Mutex<Value?>
 
     /// Creates an empty cell.
-    public init() {}
+    public init() { state = Mutex(nil) }
+
+    /// Creates a cell that already holds `value`.
+    public init(value: Value) {
+        state = Mutex(value)
+    }
 
     /// The value, computing it with `compute` if no caller did yet.
     public func value(_ compute: () -> Value) -> Value {

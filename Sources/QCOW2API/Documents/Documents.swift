@@ -50,7 +50,9 @@ public struct Documents: Sendable {
         case .summary:
             return plan { () throws(DocumentError) in
                 Document(
-                    ImageViews.summary(image, file: entry.file, findings: entry.findingIndex, dirty: entry.dirtyCount, locks: locks))
+                    ImageViews.summary(
+                        image, file: entry.file, findings: entry.findingIndex, dirty: entry.dirtyCount, locks: locks,
+                        backing: entry.backing))
             }
         case .header: return plan { () throws(DocumentError) in Document(ImageViews.header(image)) }
         case .extensions: return plan { () throws(DocumentError) in Document(ImageViews.extensions(image)) }

@@ -105,13 +105,14 @@ public enum ImageViews {
         text("name", b.name, into: &o, alwaysHex: true)
         o += [
             ("bitmap_table_offset", .num(b.tableOffset)), ("bitmap_table_size", .num(b.tableSize)),
-            ("flags", .num(b.flags)), ("type", .num(b.type)), ("granularity_bits", .num(b.granularityBits)),
+            ("flags", .array(b.flagNames.map { .string($0) })), ("flags_raw", .num(b.flags)), ("enabled", .bool(b.auto)),
+            ("type", .num(b.type)), ("granularity_bits", .num(b.granularityBits)),
             ("name_size", .num(b.nameSize)), ("extra_data_size", .num(b.extraDataSize)),
             ("extra_data_hex", .string(Hex.bytes(b.extraData))),
             ("granularity", b.granularity.map { .num($0) } ?? .null),
-            ("flag_names", .array(b.flagNames.map { .string($0) })), ("in_use", .bool(b.inUse)),
-            ("auto", .bool(b.auto)), ("entry_offset", .num(b.entryOffset)),
-            ("consistent", .bool(image.isConsistent(b))), ("inconsistent_reason", .str(image.inconsistencyReason(b))),
+            ("in_use", .bool(b.inUse)), ("auto", .bool(b.auto)), ("entry_offset", .num(b.entryOffset)),
+            ("consistent", .bool(image.isConsistent(b))),
+            ("inconsistent_reason", .str(image.inconsistencyReason(b, writerPresent: locks?.writerPresent))),
         ]
         if let dirty { o += dirtyFields(dirty(b), size: image.header.size) }
         if let locks { o += staleFields(locks) }
@@ -216,9 +217,12 @@ public enum ImageViews {
     ///
     /// At most ``summaryBitmaps`` bitmaps are listed; `bitmaps_total` says how many there are and
     /// `bitmaps_next` where the rest are (the `/bitmaps` page after them), null when all are here.
+    ///
+    /// `backing_file_present` is what ``BackingFileCheck`` found: `true`, `false` (a B1 finding says where
+    /// it was looked for), or null when the image has no backing file or it could not be looked for.
     public static func summary(
         _ image: QCOW2Image, file: FileInfo, findings: FindingIndex,
-        dirty: ((BitmapDirectoryEntry) -> DirtyCount)? = nil, locks: LockState? = nil
+        dirty: ((BitmapDirectoryEntry) -> DirtyCount)? = nil, locks: LockState? = nil, backing: BackingFileCheck? = nil
     ) -> JSONValue {
         let h = image.header
         var o: [(String, JSONValue)] = [
@@ -234,6 +238,7 @@ public enum ImageViews {
         ]
         text("backing_file", image.backingFile, into: &o)
         text("backing_file_format", image.backingFormat, into: &o)
+        o.append(("backing_file_present", backing?.present.map { .bool($0) } ?? .null))
         text("data_file", image.dataFile, into: &o)
         o.append(("data_file_raw", .bool(h.autoclearFeatures & Header.rawExternalDataBit != 0)))
         o.append(("encrypted", .bool(h.cryptMethod != 0)))
@@ -249,7 +254,7 @@ public enum ImageViews {
                         text("name", b.name, into: &bo)
                         bo += [
                             ("granularity", b.granularity.map { .num($0) } ?? .null),
-                            ("flags", .array(b.flagNames.map { .string($0) })),
+                            ("flags", .array(b.flagNames.map { .string($0) })), ("enabled", .bool(b.auto)),
                             ("consistent", .bool(image.isConsistent(b))),
                         ]
                         if let dirty { bo += dirtyFields(dirty(b), size: h.size) }

@@ -167,6 +167,11 @@ async function show() {
     if (!live.closed) clearBanner();
   } catch (err) {
     if (live.closed) return;
+    // The page body now says what failed; polling the same documents would only repeat it in the
+    // banner. The error view's Retry button loads the page again.
+    live.watches.length = 0;
+    current.failed = true;
+    clearBanner();
     main.replaceChildren(...errorView(err));
   } finally {
     if (!live.closed) main.removeAttribute("aria-busy");
@@ -189,6 +194,10 @@ let polling = false;
 
 function describePolling() {
   const s = pollSeconds();
+  if (current && current.failed) {
+    pollState.textContent = "Live updates are paused: this page did not load.";
+    return;
+  }
   pollState.textContent = s === 0 ? "Live updates are off." : document.hidden ? `Paused while the tab is hidden (every ${s} s).` : `Checking for changes every ${s} s.`;
 }
 

@@ -34,7 +34,8 @@ function directoryFields(b) {
     ["name_size", int(b.name_size)],
     ["bitmap_table_offset", h("code", {}, offset(b.bitmap_table_offset))],
     ["bitmap_table_size", int(b.bitmap_table_size)],
-    ["flags", [h("code", {}, hex(b.flags)), b.flag_names.length ? ` (${b.flag_names.join(", ")})` : " (none)"]],
+    ["flags", [h("code", {}, hex(b.flags_raw)), b.flags.length ? ` (${b.flags.join(", ")})` : " (no flag set)"]],
+    ["enabled", b.enabled ? "yes (records writes)" : "no (frozen)"],
     ["type", int(b.type)],
     ["granularity_bits", int(b.granularity_bits)],
     ["granularity", b.granularity === null ? "—" : `${size(b.granularity)} (${int(b.granularity)} bytes)`],
@@ -51,8 +52,8 @@ function directoryFields(b) {
 }
 
 function flagBadges(b) {
-  const out = b.flag_names.map((f) => badge(f, f === "in-use" || f === "in_use" ? "bad" : "info"));
-  if (!out.length) out.push(badge("no flags", "info"));
+  const out = b.flags.filter((f) => f !== "auto").map((f) => badge(f, f === "in-use" ? "bad" : "info"));
+  out.unshift(badge(b.enabled ? "enabled" : "disabled", "info"));
   return out;
 }
 

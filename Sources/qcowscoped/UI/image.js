@@ -2,7 +2,7 @@
 // each section is one API document, polled and updated in place.
 
 import {
-  badge, bitmapSegment, dl, h, hex, imageSegment, int, offset, percent, problemText, replace, sizeNode, table, yesNo,
+  badge, bitmapSegment, dl, h, hex, imageSegment, int, offset, percent, problemText, replace, sizeNode, table, timeNode, yesNo,
 } from "./util.js";
 
 /** The findings table (shared with the bitmap page). */
@@ -54,7 +54,7 @@ function summaryFields(s) {
     ["Virtual size", sizeNode(s.virtual_size), ` (${int(s.virtual_size)} bytes)`],
     ["Disk usage", sizeNode(s.actual_size)],
     ["File size", sizeNode(s.size_bytes)],
-    ["Modified", s.mtime],
+    ["Modified", timeNode(s.mtime)],
     ["Cluster size", sizeNode(s.cluster_size)],
     ["Compat", s.compat],
     ["Compression", s.compression_type],
@@ -63,12 +63,15 @@ function summaryFields(s) {
     ["Refcount bits", s.refcount_bits === null ? "—" : int(s.refcount_bits)],
     ["Dirty bit", s.dirty ? badge("dirty", "warn") : "no"],
     ["Corrupt bit", s.corrupt ? badge("corrupt", "bad") : "no"],
-    s.backing_file !== null ? ["Backing file", h("code", { class: "wrap" }, s.backing_file)] : ["Backing file", "none"],
+    s.backing_file !== null
+      ? ["Backing file", h("code", { class: "wrap" }, s.backing_file),
+        s.backing_file_present === false ? [" ", badge("missing", "bad")] : s.backing_file_present === null ? [" ", badge("not checked", "info")] : ""]
+      : ["Backing file", "none"],
     s.backing_file_format !== null ? ["Backing format", s.backing_file_format] : null,
     s.data_file !== null ? ["Data file", h("code", { class: "wrap" }, s.data_file), s.data_file_raw ? " (raw)" : ""] : null,
     ["Encryption", s.encrypted ? s.encryption_format || "yes" : "none"],
     ["Snapshots", int(s.snapshots)],
-    ["Bitmaps", int(s.bitmaps.length)],
+    ["Bitmaps", int(s.bitmaps_total)],
     ["Findings", countsText(s.finding_counts)],
   ].map((p) => (p && p.length > 2 ? [p[0], [p[1], p[2]]] : p)));
 }
@@ -84,7 +87,7 @@ function bitmapsTable(image, doc) {
       const row = [
         h("a", { href: `#/images/${imageSegment(image)}/bitmaps/${bitmapSegment(b.name_hex)}`, class: "bitmap-link" }, b.name),
         b.granularity === null ? "—" : sizeNode(b.granularity),
-        b.flag_names.length ? b.flag_names.join(", ") : "none",
+        [b.enabled ? "enabled" : "disabled", ...b.flags.filter((f) => f !== "auto").map((f) => `, ${f}`)].join(""),
         b.dirty_bytes === null
           ? h("span", { title: b.dirty_bytes_reason || "" }, "unknown")
           : [sizeNode(b.dirty_bytes), " ", h("span", { class: "breakdown" }, `(${percent(b.dirty_fraction)})`)],
@@ -161,7 +164,7 @@ function snapshotsTable(doc) {
         doc.snapshots.map((s) => [
           h("code", {}, s.id),
           s.name,
-          s.date,
+          timeNode(s.date),
           sizeNode(s.vm_state_size),
           s.disk_size === null ? "—" : sizeNode(s.disk_size),
           int(s.l1_size),

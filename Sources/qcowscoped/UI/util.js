@@ -139,6 +139,17 @@ export function percent(f) {
   return `${Number(p.toFixed(p < 10 ? 2 : 1))}%`;
 }
 
+/**
+ * An RFC 3339 timestamp as a <time> that never wraps: "2026-12-02 12:57:22 UTC", the full value
+ * (nanoseconds included) in its title and datetime attribute.
+ */
+export function timeNode(iso) {
+  if (typeof iso !== "string") return "—";
+  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(\.\d+)?Z$/.exec(iso);
+  const text = m ? `${m[1]} ${m[2]} UTC` : iso;
+  return h("time", { datetime: iso, title: iso, class: "nowrap" }, text);
+}
+
 export function yesNo(b) {
   return b ? "yes" : "no";
 }
