@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #if !defined(F_OFD_GETLK) && defined(__linux__)
@@ -66,6 +67,17 @@ static inline int css_ofd_test_write(int fd, int64_t start, int64_t len, int *he
     (void)fd; (void)start; (void)len; (void)held; (void)type; (void)pid;
     errno = ENOSYS;
     return -1;
+#endif
+}
+
+/// Lowers the calling thread's scheduling priority by `nice` steps (Linux: setpriority on the thread
+/// id affects that thread only), so worker threads yield the CPU to the threads answering requests.
+static inline int css_lower_thread_priority(int nice) {
+#if defined(__linux__) && defined(SYS_gettid)
+    return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice);
+#else
+    (void)nice;
+    return 0;
 #endif
 }
 

@@ -7,3 +7,10 @@ public import HTTPTypes
 /// copied into libmicrohttpd, which adds `Content-Length` and `Date`; for `HEAD` the body is not sent
 /// but `Content-Length` still states its size, so answer `HEAD` as `GET`.
 public typealias HTTPHandler = @Sendable (HTTPRequest, ClientInfo) -> (head: HTTPResponse, body: [UInt8])
+
+/// An application that may answer later: it gets the request and an ``HTTPResponder``, and either
+/// answers before returning or keeps the responder and answers from any thread when its work is done.
+///
+/// While it waits the connection is suspended and no libmicrohttpd thread is held, so a slow answer
+/// (storage that stalls) costs nothing to the other connections. Every request must be answered.
+public typealias DeferredHTTPHandler = @Sendable (HTTPRequest, ClientInfo, HTTPResponder) -> Void

@@ -75,11 +75,27 @@ import Synchronization
     /// - Throws: ``HTTPServerError`` for an invalid configuration, an address that cannot be bound
     ///   (``HTTPServerError/Code/addressInUse`` and friends), or a daemon that does not start
     ///   (``HTTPServerError/Code/startFailed``, for example a TLS key that does not match its certificate).
-    public init(
+    public convenience init(
         configuration: HTTPServerConfiguration,
         errorLog: @escaping @Sendable (String) -> Void = { _ in },
         overloaded: @escaping HTTPHandler = HTTPServer.plainOverloaded,
         handler: @escaping HTTPHandler
+    ) throws(HTTPServerError) {
+        try self.init(configuration: configuration, errorLog: errorLog, overloaded: overloaded) { request, client, responder in
+            let answer = handler(request, client)
+            responder.respond(answer.head, body: answer.body)
+        }
+    }
+
+    /// Binds, listens and starts serving with a handler that may answer later (see ``HTTPResponder``).
+    ///
+    /// The same as ``init(configuration:errorLog:overloaded:handler:)``, but `respond` gets each request's
+    /// ``HTTPResponder`` and may keep it: the connection is suspended until it answers, holding no thread.
+    public init(
+        configuration: HTTPServerConfiguration,
+        errorLog: @escaping @Sendable (String) -> Void = { _ in },
+        overloaded: @escaping HTTPHandler = HTTPServer.plainOverloaded,
+        respond handler: @escaping DeferredHTTPHandler
     ) throws(HTTPServerError) {
         try configuration.validate()
         var sockets: [(fd: Int32, name: String)] = []
@@ -157,6 +173,14 @@ import Synchronization
 
     /// Requests whose request line arrived and that are not completed (answered or abandoned) yet.
     public var inFlightRequests: Int { context.inFlightRequests }
+
+    /// Requests whose connection is suspended, waiting for a deferred answer, over all daemons.
+    public var waitingRequests: Int {
+        state.withLock { state in
+            let all = state.daemons + state.retiring.map(\.daemon)
+            return all.reduce(0) { unsafe $0 + $1.context.takeUnretainedValue().suspended.count }
+        }
+    }
 
     /// Open client connections over all sockets, idle keep-alive ones included (`MHD_DAEMON_INFO_CURRENT_CONNECTIONS`).
     ///
@@ -330,6 +354,9 @@ import Synchronization
     /// back instead of closing it: the one place it is closed is here.
     private static func stopDaemon(_ daemon: Daemon) {
         _ = unsafe MHD_quiesce_daemon(daemon.handle)
+        // libmicrohttpd must not be stopped with suspended connections: answer (and resume) them first.
+        unsafe daemon.context.takeUnretainedValue().suspended.closeAll(
+            answering: HTTPResponse(status: .serviceUnavailable, headerFields: [.retryAfter: "1", .connection: "close"]))
         unsafe MHD_stop_daemon(daemon.handle)
         ListenSocket.close(daemon.fd)
         unsafe daemon.context.release()
@@ -368,7 +395,7 @@ import Synchronization
         }
         var flags =
             MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_EPOLL.rawValue | MHD_USE_ITC.rawValue
-            | MHD_USE_ERROR_LOG.rawValue
+            | MHD_USE_ERROR_LOG.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue
         if let tls {
             flags |= MHD_USE_TLS.rawValue
             unsafe options.append(cmhd_option_pointer(.HTTPS_MEM_KEY, tls.key))

@@ -49,6 +49,11 @@ func mhdAccessHandler(
     else { return .NO }
     let context = unsafe Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue()
     let state = unsafe Unmanaged<RequestState>.fromOpaque(statePointer).takeUnretainedValue()
+    if let responder = state.responder {
+        // Called again after the connection was resumed: queue the deferred answer.
+        guard let answer = responder.take() else { return .YES }
+        return unsafe queue(answer, on: connection, context: context)
+    }
     if !state.sawHeaders {
         state.sawHeaders = true
         context.headersComplete()
@@ -91,10 +96,17 @@ private func answer(
     guard let request = unsafe makeRequest(connection: connection, state: state, method: methodText, context: context)
     else {
         // Not an HTTP method token: MHD parsed a request line no handler can be given.
-        return unsafe queue((HTTPResponse(status: .badRequest), []), on: connection, context: context)
+        return unsafe queue((HTTPResponse(status: .badRequest), [UInt8]()), on: connection, context: context)
     }
-    let response = context.isOverloaded ? context.overloaded(request, client) : context.handler(request, client)
-    return unsafe queue(response, on: connection, context: context)
+    if context.isOverloaded {
+        return unsafe queue(context.overloaded(request, client), on: connection, context: context)
+    }
+    let responder = HTTPResponder(waiting: context.suspended)
+    state.responder = responder
+    context.handler(request, client, responder)
+    // Answered already, or suspended until the handler answers (the access handler is called again then).
+    guard let answer = unsafe responder.answerOrSuspend(connection) else { return .YES }
+    return unsafe queue(answer, on: connection, context: context)
 }
 
 /// The client's numeric address, or an empty string.

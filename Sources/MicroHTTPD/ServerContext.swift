@@ -14,8 +14,10 @@ final class ServerContext: Sendable {
         let value = Atomic<Int>(0)
     }
 
-    /// The application's request handler, called on MHD's threads.
-    let handler: HTTPHandler
+    /// The application's request handler, called on MHD's threads; it may answer later.
+    let handler: DeferredHTTPHandler
+    /// The requests of this daemon waiting for a deferred answer (answered before it is stopped).
+    let suspended: SuspendedRequests
     /// The answer while load is shed (the application's 503), called instead of ``handler``.
     let overloaded: HTTPHandler
     /// `https` when the server speaks TLS, else `http` (the scheme of every request head).
@@ -36,7 +38,7 @@ final class ServerContext: Sendable {
 
     /// Creates the first context of a server.
     init(
-        handler: @escaping HTTPHandler,
+        handler: @escaping DeferredHTTPHandler,
         overloaded: @escaping HTTPHandler,
         scheme: String,
         errorLog: @escaping @Sendable (String) -> Void,
@@ -51,6 +53,7 @@ final class ServerContext: Sendable {
         self.overloadThreshold = overloadThreshold
         self.inFlight = Counter()
         self.active = Counter()
+        self.suspended = SuspendedRequests()
     }
 
     /// A context for another daemon of the same server.
@@ -63,6 +66,7 @@ final class ServerContext: Sendable {
         overloadThreshold = other.overloadThreshold
         inFlight = other.inFlight
         active = other.active
+        suspended = SuspendedRequests()
     }
 
     /// A new context with the same handler and in-flight counter, not draining.

@@ -9,7 +9,7 @@ import Glibc
 ///
 /// Keys: `images`, `listen` (array of `HOST:PORT`), `log_level`, `threads`, `connection_limit`,
 /// `per_ip_connection_limit`, `connection_timeout`, `tls_cert`, `tls_key`, `token_file`, `open_health`,
-/// `open_metrics`, `insecure_no_auth`, `metrics_max_images`. `null` counts as absent. See `deploy/qcowscoped.json`.
+/// `open_metrics`, `insecure_no_auth`, `metrics_max_images`, `io_timeout`, `io_threads`. `null` counts as absent. See `deploy/qcowscoped.json`.
 struct ConfigFile: Decodable, Equatable {
     /// `images`: the images directory.
     var images: String?
@@ -39,12 +39,16 @@ struct ConfigFile: Decodable, Equatable {
     var insecureNoAuth: Bool?
     /// `metrics_max_images`: images with their own series in `/metrics`.
     var metricsMaxImages: Int?
+    /// `io_timeout`: seconds an answer that reads an image may take.
+    var ioTimeout: Double?
+    /// `io_threads`: worker threads for file reads and parsing.
+    var ioThreads: Int?
 
     /// The keys the file may contain, in documentation order.
     static let knownKeys = [
         "images", "listen", "log_level", "threads", "connection_limit", "per_ip_connection_limit",
         "connection_timeout", "tls_cert", "tls_key", "token_file", "open_health", "open_metrics",
-        "insecure_no_auth", "metrics_max_images",
+        "insecure_no_auth", "metrics_max_images", "io_timeout", "io_threads",
     ]
 
     /// A coding key for any string, so unknown keys can be found.
@@ -79,6 +83,8 @@ struct ConfigFile: Decodable, Equatable {
         openMetrics = try container.decodeIfPresent(Bool.self, forKey: Key(stringValue: "open_metrics"))
         insecureNoAuth = try container.decodeIfPresent(Bool.self, forKey: Key(stringValue: "insecure_no_auth"))
         metricsMaxImages = try container.decodeIfPresent(Int.self, forKey: Key(stringValue: "metrics_max_images"))
+        ioTimeout = try container.decodeIfPresent(Double.self, forKey: Key(stringValue: "io_timeout"))
+        ioThreads = try container.decodeIfPresent(Int.self, forKey: Key(stringValue: "io_threads"))
     }
 
     /// Reads and decodes the file at `path`.

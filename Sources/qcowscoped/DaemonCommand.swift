@@ -73,6 +73,16 @@ struct DaemonCommand: ParsableCommand {
         help: "Images with their own series in /metrics (by name order); the rest are only counted (default 1000).")
     var metricsMaxImages: Int?
 
+    @Option(
+        name: .customLong("io-timeout"),
+        help: "Seconds an answer that reads an image may take; past it 504 io-timeout, and an image whose read is stalled answers 503 image-stalled (default 5).")
+    var ioTimeout: Double?
+
+    @Option(
+        name: .customLong("io-threads"),
+        help: "Worker threads for file reads and parsing; stalled ones are replaced, up to 8 times as many (default 8).")
+    var ioThreads: Int?
+
     /// How long in-flight requests may take to finish after SIGTERM or SIGINT.
     static let shutdownGracePeriod = Duration.seconds(10)
 
@@ -123,8 +133,11 @@ struct DaemonCommand: ParsableCommand {
         let ui = Dictionary(
             UIAssets.files.map { ($0.name, API.Asset(contentType: $0.contentType, body: Array($0.text.utf8))) },
             uniquingKeysWith: { a, _ in a })
+        let executor = IOExecutor(
+            threads: configuration.ioThreads, maxThreads: configuration.ioThreads * 8, stuckAfter: configuration.ioTimeout)
+        let io = IOPolicy(executor: executor, timeout: configuration.ioTimeout)
         let metrics = DaemonMetrics(
-            catalog: catalog, tls: configuration.tlsFiles != nil, maxImages: configuration.metricsMaxImages)
+            catalog: catalog, tls: configuration.tlsFiles != nil, maxImages: configuration.metricsMaxImages, io: io)
         let access = configuration.token.map { token in
             API.AccessPolicy(
                 accepts: { token.accepts(authorization: $0) }, openHealth: configuration.openHealth,
@@ -132,14 +145,14 @@ struct DaemonCommand: ParsableCommand {
         }
         let api = API(
             catalog: catalog, openAPI: Array(OpenAPIDocument.text.utf8), ui: ui, metrics: { metrics.exposition() },
-            access: access)
+            access: access, io: io)
         let service = Service(api: api, metrics: metrics, logger: logger)
         let notifier = SystemdNotifier.fromEnvironment()
         let server: HTTPServer
         do {
             server = try HTTPServer(
                 configuration: configuration.server, errorLog: AccessLog.libraryLogger(logger),
-                overloaded: service.overloaded, handler: service.respond)
+                overloaded: service.overloaded, respond: service.respond)
         } catch {
             throw StartupError(error.description)
         }

@@ -25,6 +25,10 @@ struct DaemonConfiguration {
     var insecureNoAuth: Bool
     /// Images with their own series in `/metrics`; the rest are only counted in `qcowscope_images`.
     var metricsMaxImages: Int
+    /// The deadline of every answer that reads an image.
+    var ioTimeout: Duration
+    /// Worker threads for file reads and parsing.
+    var ioThreads: Int
     /// Whether the sockets came from systemd (`LISTEN_FDS`), in which case `listen` was ignored.
     var socketActivated: Bool { !server.listenDescriptors.isEmpty }
 
@@ -42,6 +46,8 @@ struct DaemonConfiguration {
         static let openMetrics = false
         static let insecureNoAuth = false
         static let metricsMaxImages = 1000
+        static let ioTimeout = 5.0
+        static let ioThreads = 8
     }
 
     /// Merges the command line over the config file over the defaults, and checks every value.
@@ -103,6 +109,12 @@ struct DaemonConfiguration {
             command.metricsMaxImages ?? file.metricsMaxImages ?? Defaults.metricsMaxImages, "metrics max images",
             0...1_000_000)
 
+        let ioSeconds = command.ioTimeout ?? file.ioTimeout ?? Defaults.ioTimeout
+        guard ioSeconds.isFinite, ioSeconds >= 0.1, ioSeconds <= 3600 else {
+            throw StartupError("invalid io timeout \(ioSeconds) (expected 0.1 to 3600 seconds)")
+        }
+        let ioThreads = try checked(command.ioThreads ?? file.ioThreads ?? Defaults.ioThreads, "io threads", 1...256)
+
         var exposed = addresses.filter { !$0.isLoopback }.map(\.description)
         for fd in descriptors {
             if let address = try? ListenAddress(boundTo: fd), !address.isLoopback {
@@ -130,7 +142,8 @@ struct DaemonConfiguration {
             imagesDirectory: images, logLevel: level, server: server, tlsFiles: tlsFiles, token: token,
             openHealth: command.openHealth || (file.openHealth ?? Defaults.openHealth),
             openMetrics: command.openMetrics || (file.openMetrics ?? Defaults.openMetrics),
-            insecureNoAuth: insecureNoAuth, metricsMaxImages: metricsMaxImages)
+            insecureNoAuth: insecureNoAuth, metricsMaxImages: metricsMaxImages,
+            ioTimeout: .milliseconds(Int((ioSeconds * 1000).rounded())), ioThreads: ioThreads)
     }
 
     /// Returns `value` if it lies in `range`, else throws naming the setting.

@@ -38,12 +38,15 @@ final class DaemonMetrics: Sendable {
     private let catalog: ImageCatalog
     /// Images with their own series (``ImageMetrics/collect(_:maxImages:)``).
     private let maxImages: Int
+    /// Where image lookups run, and their deadlines (nil: inline).
+    private let io: IOPolicy?
     /// Requests being answered now (``Service`` brackets every request with begin/end).
     private let inFlight = Atomic<Int>(0)
 
     /// Creates the registry and sets `qcowscope_build_info`.
-    init(catalog: ImageCatalog, tls: Bool, maxImages: Int = ImageMetrics.defaultMaxImages) {
+    init(catalog: ImageCatalog, tls: Bool, maxImages: Int = ImageMetrics.defaultMaxImages, io: IOPolicy? = nil) {
         self.catalog = catalog
+        self.io = io
         self.maxImages = maxImages
         registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
@@ -104,6 +107,21 @@ final class DaemonMetrics: Sendable {
             qcowscope_cache_misses_total \(catalog.cacheMisses)
 
             """
-        return Array(text.utf8) + ImageMetrics.collect(catalog, maxImages: maxImages)
+        var executor = ""
+        if let io {
+            let load = io.executor.load
+            executor = """
+                # HELP qcowscope_io_threads I/O worker threads, by state (busy counts stuck ones too).
+                # TYPE qcowscope_io_threads gauge
+                qcowscope_io_threads{state="started"} \(load.threads)
+                qcowscope_io_threads{state="idle"} \(load.idle)
+                qcowscope_io_threads{state="stuck"} \(load.stuck)
+                # HELP qcowscope_io_queued_jobs File reads and parses waiting for an I/O worker.
+                # TYPE qcowscope_io_queued_jobs gauge
+                qcowscope_io_queued_jobs \(load.queued)
+
+                """
+        }
+        return Array((text + executor).utf8) + ImageMetrics.collect(catalog, maxImages: maxImages, io: io)
     }
 }

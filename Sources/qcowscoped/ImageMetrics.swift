@@ -17,7 +17,7 @@ enum ImageMetrics {
     static let maxBitmapsPerImage = 64
 
     /// The image gauges in the text format.
-    static func collect(_ catalog: ImageCatalog, maxImages: Int = defaultMaxImages) -> [UInt8] {
+    static func collect(_ catalog: ImageCatalog, maxImages: Int = defaultMaxImages, io: IOPolicy? = nil) -> [UInt8] {
         let clock = ContinuousClock()
         let start = clock.now
         let registry = PrometheusCollectorRegistry()
@@ -31,8 +31,22 @@ enum ImageMetrics {
                 descriptor: MetricNameDescriptor(metricName: "qcowscope_" + name, unitName: "", helpText: help),
                 labels: labels)
         }
-        var byStatus: [String: Int] = ["ok": 0, "findings": 0, "unreadable": 0]
-        for name in catalog.names() where catalog.isImage(name) {
+        var byStatus: [String: Int] = ["ok": 0, "findings": 0, "unreadable": 0, "stalled": 0]
+        let names = catalog.names().filter { catalog.isImage($0) }
+        // Looked up in parallel under the deadline when the daemon has an executor; an image whose
+        // storage is stalled is counted `stalled` without waiting for it.
+        let lookups: [Result<ImageEntry, ImageCatalog.LookupError>?]
+        if let io {
+            let ask = names.map { catalog.stall(named: $0, after: io.stallAfter) == nil }
+            let asked = names.indices.filter { ask[$0] }.map { names[$0] }
+            var found = io.executor.map(asked, timeout: io.listingWait) { name in
+                Result { () throws(ImageCatalog.LookupError) in try catalog.image(named: name) }
+            }.makeIterator()
+            lookups = ask.map { $0 ? (found.next() ?? nil) : nil }
+        } else {
+            lookups = names.map { name in Result { () throws(ImageCatalog.LookupError) in try catalog.image(named: name) } }
+        }
+        for (name, lookup) in zip(names, lookups) {
             let image = [("image", name)]
             if imagesExported < maxImages {
                 imagesExported += 1
@@ -43,7 +57,17 @@ enum ImageMetrics {
             }
             let status: String
             do {
-                let entry = try catalog.image(named: name)
+                guard let lookup else {
+                    status = "stalled"
+                    byStatus[status, default: 0] += 1
+                    gauge(
+                        "image_status",
+                        "1 for each image, labelled with its status: ok, findings (warnings or errors), unreadable or stalled.",
+                        image + [("status", status)]
+                    ).set(Int64(1))
+                    continue
+                }
+                let entry = try lookup.get()
                 status = record(entry, image: image, gauge: gauge)
             } catch {
                 guard case .unreadable(let problem) = error else { continue }  // the file disappeared
@@ -56,7 +80,7 @@ enum ImageMetrics {
             byStatus[status, default: 0] += 1
             gauge(
                 "image_status",
-                "1 for each image, labelled with its status: ok, findings (warnings or errors) or unreadable.",
+                "1 for each image, labelled with its status: ok, findings (warnings or errors), unreadable or stalled.",
                 image + [("status", status)]
             ).set(Int64(1))
         }

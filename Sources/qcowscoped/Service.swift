@@ -15,19 +15,23 @@ struct Service: Sendable {
     /// The access log.
     let logger: Logger
 
-    /// Answers one request on libmicrohttpd's thread.
-    func respond(_ request: HTTPRequest, _ client: ClientInfo) -> (head: HTTPResponse, body: [UInt8]) {
+    /// Answers one request: at once when it reads no file, else from the API's I/O executor.
+    ///
+    /// Called on libmicrohttpd's thread, which it never blocks: file work is handed to the executor
+    /// and `responder` answers when it is done or its deadline passed.
+    func respond(_ request: HTTPRequest, _ client: ClientInfo, _ responder: HTTPResponder) {
         let clock = ContinuousClock()
         let start = clock.now
         metrics.requestStarted()
-        defer { metrics.requestEnded() }
-        let response = api.respond(request)
-        let elapsed = start.duration(to: clock.now)
-        metrics.recordRequest(
-            endpoint: response.route?.label ?? "other", method: request.method.rawValue, status: response.status,
-            duration: elapsed)
-        AccessLog.record(request, response, client: client, elapsed: elapsed, logger: logger)
-        return (response.head, response.body)
+        api.respond(request) { [metrics, logger] response in
+            let elapsed = start.duration(to: clock.now)
+            metrics.requestEnded()
+            metrics.recordRequest(
+                endpoint: response.route?.label ?? "other", method: request.method.rawValue, status: response.status,
+                duration: elapsed)
+            AccessLog.record(request, response, client: client, elapsed: elapsed, logger: logger)
+            responder.respond(response.head, body: response.body)
+        }
     }
 
     /// The answer while the server sheds load (the API's 503 problem), without counting or logging.

@@ -15,6 +15,8 @@ public final class FileImageSource: ImageSource {
     /// Size from `fstat` at open time.
     public let size: UInt64
     private let owns: Bool
+    /// Where reads in progress are recorded (nil: not recorded).
+    public let activity: ReadActivity?
 
     /// Opens `path` read-only.
     ///
@@ -23,7 +25,7 @@ public final class FileImageSource: ImageSource {
         let fd = unsafe open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             let e = errno
-            throw QCOW2Error(.io, structure: "file", value: "errno \(e)", message: "cannot open: \(Self.describe(e))")
+            throw QCOW2Error(.io, structure: "file", value: Self.errnoName(e), message: "cannot open: \(Self.describe(e))")
         }
         do {
             try self.init(fd: fd, ownsDescriptor: true)
@@ -36,11 +38,11 @@ public final class FileImageSource: ImageSource {
     /// Adopts an already open descriptor; closes it on release when `ownsDescriptor` is true.
     ///
     /// - Throws: ``QCOW2Error`` of kind `io` when `fstat` fails or the descriptor is not a regular file.
-    public init(fd: Int32, ownsDescriptor: Bool) throws(QCOW2Error) {
+    public init(fd: Int32, ownsDescriptor: Bool, activity: ReadActivity? = nil) throws(QCOW2Error) {
         var st = stat()
         guard unsafe fstat(fd, &st) == 0 else {
             let e = errno
-            throw QCOW2Error(.io, structure: "file", value: "errno \(e)", message: "fstat: \(Self.describe(e))")
+            throw QCOW2Error(.io, structure: "file", value: Self.errnoName(e), message: "fstat: \(Self.describe(e))")
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
             throw QCOW2Error(.io, structure: "file", message: "not a regular file")
@@ -48,6 +50,7 @@ public final class FileImageSource: ImageSource {
         self.fd = fd
         self.size = UInt64(clamping: st.st_size)
         self.owns = ownsDescriptor
+        self.activity = activity
     }
 
     deinit {
@@ -60,6 +63,8 @@ public final class FileImageSource: ImageSource {
             throw QCOW2Error(.outOfRange, structure: "file", value: "\(count) bytes", offset: offset, message: "bad read")
         }
         if count == 0 { return [] }
+        activity?.begin(offset)
+        defer { activity?.end() }
         var buffer = [UInt8](repeating: 0, count: count)
         var done = 0
         var failure: Int32 = 0
@@ -79,8 +84,8 @@ public final class FileImageSource: ImageSource {
         }
         if failure != 0 {
             throw QCOW2Error(
-                .io, structure: "file", value: "errno \(failure)", offset: offset,
-                message: "pread: \(Self.describe(failure))")
+                .io, structure: "file", value: Self.errnoName(failure), offset: offset &+ UInt64(done),
+                message: "pread of \(count) bytes at offset \(offset &+ UInt64(done)): \(Self.errnoName(failure)) (\(Self.describe(failure)))")
         }
         guard done == count else {
             throw QCOW2Error(
@@ -88,6 +93,20 @@ public final class FileImageSource: ImageSource {
                 message: "only \(done) bytes could be read: the file ends (or shrank) before")
         }
         return buffer
+    }
+
+    /// The symbolic name of an errno value (`EIO`), or `errno N` for one not listed.
+    public static func errnoName(_ code: Int32) -> String {
+        let names: [Int32: String] = [
+            EPERM: "EPERM", ENOENT: "ENOENT", EINTR: "EINTR", EIO: "EIO", ENXIO: "ENXIO", EBADF: "EBADF",
+            EAGAIN: "EAGAIN", ENOMEM: "ENOMEM", EACCES: "EACCES", EFAULT: "EFAULT", EBUSY: "EBUSY",
+            ENODEV: "ENODEV", EISDIR: "EISDIR", EINVAL: "EINVAL", ENFILE: "ENFILE", EMFILE: "EMFILE",
+            EFBIG: "EFBIG", ENOSPC: "ENOSPC", ESPIPE: "ESPIPE", EROFS: "EROFS", ENAMETOOLONG: "ENAMETOOLONG",
+            ENOSYS: "ENOSYS", ELOOP: "ELOOP", EOVERFLOW: "EOVERFLOW", ENOTCONN: "ENOTCONN", ETIMEDOUT: "ETIMEDOUT",
+            ECONNREFUSED: "ECONNREFUSED", EHOSTDOWN: "EHOSTDOWN", ESTALE: "ESTALE", EREMOTEIO: "EREMOTEIO",
+            ENOTDIR: "ENOTDIR", EXDEV: "EXDEV", ENOLINK: "ENOLINK", ECOMM: "ECOMM", EPROTO: "EPROTO",
+        ]
+        return names[code] ?? "errno \(code)"
     }
 
     static func describe(_ code: Int32) -> String {

@@ -48,6 +48,8 @@ public final class ImageCatalog: Sendable {
         var listing: (stamp: [Int], names: [String])?
     }
     private let cache = Mutex(CacheState())
+    /// What is being read from each image now (open, fstat and every pread), by name.
+    private let activities = Mutex<[String: ReadActivity]>([:])
     private let useOpenat2 = Atomic<Bool>(true)
     private let hits = Atomic<Int>(0)
     private let misses = Atomic<Int>(0)
@@ -124,6 +126,26 @@ public final class ImageCatalog: Sendable {
         return (fd, info)
     }
 
+    /// The record of reads in progress on the image called `name`.
+    public func activity(named name: String) -> ReadActivity {
+        activities.withLock { a in
+            if let r = a[name] { return r }
+            // Names come from requests and the listing; past this many, idle records are dropped.
+            if a.count >= 65_536 { a = a.filter { $0.value.pending != nil } }
+            let r = ReadActivity()
+            a[name] = r
+            return r
+        }
+    }
+
+    /// The oldest operation on `name` still running after `threshold`: the image is stalled. Nil when none.
+    public func stall(named name: String, after threshold: Duration) -> ReadActivity.Pending? {
+        guard let p = activities.withLock({ $0[name] })?.pending, ContinuousClock.now - p.since >= threshold else {
+            return nil
+        }
+        return p
+    }
+
     /// The parsed image called `name`, from the cache when the file has not changed.
     ///
     /// - Throws: ``LookupError/notFound(_:)`` or ``LookupError/unreadable(_:)``.
@@ -141,7 +163,11 @@ public final class ImageCatalog: Sendable {
     ///
     /// - Throws: ``LookupError/notFound(_:)`` or ``LookupError/unreadable(_:)``.
     public func lookup(named name: String, probeLocks: Bool) throws(LookupError) -> (entry: ImageEntry, locks: LockState?) {
-        let (fd, info) = try openBeneath(name)
+        let activity = activity(named: name)
+        activity.begin(nil)
+        let opened = Result { () throws(LookupError) in try openBeneath(name) }
+        activity.end()
+        let (fd, info) = try opened.get()
         let locks = probeLocks ? LockState.probe(fd: fd) : nil
         let slot = cache.withLock { state -> Slot in
             if let s = state.entries[name], s.file.sameVersion(as: info) {
@@ -164,7 +190,7 @@ public final class ImageCatalog: Sendable {
         let result = slot.result.value {
             parsed = true
             do throws(QCOW2Error) {
-                let source = try FileImageSource(fd: fd, ownsDescriptor: true)
+                let source = try FileImageSource(fd: fd, ownsDescriptor: true, activity: activity)
                 let image = try QCOW2Image(source: source)
                 return .success(ImageEntry(file: info, image: image, backing: image.backingFile.map(backingCheck)))
             } catch {
@@ -312,7 +338,10 @@ public final class ImageCatalog: Sendable {
         if ImageCatalog.hasImageSuffix(name) { return true }
         if let cached = cache.withLock({ $0.magic[name] }), cached.0.sameVersion(as: info) { return cached.1 }
         var magic = [UInt8](repeating: 0, count: 4)
+        let activity = activity(named: name)
+        activity.begin(0)
         let n = unsafe magic.withUnsafeMutableBytes { unsafe pread(fd, $0.baseAddress, 4, 0) }
+        activity.end()
         let ok = n == 4 && magic == [0x51, 0x46, 0x49, 0xfb]
         cache.withLock { state in
             if state.magic.count > 100_000 { state.magic.removeAll() }

@@ -261,7 +261,10 @@ public struct Documents: Sendable {
     ///
     /// A cursor is the last name of a previous page; one that names no image here is refused (a
     /// mistyped cursor must not look like an empty directory).
-    public func listing(_ p: Parameters) throws(DocumentError) -> Document {
+    ///
+    /// `items` makes the listed images' entries (default: ``listItem(_:)`` for each, in turn); the
+    /// daemon's looks them up in parallel under a deadline and marks slow ones `stalled`.
+    public func listing(_ p: Parameters, items: (([String]) -> [JSONValue])? = nil) throws(DocumentError) -> Document {
         let limit = try p.limit(Self.paging(.images))
         let cursor = p.bytes("cursor") ?? []
         let allowed = DocumentError.Allowed.described("the `next` value of a previous page")
@@ -286,16 +289,16 @@ public struct Documents: Sendable {
             }
             if issued { lo += 1 }
         }
-        var items: [JSONValue] = []
+        var page: [String] = []
         var i = lo
-        var last: String? = nil
-        while i < names.count && items.count < Int(clamping: limit) {
+        while i < names.count && page.count < Int(clamping: limit) {
             let n = names[i]
             i += 1
             guard catalog.isImage(n) else { continue }
-            items.append(listItem(n))
-            last = n
+            page.append(n)
         }
+        let last = page.last
+        let entries = items?(page) ?? page.map(listItem)
         var more = false
         while i < names.count {
             if catalog.isImage(names[i]) {
@@ -306,12 +309,30 @@ public struct Documents: Sendable {
         }
         let next = more ? last : nil
         return Document(
-            .obj(["images": .array(items), "limit": .num(limit), "next": .str(next)]),
+            .obj(["images": .array(entries), "limit": .num(limit), "next": .str(next)]),
             next: next.map { [("cursor", $0), ("limit", String(limit))] })
     }
 
+    /// A listed image whose storage is stalled: what is known without reading it.
+    public static func stalledItem(_ name: String, _ pending: ReadActivity.Pending?) -> JSONValue {
+        let waited = pending.map { ContinuousClock.now - $0.since }
+        var message = "reading the image is stalled"
+        if let pending, let waited {
+            let where_ = pending.offset.map { "a read at file offset \($0)" } ?? "opening the file"
+            message = "\(where_) has been waiting \(waited.components.seconds) s"
+        }
+        return .obj([
+            "name": .string(name), "size_bytes": .null, "mtime": .null, "virtual_size": .null, "bitmaps": .null,
+            "status": .string("stalled"), "finding_counts": .null,
+            "error": .obj([
+                "kind": .string("stalled"), "code": .string("image-stalled"),
+                "offset": pending?.offset.map { .num($0) } ?? .null, "message": .string(message),
+            ]),
+        ])
+    }
+
     /// One listed image: its sizes and status, or why it cannot be read.
-    func listItem(_ name: String) -> JSONValue {
+    public func listItem(_ name: String) -> JSONValue {
         do {
             let e = try catalog.image(named: name)
             let f = e.findingIndex

@@ -65,6 +65,8 @@ public final class API: Sendable {
     private let metrics: (@Sendable () -> [UInt8])?
     private let access: AccessPolicy?
     private let cache = ResponseCache()
+    /// Where file work runs and its deadlines; nil: inline (see ``respond(_:answer:)``).
+    public let io: IOPolicy?
 
     /// Creates the API over `catalog`.
     ///
@@ -73,10 +75,12 @@ public final class API: Sendable {
     ///   - ui: the web view's files by name (`index.html` among them), served under `/ui/`.
     ///   - metrics: the Prometheus exposition served at `/metrics` (404 when nil).
     ///   - access: the token policy; nil when no token is configured (nothing is checked).
+    ///   - io: where file work runs and its deadlines (the daemon); nil reads inline.
     public init(
         catalog: ImageCatalog, openAPI: [UInt8] = [], ui: [String: Asset] = [:],
-        metrics: (@Sendable () -> [UInt8])? = nil, access: AccessPolicy? = nil
+        metrics: (@Sendable () -> [UInt8])? = nil, access: AccessPolicy? = nil, io: IOPolicy? = nil
     ) {
+        self.io = io
         self.documents = Documents(catalog: catalog)
         self.openAPI = openAPI
         self.ui = ui
@@ -149,7 +153,14 @@ public final class API: Sendable {
             return Response(head: HTTPResponse(status: .ok, headerFields: f), body: openAPI)
         case .images:
             do throws(DocumentError) {
-                let doc = try documents.listing(try Parameters(query: query))
+                let params = try Parameters(query: query)
+                let doc: Document
+                if let io {
+                    let documents = documents
+                    doc = try documents.listing(params) { names in Self.listItems(names, documents: documents, io: io) }
+                } else {
+                    doc = try documents.listing(params)
+                }
                 var f: HTTPFields = [.cacheControl: "no-cache"]
                 if let link = Self.link(route.path(), doc.next) { f[.link] = link }
                 return .json(doc.value, fields: f)

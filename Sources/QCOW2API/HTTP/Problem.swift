@@ -41,6 +41,14 @@ public struct Problem: Error, Sendable {
             self.init(
                 status: 404, slug: "bitmap-not-found", title: "Bitmap not found",
                 detail: "image '\(image)' has no bitmap named '\(bitmap)'")
+        case .unreadable(let e, let image) where e.kind == .io:
+            // The storage failed, not the image: a 5xx, and nothing of it is cached.
+            self.init(
+                status: 503, slug: "io-error", title: "Storage error",
+                detail: "reading '\(image)' failed: \(e.description)")
+            extra = [("image", .string(image)), ("error", ImageViews.error(e))]
+            fields[.retryAfter] = "1"
+            fields[.cacheControl] = "no-store"
         case .unreadable(let e, let image):
             self.init(
                 status: 422, slug: "unreadable-image", title: "Unreadable image",
@@ -102,6 +110,50 @@ public struct Problem: Error, Sendable {
         p.fields[.retryAfter] = "1"
         p.fields[.cacheControl] = "no-store"
         return p
+    }
+
+    /// 504: the answer needed a read of `image` that did not return within the I/O deadline.
+    static func ioTimeout(image: String, pending: ReadActivity.Pending?, timeout: Duration) -> Problem {
+        var p = Problem(
+            status: 504, slug: "io-timeout", title: "Storage timeout",
+            detail: "reading '\(image)' did not finish within \(Self.seconds(timeout)) (\(Self.describe(pending))); "
+                + "other images are not affected")
+        p.extra = Self.stallMembers(image, pending)
+        p.fields[.cacheControl] = "no-store"
+        return p
+    }
+
+    /// 503 at once: a read of `image` is stalled, so no further request for it waits (nor takes a thread).
+    static func imageStalled(image: String, pending: ReadActivity.Pending, retryAfter: Duration) -> Problem {
+        var p = Problem(
+            status: 503, slug: "image-stalled", title: "Image storage stalled",
+            detail: "a read of '\(image)' is stalled (\(Self.describe(pending))); its requests fail fast until it returns")
+        p.extra = Self.stallMembers(image, pending)
+        p.fields[.retryAfter] = String(max(1, retryAfter.components.seconds))
+        p.fields[.cacheControl] = "no-store"
+        return p
+    }
+
+    /// `image`, `offset` (null while opening), `operation` and `waiting_seconds` of a stall.
+    static func stallMembers(_ image: String, _ pending: ReadActivity.Pending?) -> [(String, JSONValue)] {
+        let waited = pending.map { ContinuousClock.now - $0.since }
+        return [
+            ("image", .string(image)), ("offset", pending?.offset.map { .num($0) } ?? .null),
+            ("operation", .string(pending == nil ? "unknown" : pending?.offset == nil ? "open" : "read")),
+            ("waiting_seconds", waited.map { .double(Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18) } ?? .null),
+        ]
+    }
+
+    private static func describe(_ pending: ReadActivity.Pending?) -> String {
+        guard let pending else { return "no read in progress is known; the work itself was too slow" }
+        let waited = Self.seconds(ContinuousClock.now - pending.since)
+        if let o = pending.offset { return "a read at file offset \(o) has been waiting \(waited)" }
+        return "opening the file has been waiting \(waited)"
+    }
+
+    private static func seconds(_ d: Duration) -> String {
+        let ms = d.components.seconds &* 1000 &+ d.components.attoseconds / 1_000_000_000_000_000
+        return "\(ms / 1000).\(String(repeating: "0", count: 3 - String(ms % 1000).count))\(ms % 1000) s"
     }
 
     /// The answer for this problem at `instance` (the request path).

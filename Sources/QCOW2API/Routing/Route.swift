@@ -57,6 +57,16 @@ public struct Route: Sendable {
     /// Whether `api/openapi.yaml` documents it (the web view's files and redirects are not API).
     public let documented: Bool
 
+    /// Whether answers read files (the images, the directory), so the daemon runs them on its I/O
+    /// executor under a deadline: every route but the health check, the spec and the web view's files.
+    /// `/metrics` reads the images for its per-image series.
+    public var readsFiles: Bool {
+        switch id {
+        case .health, .openapi, .root, .ui: false
+        default: true
+        }
+    }
+
     /// Declares a route; the pattern is split into segments here.
     init(
         _ id: RouteID, _ pattern: String, paging: PageLimits? = nil, caching: Caching = .imageVersion(keepBody: true),

@@ -1,0 +1,73 @@
+import Dispatch
+public import HTTPTypes
+import QCOW2
+import Synchronization
+
+extension API {
+    /// Answers one request without blocking the caller on storage: the daemon's entry point.
+    ///
+    /// Answers that read no file (`/healthz`, `/metrics`, the spec, the web view, errors found from the
+    /// request alone) are made at once, on the calling thread. The others run on ``io``'s executor and
+    /// `answer` is called from there, or with `504 io-timeout` when the deadline passes first (the work
+    /// is abandoned, its thread left to finish). A request for an image with an operation stalled
+    /// past ``IOPolicy/stallAfter`` is answered `503 image-stalled` at once, without queuing anything.
+    /// Without a policy it answers inline. `answer` is called exactly once.
+    public func respond(_ request: HTTPRequest, answer: @escaping @Sendable (Response) -> Void) {
+        guard let io else { return answer(respond(request)) }
+        let target = Substring(request.path ?? "")
+        let path = target.prefix { $0 != "?" }
+        guard let match = RouteTable.match(path), match.route.readsFiles,
+            request.method == .get || request.method == .head
+        else { return answer(respond(request)) }
+        let image = String(decoding: PercentEncoding.decode(match.rawImage) ?? [], as: UTF8.self)
+        if !image.isEmpty, let pending = catalog.stall(named: image, after: io.stallAfter) {
+            return answer(finish(Problem.imageStalled(image: image, pending: pending, retryAfter: io.timeout), path, match.route))
+        }
+        let once = Once<Bool>()
+        let deliver: @Sendable (Response) -> Void = { response in
+            var first = false
+            _ = once.value {
+                first = true
+                return true
+            }
+            if first { answer(response) }
+        }
+        let pool = match.route.id == .images || match.route.id == .metrics ? io.coordinator : io.executor
+        guard pool.submit({ deliver(self.respond(request)) }) else {
+            return deliver(finish(Problem.overloaded, path, match.route))
+        }
+        let timeout = io.timeout
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))) {
+            let pending = image.isEmpty ? nil : self.catalog.activity(named: image).pending
+            let who = image.isEmpty ? "the images directory" : image
+            deliver(self.finish(Problem.ioTimeout(image: who, pending: pending, timeout: timeout), path, match.route))
+        }
+    }
+
+    /// A problem as the answer to `path`, with the security headers every answer carries.
+    private func finish(_ problem: Problem, _ path: Substring, _ route: Route) -> Response {
+        var r = problem.response(instance: path, route: route)
+        SecurityHeaders.apply(to: &r.head.headerFields, route: route)
+        return r
+    }
+
+    /// The listing's entries under a deadline: images known to be stalled at once, the others looked
+    /// up in parallel; those not done within ``IOPolicy/listingWait`` are listed `stalled`.
+    static func listItems(_ names: [String], documents: Documents, io: IOPolicy) -> [JSONValue] {
+        let catalog = documents.catalog
+        var items = [JSONValue?](repeating: nil, count: names.count)
+        var ask: [(Int, String)] = []
+        for (i, name) in names.enumerated() {
+            if let p = catalog.stall(named: name, after: io.stallAfter) {
+                items[i] = Documents.stalledItem(name, p)
+            } else {
+                ask.append((i, name))
+            }
+        }
+        let found = io.executor.map(ask.map(\.1), timeout: io.listingWait) { documents.listItem($0) }
+        for ((i, name), item) in zip(ask, found) {
+            items[i] = item ?? Documents.stalledItem(name, catalog.activity(named: name).pending)
+        }
+        return items.map { $0 ?? .null }
+    }
+}
