@@ -53,6 +53,8 @@ demo: deps-demo release
 test: deps-test
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	bash Tests/Reliability/faultfs-selftest.sh
+	/usr/bin/python3 Tests/Reliability/storage-faults.py $$($(SWIFT) build --show-bin-path)/qcowscoped
 	bash Tests/Contract/run-contract.sh
 	bash Tests/Browser/run-browser-tests.sh
 	bash Tests/Fuzz/run-fuzz.sh 60

@@ -115,11 +115,14 @@ final class SuspendedRequests: Sendable {
     var count: Int { state.withLock { $0.waiting.count } }
 
     /// Refuses every later suspension and answers every waiting request with `head` (resuming it).
-    func closeAll(answering head: HTTPResponse) {
+    ///
+    /// - Returns: how many requests were answered.
+    @discardableResult
+    func closeAll(answering head: HTTPResponse) -> Int {
         let all = state.withLock { s -> [HTTPResponder] in
             s.closed = true
             return Array(s.waiting.values)
         }
-        for r in all { r.respond(head) }
+        return all.filter { $0.respond(head) }.count
     }
 }

@@ -355,8 +355,13 @@ import Synchronization
     private static func stopDaemon(_ daemon: Daemon) {
         _ = unsafe MHD_quiesce_daemon(daemon.handle)
         // libmicrohttpd must not be stopped with suspended connections: answer (and resume) them first.
-        unsafe daemon.context.takeUnretainedValue().suspended.closeAll(
+        let answered = unsafe daemon.context.takeUnretainedValue().suspended.closeAll(
             answering: HTTPResponse(status: .serviceUnavailable, headerFields: [.retryAfter: "1", .connection: "close"]))
+        if answered > 0 {
+            // Give the daemon's threads a moment to send those answers before the connections close.
+            var pause = timespec(tv_sec: 0, tv_nsec: 100_000_000)
+            _ = unsafe nanosleep(&pause, nil)
+        }
         unsafe MHD_stop_daemon(daemon.handle)
         ListenSocket.close(daemon.fd)
         unsafe daemon.context.release()

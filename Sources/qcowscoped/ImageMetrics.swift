@@ -31,7 +31,7 @@ enum ImageMetrics {
                 descriptor: MetricNameDescriptor(metricName: "qcowscope_" + name, unitName: "", helpText: help),
                 labels: labels)
         }
-        var byStatus: [String: Int] = ["ok": 0, "findings": 0, "unreadable": 0, "stalled": 0]
+        var byStatus: [String: Int] = ["ok": 0, "findings": 0, "unreadable": 0, "stalled": 0, "pending": 0]
         let names = catalog.names().filter { catalog.isImage($0) }
         // Looked up in parallel under the deadline when the daemon has an executor; an image whose
         // storage is stalled is counted `stalled` without waiting for it.
@@ -55,14 +55,21 @@ enum ImageMetrics {
                 imagesNotExported += 1
                 perImage = discarded
             }
+            (perImage).makeCounter(
+                descriptor: MetricNameDescriptor(
+                    metricName: "qcowscope_image_io_errors_total", unitName: "",
+                    helpText: "Reads of the image that failed (an errno such as EIO, or a read that ended early), since start."),
+                labels: image
+            ).increment(by: Int64(catalog.activity(named: name).failureCount))
             let status: String
             do {
                 guard let lookup else {
-                    status = "stalled"
+                    // Not done within the wait: a read of it is stuck, or it is still being parsed.
+                    status = io.flatMap { catalog.stall(named: name, after: $0.stallAfter) } != nil ? "stalled" : "pending"
                     byStatus[status, default: 0] += 1
                     gauge(
                         "image_status",
-                        "1 for each image, labelled with its status: ok, findings (warnings or errors), unreadable or stalled.",
+                        "1 for each image, labelled with its status: ok, findings (warnings or errors), unreadable, stalled or pending.",
                         image + [("status", status)]
                     ).set(Int64(1))
                     continue
@@ -80,7 +87,7 @@ enum ImageMetrics {
             byStatus[status, default: 0] += 1
             gauge(
                 "image_status",
-                "1 for each image, labelled with its status: ok, findings (warnings or errors), unreadable or stalled.",
+                "1 for each image, labelled with its status: ok, findings (warnings or errors), unreadable, stalled or pending.",
                 image + [("status", status)]
             ).set(Int64(1))
         }

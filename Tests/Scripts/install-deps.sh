@@ -6,14 +6,15 @@
 #   build   swift build: pkg-config, libmicrohttpd-dev              (make build, release, install)
 #   demo    build + qemu-utils (qemu-img, qemu-io: the demo images)  (make demo)
 #   test    demo + everything make test runs: libnbd-bin (nbdinfo), curl, jq, python3, python3-venv,
-#           openssl, systemd (systemd-analyze), prometheus, chromium, chromium-driver   (make test)
+#           openssl, systemd (systemd-analyze), prometheus, chromium, chromium-driver, fuse3 and
+#           python3-fusepy (the storage-fault tests: a FUSE filesystem that stalls and fails)   (make test)
 #   load    demo + curl, jq, wrk                                     (make load)
 #   --list  print the packages of the groups instead of installing them
 set -euo pipefail
 
 build=(pkg-config libmicrohttpd-dev)
 demo=("${build[@]}" qemu-utils)
-test=("${demo[@]}" libnbd-bin curl jq python3 python3-venv openssl systemd prometheus chromium chromium-driver)
+test=("${demo[@]}" libnbd-bin curl jq python3 python3-venv openssl systemd prometheus chromium chromium-driver fuse3 python3-fusepy)
 load=("${demo[@]}" curl jq wrk)
 
 list=0

@@ -63,8 +63,8 @@ public final class FileImageSource: ImageSource {
             throw QCOW2Error(.outOfRange, structure: "file", value: "\(count) bytes", offset: offset, message: "bad read")
         }
         if count == 0 { return [] }
-        activity?.begin(offset)
-        defer { activity?.end() }
+        let token = activity?.begin(offset)
+        defer { if let token { activity?.end(token) } }
         var buffer = [UInt8](repeating: 0, count: count)
         var done = 0
         var failure: Int32 = 0
@@ -82,6 +82,7 @@ public final class FileImageSource: ImageSource {
                 }
             }
         }
+        if failure != 0 || done != count { activity?.failed() }
         if failure != 0 {
             throw QCOW2Error(
                 .io, structure: "file", value: Self.errnoName(failure), offset: offset &+ UInt64(done),

@@ -3,7 +3,8 @@ import Synchronization
 /// What is being read from one file right now: how many operations, and since when the oldest runs.
 ///
 /// A ``FileImageSource`` given one records every `pread` in it; the catalog records the `open` and
-/// `fstat` of a lookup. When storage stalls, the daemon names the file offset it is stuck at from here.
+/// `fstat` of a lookup. When storage stalls, the daemon names the file offset it is stuck at from here;
+/// when it fails, the count of failures tells what must not be cached and feeds the metrics.
 public final class ReadActivity: Sendable {
     /// One operation in progress: the offset of a read (nil while opening) and when it began.
     public struct Pending: Sendable, Equatable {
@@ -14,31 +15,37 @@ public final class ReadActivity: Sendable {
     }
 
     private struct State: Sendable {
-        var running = 0
-        var oldest: Pending?
+        var next = 0
+        var running: [Int: Pending] = [:]
     }
 
     private let state = Mutex(State())
+    private let failures = Atomic<Int>(0)
 
     /// Creates an idle record.
     public init() {}
 
-    /// Records that an operation at `offset` (nil: opening) begins.
-    public func begin(_ offset: UInt64?) {
+    /// Records that an operation at `offset` (nil: opening) begins; pass the token to ``end(_:)``.
+    public func begin(_ offset: UInt64?) -> Int {
         state.withLock { s in
-            if s.running == 0 { s.oldest = Pending(offset: offset, since: .now) }
-            s.running += 1
+            s.next &+= 1
+            s.running[s.next] = Pending(offset: offset, since: .now)
+            return s.next
         }
     }
 
-    /// Records that an operation ended.
-    public func end() {
-        state.withLock { s in
-            s.running = max(0, s.running - 1)
-            if s.running == 0 { s.oldest = nil }
-        }
+    /// Records that the operation of `token` ended.
+    public func end(_ token: Int) {
+        _ = state.withLock { $0.running.removeValue(forKey: token) }
     }
+
+    /// Records a failed operation (an errno, or a read that ended early).
+    public func failed() { failures.add(1, ordering: .relaxed) }
+
+    /// Failed operations since the record was made: anything computed while this grew saw a failure
+    /// of the storage and must not be kept.
+    public var failureCount: Int { failures.load(ordering: .relaxed) }
 
     /// The oldest operation still in progress, nil when none is.
-    public var pending: Pending? { state.withLock { $0.oldest } }
+    public var pending: Pending? { state.withLock { $0.running.values.min { $0.since < $1.since } } }
 }

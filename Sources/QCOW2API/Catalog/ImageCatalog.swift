@@ -39,6 +39,11 @@ public final class ImageCatalog: Sendable {
             self.file = file
             self.result = Once(value: result)
         }
+        /// Whether its entry computed something from a failed read: parse again instead of reusing it.
+        var tainted: Bool {
+            if case .success(let e)? = result.ifComputed { return e.isTainted }
+            return false
+        }
     }
     private struct CacheState {
         var entries: [String: Slot] = [:]
@@ -164,13 +169,13 @@ public final class ImageCatalog: Sendable {
     /// - Throws: ``LookupError/notFound(_:)`` or ``LookupError/unreadable(_:)``.
     public func lookup(named name: String, probeLocks: Bool) throws(LookupError) -> (entry: ImageEntry, locks: LockState?) {
         let activity = activity(named: name)
-        activity.begin(nil)
+        let token = activity.begin(nil)
         let opened = Result { () throws(LookupError) in try openBeneath(name) }
-        activity.end()
+        activity.end(token)
         let (fd, info) = try opened.get()
         let locks = probeLocks ? LockState.probe(fd: fd) : nil
         let slot = cache.withLock { state -> Slot in
-            if let s = state.entries[name], s.file.sameVersion(as: info) {
+            if let s = state.entries[name], s.file.sameVersion(as: info), !(s.tainted) {
                 if let i = state.order.lastIndex(of: name) { state.order.remove(at: i) }
                 state.order.append(name)
                 return s
@@ -339,9 +344,9 @@ public final class ImageCatalog: Sendable {
         if let cached = cache.withLock({ $0.magic[name] }), cached.0.sameVersion(as: info) { return cached.1 }
         var magic = [UInt8](repeating: 0, count: 4)
         let activity = activity(named: name)
-        activity.begin(0)
+        let token = activity.begin(0)
         let n = unsafe magic.withUnsafeMutableBytes { unsafe pread(fd, $0.baseAddress, 4, 0) }
-        activity.end()
+        activity.end(token)
         let ok = n == 4 && magic == [0x51, 0x46, 0x49, 0xfb]
         cache.withLock { state in
             if state.magic.count > 100_000 { state.magic.removeAll() }

@@ -20,6 +20,8 @@ public final class ImageEntry: Sendable {
     private let eagerByBitmap: [Int: [Finding]]
     private let index = Once<FindingIndex>()
     private let dirty: [Int: Once<DirtyCount>]
+    /// Set when a derived value was computed while a read failed: the catalog then parses again.
+    private let taintedFlag = Atomic<Bool>(false)
     /// Bytes the image may still read to count dirty bytes, over all its bitmaps.
     private let dirtyBudget = Mutex<UInt64>(ImageEntry.dirtyImageBudget)
 
@@ -48,7 +50,21 @@ public final class ImageEntry: Sendable {
 
     /// Every finding of the image (header, directory, tables, snapshots), sorted and counted once.
     public var findingIndex: FindingIndex {
-        index.value { FindingIndex(ImageValidator.allFindings(image, eager: eagerFindings)) }
+        index.value { watchingFailures { FindingIndex(ImageValidator.allFindings(image, eager: eagerFindings)) } }
+    }
+
+    /// Where this entry's reads are recorded (the catalog's file sources), nil for other sources.
+    public var activity: ReadActivity? { (image.source as? FileImageSource)?.activity }
+
+    /// Whether something computed from this entry saw a failed read (see ``watchingFailures(_:)``):
+    /// such an entry is not reused, so nothing computed from a failed read is served twice.
+    public var isTainted: Bool { taintedFlag.load(ordering: .acquiring) }
+
+    /// Runs `body`; when a read of this entry's file failed meanwhile, marks the entry tainted.
+    public func watchingFailures<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        let before = activity?.failureCount
+        defer { if let before, activity?.failureCount != before { taintedFlag.store(true, ordering: .releasing) } }
+        return try body()
     }
 
     /// The header, extension and directory findings that concern `bitmap` (no table reads).
@@ -61,7 +77,7 @@ public final class ImageEntry: Sendable {
         guard let once = dirty[bitmap.index] else {
             return DirtyCount(bytes: nil, reason: "bitmap \(bitmap.index) is not in this image's directory")
         }
-        return once.value { count(bitmap) }
+        return once.value { watchingFailures { count(bitmap) } }
     }
 
     /// Counts under the image's budget: many bitmaps pointing at big tables cannot make a summary or a

@@ -314,7 +314,21 @@ public struct Documents: Sendable {
     }
 
     /// A listed image whose storage is stalled: what is known without reading it.
-    public static func stalledItem(_ name: String, _ pending: ReadActivity.Pending?) -> JSONValue {
+    ///
+    /// `stalled` when `pending` (the stuck operation) is known; without one and with `slow`, `pending`:
+    /// the image is still being read or parsed (ask again).
+    public static func stalledItem(_ name: String, _ pending: ReadActivity.Pending?, pending slow: Bool = false) -> JSONValue {
+        if pending == nil && slow {
+            return .obj([
+                "name": .string(name), "size_bytes": .null, "mtime": .null, "virtual_size": .null, "bitmaps": .null,
+                "status": .string("pending"), "finding_counts": .null,
+                "error": .obj([
+                    "kind": .string("pending"), "code": .string("pending"), "structure": .string("file"), "field": .null,
+                    "value": .null, "offset": .null,
+                    "message": .string("still being read and checked (a large image seen for the first time); ask again"),
+                ]),
+            ])
+        }
         let waited = pending.map { ContinuousClock.now - $0.since }
         var message = "reading the image is stalled"
         if let pending, let waited {
@@ -325,8 +339,8 @@ public struct Documents: Sendable {
             "name": .string(name), "size_bytes": .null, "mtime": .null, "virtual_size": .null, "bitmaps": .null,
             "status": .string("stalled"), "finding_counts": .null,
             "error": .obj([
-                "kind": .string("stalled"), "code": .string("image-stalled"),
-                "offset": pending?.offset.map { .num($0) } ?? .null, "message": .string(message),
+                "kind": .string("stalled"), "code": .string("stalled"), "structure": .string("file"), "field": .null,
+                "value": .null, "offset": pending?.offset.map { .num($0) } ?? .null, "message": .string(message),
             ]),
         ])
     }

@@ -52,7 +52,8 @@ extension API {
     }
 
     /// The listing's entries under a deadline: images known to be stalled at once, the others looked
-    /// up in parallel; those not done within ``IOPolicy/listingWait`` are listed `stalled`.
+    /// up in parallel; those not done within ``IOPolicy/listingWait`` are listed `stalled` (a read of
+    /// them is stuck) or `pending` (still being read or parsed: a large image seen for the first time).
     static func listItems(_ names: [String], documents: Documents, io: IOPolicy) -> [JSONValue] {
         let catalog = documents.catalog
         var items = [JSONValue?](repeating: nil, count: names.count)
@@ -66,7 +67,8 @@ extension API {
         }
         let found = io.executor.map(ask.map(\.1), timeout: io.listingWait) { documents.listItem($0) }
         for ((i, name), item) in zip(ask, found) {
-            items[i] = item ?? Documents.stalledItem(name, catalog.activity(named: name).pending)
+            // Not done in time: stalled when a read of it is stuck, else still being read (parsed).
+            items[i] = item ?? Documents.stalledItem(name, catalog.stall(named: name, after: io.stallAfter), pending: true)
         }
         return items.map { $0 ?? .null }
     }

@@ -205,8 +205,12 @@ public final class API: Sendable {
         let base = route.path(image: nameBytes, bitmap: bitmapBytes ?? [])
         let render = { () -> Result<ResponseCache.Rendered, Problem> in
             do throws(DocumentError) {
-                let doc = try plan.render()
-                return .success(.init(body: JSONWriter(style: .compact).bytes(doc.value) + [0x0a], link: Self.link(base, doc.next)))
+                let failures = entry.activity?.failureCount
+                let doc = try entry.watchingFailures { () throws(DocumentError) in try plan.render() }
+                return .success(
+                    .init(
+                        body: JSONWriter(style: .compact).bytes(doc.value) + [0x0a], link: Self.link(base, doc.next),
+                        cacheable: entry.activity?.failureCount == failures))
             } catch {
                 return .failure(Problem(error))
             }

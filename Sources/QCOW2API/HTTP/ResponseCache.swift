@@ -10,6 +10,8 @@ final class ResponseCache: Sendable {
     struct Rendered: Sendable {
         var body: [UInt8]
         var link: String?
+        /// False when a read failed while rendering: answered, but not kept.
+        var cacheable = true
     }
 
     /// Bodies larger than this are rendered each time and never kept.
@@ -28,7 +30,8 @@ final class ResponseCache: Sendable {
 
     /// The rendered answer for `etag`, rendering it with `render` if nobody did yet.
     ///
-    /// A failed rendering (a problem) is not kept: the next request tries again.
+    /// A failed rendering (a problem), or one during which a read failed, is not kept: the next request
+    /// tries again.
     func rendered(_ etag: String, _ render: () -> Result<Rendered, Problem>) -> Result<Rendered, Problem> {
         let cell = state.withLock { s -> Once<Result<Rendered, Problem>> in
             if let c = s.cells[etag] { return c }
@@ -45,7 +48,7 @@ final class ResponseCache: Sendable {
         guard fresh else { return result }
         let size: Int?
         switch result {
-        case .success(let r): size = r.body.count <= ResponseCache.maxBody ? r.body.count + etag.utf8.count : nil
+        case .success(let r): size = r.cacheable && r.body.count <= ResponseCache.maxBody ? r.body.count + etag.utf8.count : nil
         case .failure: size = nil
         }
         state.withLock { s in
