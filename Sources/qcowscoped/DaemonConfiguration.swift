@@ -128,16 +128,24 @@ struct DaemonConfiguration {
                     + "connect read the images")
         }
 
+        // Each connection is a descriptor: keep the limit within half of RLIMIT_NOFILE so that image
+        // files, the directory and the listing always have descriptors left (past the limit new
+        // connections wait in the kernel's backlog; they are never dropped).
+        var fdLimit = rlimit()
+        var connections = limit
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &fdLimit) == 0, fdLimit.rlim_cur < rlim_t(Int32.max) {
+            connections = min(limit, max(4, Int(clamping: fdLimit.rlim_cur) / 2))
+        }
         var server = HTTPServerConfiguration(
             listenAddresses: addresses,
             listenDescriptors: descriptors,
             threadPoolSize: threads == 0 ? HTTPServerConfiguration.processorCount : threads,
-            connectionLimit: limit,
+            connectionLimit: connections,
             perIPConnectionLimit: perIP,
             connectionTimeoutSeconds: timeout,
             tls: tls)
         // Shed load before the connection limit: past 3/4 of it in progress at once, answer 503 + Retry-After.
-        server.overloadThreshold = max(1, limit * 3 / 4)
+        server.overloadThreshold = max(1, connections * 3 / 4)
         return DaemonConfiguration(
             imagesDirectory: images, logLevel: level, server: server, tlsFiles: tlsFiles, token: token,
             openHealth: command.openHealth || (file.openHealth ?? Defaults.openHealth),

@@ -32,7 +32,8 @@ enum ImageMetrics {
                 labels: labels)
         }
         var byStatus: [String: Int] = ["ok": 0, "findings": 0, "unreadable": 0, "stalled": 0, "pending": 0]
-        let names = catalog.names().filter { catalog.isImage($0) }
+        // An unreadable directory exports no per-image series this scrape (qcowscope_images counts 0).
+        let names = ((try? catalog.names()) ?? []).filter { catalog.isImage($0) }
         // Looked up in parallel under the deadline when the daemon has an executor; an image whose
         // storage is stalled is counted `stalled` without waiting for it.
         let lookups: [Result<ImageEntry, ImageCatalog.LookupError>?]

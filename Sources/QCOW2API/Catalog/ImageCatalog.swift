@@ -84,11 +84,23 @@ public final class ImageCatalog: Sendable {
         } else {
             canonicalPath = nil
         }
-        self.capacity = max(1, cacheCapacity)
+        self.capacity = max(1, min(cacheCapacity, Self.descriptorBudget()))
     }
 
     deinit {
         close(dirfd)
+    }
+
+    /// Parsed images that may stay open at once under the process's descriptor limit: a quarter of
+    /// `RLIMIT_NOFILE` after 32 kept for sockets and the rest, at least 4 (each cached image holds one
+    /// descriptor; connections, lookups in progress and the listing need the others).
+    static func descriptorBudget() -> Int {
+        var limit = rlimit()
+        guard unsafe getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(Int32.max) else {
+            return Int.max
+        }
+        let soft = Int(clamping: limit.rlim_cur)
+        return max(4, (soft - 32) / 4)
     }
 
     /// Whether `name` is a single path component that may name a file here.
@@ -115,6 +127,13 @@ public final class ImageCatalog: Sendable {
             let e = errno
             if e == ENOENT || e == ENOTDIR || e == EXDEV || e == ELOOP || e == EINVAL || e == ENAMETOOLONG {
                 throw .notFound(name)
+            }
+            if e == EMFILE || e == ENFILE {
+                // The daemon's own limit, not the image's fault: a 503 to retry, nothing cached.
+                throw .unreadable(
+                    QCOW2Error(
+                        .io, structure: "file", value: FileImageSource.errnoName(e),
+                        message: "cannot open now: the daemon has too many files open (\(FileImageSource.errnoName(e))); retry"))
             }
             throw .unreadable(QCOW2Error(.io, structure: "file", value: name, message: unsafe "cannot open: \(String(cString: strerror(e)))"))
         }
@@ -304,7 +323,10 @@ public final class ImageCatalog: Sendable {
     ///
     /// The sorted listing is kept until the directory itself changes (its mtime or ctime: an entry
     /// added, removed or renamed), so paging through 10,000 images does not re-read and re-sort them.
-    public func names() -> [String] {
+    ///
+    /// - Throws: ``QCOW2Error`` of kind `io` when the directory cannot be read now (no descriptor left,
+    ///   or the storage fails): never an empty listing that is not true.
+    public func names() throws(QCOW2Error) -> [String] {
         var st = Glibc.stat()
         let stamp: [Int]? =
             unsafe fstat(dirfd, &st) == 0
@@ -312,8 +334,11 @@ public final class ImageCatalog: Sendable {
         if let stamp, let cached = cache.withLock({ $0.listing }), cached.stamp == stamp { return cached.names }
         let dup = fcntl(dirfd, F_DUPFD_CLOEXEC, 0)
         guard dup >= 0, let dir = unsafe fdopendir(dup) else {
+            let e = errno
             if dup >= 0 { close(dup) }
-            return []
+            throw QCOW2Error(
+                .io, structure: "images_directory", value: FileImageSource.errnoName(e),
+                message: "cannot read the images directory now: \(FileImageSource.errnoName(e)); retry")
         }
         defer { unsafe closedir(dir) }
         unsafe rewinddir(dir)

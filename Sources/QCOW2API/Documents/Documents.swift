@@ -268,7 +268,12 @@ public struct Documents: Sendable {
         let limit = try p.limit(Self.paging(.images))
         let cursor = p.bytes("cursor") ?? []
         let allowed = DocumentError.Allowed.described("the `next` value of a previous page")
-        let names = catalog.names()
+        let names: [String]
+        do throws(QCOW2Error) {
+            names = try catalog.names()
+        } catch {
+            throw .unreadable(error, image: "the images directory")
+        }
         var lo = 0
         if !cursor.isEmpty {
             guard cursor.count <= 255 else {
