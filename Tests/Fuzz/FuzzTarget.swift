@@ -1,7 +1,9 @@
 // libFuzzer target: the input is a whole qcow2 file (MemoryImageSource). Exercises everything an
 // HTTP request can reach: the parse, header/extensions/feature names, every bitmap's directory entry
 // with its dirty count, the first and last page of its table, the first page of its dirty extents
-// (and the page after it), the snapshot table, every finding, and the JSON of every view.
+// (and the page after it), the snapshot table, every finding, and the JSON of every view; then every
+// image route's document through the document layer (Documents.plan + render, as the API serves them),
+// with query parameters taken from the input.
 //
 // Built and run by Tests/Fuzz/run-fuzz.sh (swiftc -sanitize=fuzzer,address, no SwiftPM).
 import QCOW2
@@ -11,6 +13,25 @@ import QCOW2
 let fuzzFile = FileInfo(
     name: "fuzz.qcow2", device: 1, inode: 2, size: 0, allocatedBytes: 0, mtimeSec: 1_700_000_000, mtimeNsec: 5,
     ctimeSec: 1_700_000_000, ctimeNsec: 6)
+
+/// The documents the daemon serves; the catalog is an empty directory (only the listing reads it).
+let fuzzDocuments: Documents = {
+    guard let catalog = try? ImageCatalog(path: "/") else { fatalError("fuzz: cannot open / as a catalog") }
+    return Documents(catalog: catalog)
+}()
+
+/// Every route that renders a document about one image.
+let fuzzRoutes: [RouteID] = [.summary, .header, .extensions, .bitmaps, .bitmap, .table, .extents, .snapshots, .findings]
+
+/// A query string for a route, with values taken from the input's last bytes.
+func fuzzQuery(_ bytes: [UInt8], _ salt: Int) -> Substring {
+    let a = tail(bytes, 24 + salt % 8), b = tail(bytes, 3 + salt % 5)
+    let parts = [
+        "offset=\(a % 70_000)", "limit=\(b % 5_000)", "start=\(a)", "length=\(b)", "cursor=\(a % 100_000)",
+        "all=\(b & 1 == 0 ? "true" : "false")",
+    ]
+    return Substring(parts.enumerated().filter { (i, _) in (a >> UInt64(i)) & 1 == 1 }.map(\.1).joined(separator: "&"))
+}
 
 /// Renders `value` the way the daemon does (compact) and checks the text is not empty.
 func render(_ value: JSONValue) {
@@ -104,6 +125,19 @@ func exercise(_ bytes: [UInt8]) {
     render(.array(index.sorted.prefix(1000).map(ImageViews.finding)))
     render(ImageViews.codeCounts(index))
     render(ImageViews.summary(image, file: fuzzFile, findings: index, dirty: dirty))
+
+    // The document layer, route by route, as the API serves them (a fresh entry per input).
+    let entry = ImageEntry(file: fuzzFile, image: image)
+    let bitmapNames: [[UInt8]?] = image.bitmaps.prefix(2).map { Optional($0.name.bytes) } + [Array("nope".utf8)]
+    for (salt, route) in fuzzRoutes.enumerated() {
+        for name in [RouteID.bitmap, .table, .extents].contains(route) ? bitmapNames : [nil] {
+            guard let params = try? Parameters(query: fuzzQuery(bytes, salt)) else { continue }
+            guard let plan = try? fuzzDocuments.plan(route, entry: entry, locks: nil, bitmap: name, parameters: params),
+                let doc = try? plan.render()
+            else { continue }
+            render(doc.value)
+        }
+    }
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")
