@@ -21,7 +21,13 @@ struct DumpHeaderCommand: ParsableCommand {
     @Flag(name: [.customShort("j"), .customLong("json")], help: "Dump in JSON format.")
     var json = false
 
+    @Option(
+        name: .customLong("io-timeout"),
+        help: "Seconds the command may wait for the storage before it gives up with exit 1 (default 30).")
+    var ioTimeout: Double = Watchdog.defaultSeconds
+
     func run() throws {
+        Watchdog.arm(seconds: ioTimeout, file: file)
         try QemuDumpRunner.run(file: file, includeHeader: true, json: json)
     }
 }
@@ -45,7 +51,13 @@ struct DumpHeaderExtsCommand: ParsableCommand {
     @Flag(name: [.customShort("j"), .customLong("json")], help: "Dump in JSON format.")
     var json = false
 
+    @Option(
+        name: .customLong("io-timeout"),
+        help: "Seconds the command may wait for the storage before it gives up with exit 1 (default 30).")
+    var ioTimeout: Double = Watchdog.defaultSeconds
+
     func run() throws {
+        Watchdog.arm(seconds: ioTimeout, file: file)
         try QemuDumpRunner.run(file: file, includeHeader: false, json: json)
     }
 }

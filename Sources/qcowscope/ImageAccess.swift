@@ -141,8 +141,14 @@ struct ViewOptions: ParsableArguments {
     @Option(help: "Output format: json or text (default: json when stdout is not a terminal, text on a terminal).")
     var format: OutputFormat?
 
+    @Option(
+        name: .customLong("io-timeout"),
+        help: "Seconds the command may wait for the storage before it gives up with exit 1 (default 30).")
+    var ioTimeout: Double = Watchdog.defaultSeconds
+
     /// Opens the image; a failure is one stderr line and exit 1.
     func open() throws -> ImageAccess {
+        Watchdog.arm(seconds: ioTimeout, file: file)
         do {
             return try ImageAccess(file: file)
         } catch {

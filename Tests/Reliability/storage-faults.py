@@ -13,7 +13,8 @@ runs qcowscoped on the mount with --io-timeout 2 and injects faults through faul
 - EIO on eio.qcow2: 503 io-error with the errno name and offset; nothing is cached (the same
   request succeeds once the fault is gone);
 - short reads are retried; a file whose reads end early (it shrank) gives a problem with the offset;
-- SIGTERM while reads stall: the daemon exits within its 10 s drain time.
+- SIGTERM while reads stall: the daemon exits within its 10 s drain time;
+- the CLI on a stalled file gives up after its --io-timeout with exit 1.
 
 Stalls are `interruptible`, as a hung NFS mount is (its waits are killable): the kernel can then
 end the stalled reads of a process that exits. A FUSE read that ignores signals keeps even a killed
@@ -260,6 +261,15 @@ def main():
             rc = None
         took = time.monotonic() - t0
         check(rc == 0 and took < 10.0, f"SIGTERM while reads stall: exit {rc} after {took:.2f} s (< 10 s)")
+
+        # --- the CLI gives up too: --io-timeout --------------------------------------------------
+        cli = os.path.join(os.path.dirname(daemon), "qcowscope")
+        t0 = time.monotonic()
+        run = subprocess.run([cli, "header", os.path.join(mnt, "slow.qcow2"), "--io-timeout", "1"],
+                             capture_output=True, text=True, timeout=30)
+        took = time.monotonic() - t0
+        check(run.returncode == 1 and took < 3.0 and "storage did not answer within 1.0 s" in run.stderr,
+              f"CLI on a stalled file: exit {run.returncode} after {took:.2f} s: {run.stderr.strip()!r}")
     finally:
         if proc.poll() is None:
             proc.kill()
