@@ -6,7 +6,7 @@ import QCOW2
 /// extensions; `dump-header-exts -j` prints the array only (`[]` when there are none). Python prints a
 /// JSON document only once it is complete: when the dump stopped inside the extensions, `dump-header -j`
 /// prints the header object only and `dump-header-exts -j` prints nothing.
-public struct DumpJSONRenderer: Sendable {
+public struct DumpJSONRenderer: DumpRenderer {
     /// What to print.
     public let dump: Qcow2PyDump
 
@@ -21,13 +21,6 @@ public struct DumpJSONRenderer: Sendable {
     @discardableResult
     public func render(includeHeader: Bool, into sink: (String) -> Void) -> DumpStop? {
         withoutActuallyEscaping(sink) { render(includeHeader: includeHeader, out: DumpOutput(sink: $0)) }
-    }
-
-    /// The whole output as one string, and the stop to report.
-    public func render(includeHeader: Bool) -> (text: String, stop: DumpStop?) {
-        var s = ""
-        let stop = render(includeHeader: includeHeader) { s += $0 }
-        return (s, stop)
     }
 
     private func render(includeHeader: Bool, out: DumpOutput) -> DumpStop? {

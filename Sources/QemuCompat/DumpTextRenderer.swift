@@ -6,7 +6,7 @@ import QCOW2
 /// `dump-header`), then each extension: `Header extension:`, magic with its name, length, then `data`
 /// or the bitmaps extension's fields, directory entries and table rows, and a blank line. When the dump
 /// stopped, the text ends where qcow2.py's output ends (Python prints as it goes).
-public struct DumpTextRenderer: Sendable {
+public struct DumpTextRenderer: DumpRenderer {
     /// What to print.
     public let dump: Qcow2PyDump
 
@@ -22,13 +22,6 @@ public struct DumpTextRenderer: Sendable {
     @discardableResult
     public func render(includeHeader: Bool, into sink: (String) -> Void) -> DumpStop? {
         withoutActuallyEscaping(sink) { render(includeHeader: includeHeader, out: DumpOutput(sink: $0)) }
-    }
-
-    /// The whole text as one string, and the stop to report.
-    public func render(includeHeader: Bool) -> (text: String, stop: DumpStop?) {
-        var s = ""
-        let stop = render(includeHeader: includeHeader) { s += $0 }
-        return (s, stop)
     }
 
     private func render(includeHeader: Bool, out: DumpOutput) -> DumpStop? {

@@ -15,20 +15,10 @@ struct DumpHeaderCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "The qcow2 image file.")
-    var file: String
-
-    @Flag(name: [.customShort("j"), .customLong("json")], help: "Dump in JSON format.")
-    var json = false
-
-    @Option(
-        name: .customLong("io-timeout"),
-        help: "Seconds the command may wait for the storage before it gives up with exit 1 (default 30).")
-    var ioTimeout: Double = Watchdog.defaultSeconds
+    @OptionGroup var options: DumpOptions
 
     func run() throws {
-        Watchdog.arm(seconds: ioTimeout, file: file)
-        try QemuDumpRunner.run(file: file, includeHeader: true, json: json)
+        try options.run(includeHeader: true)
     }
 }
 
@@ -45,6 +35,15 @@ struct DumpHeaderExtsCommand: ParsableCommand {
             """
     )
 
+    @OptionGroup var options: DumpOptions
+
+    func run() throws {
+        try options.run(includeHeader: false)
+    }
+}
+
+/// The arguments both dump commands take.
+struct DumpOptions: ParsableArguments {
     @Argument(help: "The qcow2 image file.")
     var file: String
 
@@ -56,9 +55,10 @@ struct DumpHeaderExtsCommand: ParsableCommand {
         help: "Seconds the command may wait for the storage before it gives up with exit 1 (default 30).")
     var ioTimeout: Double = Watchdog.defaultSeconds
 
-    func run() throws {
+    /// Dumps the file as `dump-header` (`includeHeader`) or `dump-header-exts`.
+    func run(includeHeader: Bool) throws {
         Watchdog.arm(seconds: ioTimeout, file: file)
-        try QemuDumpRunner.run(file: file, includeHeader: false, json: json)
+        try QemuDumpRunner.run(file: file, includeHeader: includeHeader, json: json)
     }
 }
 

@@ -64,19 +64,12 @@ enum ImageMetrics {
             ).increment(by: Int64(catalog.activity(named: name).failureCount))
             let status: String
             do {
-                guard let lookup else {
+                if let lookup {
+                    status = record(try lookup.get(), image: image, gauge: gauge)
+                } else {
                     // Not done within the wait: a read of it is stuck, or it is still being parsed.
                     status = io.flatMap { catalog.stall(named: name, after: $0.stallAfter) } != nil ? "stalled" : "pending"
-                    byStatus[status, default: 0] += 1
-                    gauge(
-                        "image_status",
-                        "1 for each image, labelled with its status: ok, findings (warnings or errors), unreadable, stalled or pending.",
-                        image + [("status", status)]
-                    ).set(Int64(1))
-                    continue
                 }
-                let entry = try lookup.get()
-                status = record(entry, image: image, gauge: gauge)
             } catch {
                 guard case .unreadable(let problem) = error else { continue }  // the file disappeared
                 status = "unreadable"

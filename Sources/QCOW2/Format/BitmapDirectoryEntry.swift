@@ -39,15 +39,7 @@ public struct BitmapDirectoryEntry: Sendable, Hashable {
     ///
     /// - Throws: ``QCOW2Error`` of kind `truncated` when the entry runs past the directory.
     init(parsing r: inout ByteReader, index: Int) throws(QCOW2Error) {
-        self.index = index
-        entryOffset = r.fileOffset
-        tableOffset = try r.u64("bitmap_table_offset")
-        tableSize = try r.u32("bitmap_table_size")
-        flags = try r.u32("flags")
-        type = try r.u8("type")
-        granularityBits = try r.u8("granularity_bits")
-        nameSize = try r.u16("name_size")
-        extraDataSize = try r.u32("extra_data_size")
+        self = try Self.fixedPart(&r, index: index)
         let body = UInt64(extraDataSize) + UInt64(nameSize)
         let total = BitmapDirectoryEntry.entrySize(extraDataSize: extraDataSize, nameSize: nameSize)
         guard total - BitmapDirectoryEntry.fixedSize <= UInt64(r.remaining) else {

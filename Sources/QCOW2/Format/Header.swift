@@ -81,13 +81,13 @@ public struct Header: Sendable, Hashable {
         }
         let first = try source.read("header", at: 0, count: min(fileSize, 112))
         var r = ByteReader(first, base: 0, structure: "header")
-        magic = try r.u32("magic")
+        let magic = try r.u32("magic")
         guard magic == Header.magicValue else {
             throw QCOW2Error(
                 .badMagic, structure: "header", field: "magic", value: Hex.string(magic), offset: 0,
                 message: "not a qcow2 image (expected 0x514649fb, \"QFI\\xfb\")")
         }
-        version = try r.u32("version")
+        let version = try r.u32("version")
         guard version == 2 || version == 3 else {
             throw QCOW2Error(
                 .unsupportedVersion, structure: "header", field: "version", value: "\(version)", offset: 4,
@@ -99,37 +99,16 @@ public struct Header: Sendable, Hashable {
                 .truncated, structure: "header", value: "\(fileSize) bytes", offset: 0,
                 message: "file is \(fileSize) bytes, a version \(version) header needs \(needed)")
         }
-        backingFileOffset = try r.u64("backing_file_offset")
-        backingFileSize = try r.u32("backing_file_size")
-        clusterBits = try r.u32("cluster_bits")
+        // One decoder for the fixed fields (shared with qcow2.py's dump); a version 2 header ends at 72,
+        // so zeros stand for the v3 fields it lacks (the decoder then sets version 2's defaults).
+        let padding = [UInt8](repeating: 0, count: max(0, Header.fixedPartLength - first.count))
+        self = try Header(decodingFixedPart: first + padding)
         guard clusterBits >= 9, clusterBits <= Limits.maxParsableClusterBits else {
             throw QCOW2Error(
                 .invalidHeader, structure: "header", field: "cluster_bits", value: "\(clusterBits)", offset: 20,
                 message: "cluster size 2^\(clusterBits) is outside 2^9...2^\(Limits.maxParsableClusterBits); nothing else can be located")
         }
-        size = try r.u64("size")
-        cryptMethod = try r.u32("crypt_method")
-        l1Size = try r.u32("l1_size")
-        l1TableOffset = try r.u64("l1_table_offset")
-        refcountTableOffset = try r.u64("refcount_table_offset")
-        refcountTableClusters = try r.u32("refcount_table_clusters")
-        nbSnapshots = try r.u32("nb_snapshots")
-        snapshotsOffset = try r.u64("snapshots_offset")
-        additionalBytes = []
-        compressionType = 0
-        if version == 2 {
-            incompatibleFeatures = 0
-            compatibleFeatures = 0
-            autoclearFeatures = 0
-            refcountOrder = 4
-            headerLength = 72
-            return
-        }
-        incompatibleFeatures = try r.u64("incompatible_features")
-        compatibleFeatures = try r.u64("compatible_features")
-        autoclearFeatures = try r.u64("autoclear_features")
-        refcountOrder = try r.u32("refcount_order")
-        headerLength = try r.u32("header_length")
+        if version == 2 { return }
         guard headerLength >= Header.mandatoryV3Length else {
             throw QCOW2Error(
                 .invalidHeader, structure: "header", field: "header_length", value: "\(headerLength)", offset: 100,
