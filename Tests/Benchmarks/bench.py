@@ -384,6 +384,9 @@ class Bench:
         os.unlink(probe)
         self.many_image = os.path.join(self.bitmaps_dir, "bitmaps-65535.qcow2")
         run([sys.executable, mk, "bitmaps", self.many_image, "65535"], "mkimages.py bitmaps 65535")
+        # 4,096 bitmaps sharing one table whose entries set reserved bits: 393,216 would-be findings.
+        self.findings_image = os.path.join(self.bitmaps_dir, "findings.qcow2")
+        run([sys.executable, mk, "findings", self.findings_image], "mkimages.py findings")
         # 10,000 names for a small real image: hard links (no disk space, fast to make and remove; the
         # daemon caches and parses per name), copies where the filesystem has no hard links.
         self.scale_dir = os.path.join(self.work, "scale")
@@ -1083,6 +1086,34 @@ http {{
             _children.remove(p)
         return dirty, stats(times), started
 
+    def section8(self):
+        """Hostile-sized images: every image endpoint at its default page size, warm, against /healthz."""
+        log("8. hostile images (65,535 bitmaps; 393,216 would-be findings): every endpoint at default page size, warm")
+        c = Client(self.qmany.port)
+        n = 10 if self.quick else 30
+        health = stats([c.ok("/healthz") for _ in range(n)])
+        slowest = ("", 0.0)
+        for image, bitmap in (("bitmaps-65535.qcow2", "b00000"), ("findings.qcow2", None)):
+            base = f"/v1/images/{image}"
+            if bitmap is None:
+                status, body, _ = c.get(base + "/bitmaps?limit=1")
+                bitmap = "".join(f"%{b:02X}" for b in bytes.fromhex(json.loads(body)["bitmaps"][0]["name_hex"]))
+            paths = [("summary", base), ("header", base + "/header"), ("extensions", base + "/extensions"),
+                     ("bitmaps", base + "/bitmaps"), ("bitmap", f"{base}/bitmaps/{bitmap}"),
+                     ("table", f"{base}/bitmaps/{bitmap}/table"), ("extents", f"{base}/bitmaps/{bitmap}/extents"),
+                     ("snapshots", base + "/snapshots"), ("findings", base + "/findings"), ("locks", base + "/locks")]
+            for key, path in paths:
+                c.ok(path)  # the first (cold) answer; warm ones follow
+                warm = stats([c.ok(path) for _ in range(n)])
+                if warm["median_s"] > slowest[1]:
+                    slowest = (f"{image} {key}", warm["median_s"])
+                self.report.add(8, f"hostile.{image}.{key}", f"{image}: {key}, warm median of {n}",
+                                warm["median_s"], f"{fmt_time(warm['median_s'])} (p90 {fmt_time(warm['p90_s'])})",
+                                "/healthz", health["median_s"], fmt_time(health["median_s"]), extra={"warm": warm})
+        c.close()
+        self.targets.append({"target": "hostile images: every endpoint at default page size < 100 ms warm",
+                             "pass": slowest[1] < 0.1, "figures": f"slowest {slowest[0]}: {fmt_time(slowest[1])}"})
+
     def section6(self):
         n = 20 if self.quick else 100
         n_ref = 5 if self.quick else 20
@@ -1216,6 +1247,7 @@ http {{
             self.section4()
             self.section5()
             self.section7()
+            self.section8()
         self.section6()
         meta = self.meta()
         meta["elapsed_s"] = round(time.monotonic() - t0, 1)

@@ -13,12 +13,15 @@ extension API {
     /// past ``IOPolicy/stallAfter`` is answered `503 image-stalled` at once, without queuing anything.
     /// Without a policy it answers inline. `answer` is called exactly once.
     public func respond(_ request: HTTPRequest, answer: @escaping @Sendable (Response) -> Void) {
-        guard let io else { return answer(respond(request)) }
-        let target = Substring(request.path ?? "")
-        let path = target.prefix { $0 != "?" }
-        guard let match = RouteTable.match(path), match.route.readsFiles,
+        let target = Target(request)
+        let path = target.path
+        guard let io, let match = target.match, match.route.readsFiles,
             request.method == .get || request.method == .head
-        else { return answer(respond(request)) }
+        else { return answer(respond(request, target)) }
+        // Unauthenticated requests learn nothing about the storage: their 401 is made at once.
+        if let access, access.needsToken(match.route), !access.accepts(request.headerFields[.authorization]) {
+            return answer(respond(request, target))
+        }
         let image = String(decoding: PercentEncoding.decode(match.rawImage) ?? [], as: UTF8.self)
         if !image.isEmpty, let pending = catalog.stall(named: image, after: io.stallAfter) {
             return answer(finish(Problem.imageStalled(image: image, pending: pending, retryAfter: io.timeout), path, match.route))
@@ -33,7 +36,7 @@ extension API {
             if first { answer(response) }
         }
         let pool = match.route.id == .images || match.route.id == .metrics ? io.coordinator : io.executor
-        guard pool.submit({ deliver(self.respond(request)) }) else {
+        guard pool.submit({ deliver(self.respond(request, target)) }) else {
             return deliver(finish(Problem.overloaded, path, match.route))
         }
         let timeout = io.timeout

@@ -63,7 +63,7 @@ public final class API: Sendable {
     private let openAPI: [UInt8]
     private let ui: [String: Asset]
     private let metrics: (@Sendable () -> [UInt8])?
-    private let access: AccessPolicy?
+    let access: AccessPolicy?
     private let cache = ResponseCache()
     /// Where file work runs and its deadlines; nil: inline (see ``respond(_:answer:)``).
     public let io: IOPolicy?
@@ -88,27 +88,41 @@ public final class API: Sendable {
         self.access = access
     }
 
+    /// A request target split once: path, query and the route the path matches.
+    struct Target: Sendable {
+        var path: Substring
+        var query: Substring
+        var match: RouteMatch?
+
+        /// Splits the request's target at the first `?` and matches the path against the route table.
+        init(_ request: HTTPRequest) {
+            let target = Substring(request.path ?? "")
+            if let q = target.firstIndex(of: "?") {
+                path = target[..<q]
+                query = target[target.index(after: q)...]
+            } else {
+                path = target
+                query = ""
+            }
+            match = RouteTable.match(path)
+        }
+    }
+
     /// Answers one request. Never traps and never returns 500 for anything a request or image contains.
     public func respond(_ request: HTTPRequest) -> Response {
-        let target = Substring(request.path ?? "")
-        let path: Substring
-        let query: Substring
-        if let q = target.firstIndex(of: "?") {
-            path = target[..<q]
-            query = target[target.index(after: q)...]
-        } else {
-            path = target
-            query = ""
-        }
-        let match = RouteTable.match(path)
+        respond(request, Target(request))
+    }
+
+    /// Answers a request whose target was already split and matched.
+    func respond(_ request: HTTPRequest, _ target: Target) -> Response {
         var response: Response
         do {
-            response = try answer(request, match, path: path, query: query)
+            response = try answer(request, target.match, path: target.path, query: target.query)
         } catch {
-            response = error.response(instance: path)
+            response = error.response(instance: target.path)
         }
-        response.route = match?.route
-        SecurityHeaders.apply(to: &response.head.headerFields, route: match?.route)
+        response.route = target.match?.route
+        SecurityHeaders.apply(to: &response.head.headerFields, route: target.match?.route)
         return response
     }
 
