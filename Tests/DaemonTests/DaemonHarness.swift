@@ -1,4 +1,5 @@
 import Foundation
+import QCOW2TestSupport
 import Glibc
 
 /// Why a ``DaemonHarness`` step failed; the description says what to do about it.
@@ -26,21 +27,8 @@ final class DaemonHarness {
     ///
     /// - Throws: ``DaemonHarnessError`` naming the places searched and the command that builds it.
     static func binaryPath() throws -> String {
-        if let override = ProcessInfo.processInfo.environment["QCOWSCOPED_BINARY"] {
-            guard access(override, X_OK) == 0 else {
-                throw DaemonHarnessError(description: "QCOWSCOPED_BINARY=\(override) is not an executable file")
-            }
-            return override
-        }
-        var candidates: [String] = []
-        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-            candidates.append((exe as NSString).deletingLastPathComponent + "/qcowscoped")
-        }
-        if let first = CommandLine.arguments.first {
-            let directory = (first as NSString).deletingLastPathComponent
-            candidates.append((directory.isEmpty ? "." : directory) + "/qcowscoped")
-        }
-        if let found = candidates.first(where: { access($0, X_OK) == 0 }) { return found }
+        let (found, candidates) = BuiltProducts.path(of: "qcowscoped")
+        if let found { return found }
         throw DaemonHarnessError(
             description: "qcowscoped binary not found (looked at \(candidates.joined(separator: ", "))). "
                 + "Build it first, e.g. `swift build --build-tests` (builds every product), "

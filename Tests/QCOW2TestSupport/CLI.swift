@@ -2,21 +2,8 @@ import Foundation
 
 /// Runs the built `qcowscope` executable.
 package enum CLI {
-    /// The `qcowscope` binary next to the test bundle (SwiftPM puts every product of the build in one directory).
-    package static let binary: String? = {
-        let fm = FileManager.default
-        let arg0 = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        let bundle = Bundle.main.bundleURL.resolvingSymlinksInPath()
-        let dirs = [arg0.deletingLastPathComponent(), bundle, bundle.deletingLastPathComponent()]
-        for dir in dirs {
-            let candidate = dir.appendingPathComponent("qcowscope").path
-            var isDir: ObjCBool = false
-            if fm.fileExists(atPath: candidate, isDirectory: &isDir), !isDir.boolValue, fm.isExecutableFile(atPath: candidate) {
-                return candidate
-            }
-        }
-        return nil
-    }()
+    /// The `qcowscope` binary next to the test bundle (``BuiltProducts``).
+    package static let binary: String? = BuiltProducts.path(of: "qcowscope").path
 
     /// Runs `qcowscope ARGS` in the factory's directory (stdout is a pipe, so `--format` defaults to json).
     package static func run(_ factory: QemuImageFactory, _ arguments: [String]) throws -> ToolResult {
