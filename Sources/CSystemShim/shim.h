@@ -81,4 +81,20 @@ static inline int css_lower_thread_priority(int nice) {
 #endif
 }
 
+/// The number of CPUs this process may run on (its affinity mask, as taskset or a cgroup cpuset set
+/// it), read with the raw sched_getaffinity system call; 0 when it cannot be read.
+static inline int css_affinity_cpu_count(void) {
+#if defined(__linux__) && defined(SYS_sched_getaffinity)
+    unsigned long mask[16];
+    memset(mask, 0, sizeof mask);
+    long n = syscall(SYS_sched_getaffinity, 0, sizeof mask, mask);
+    if (n <= 0) return 0;
+    int count = 0;
+    for (long i = 0; i < n / (long)sizeof mask[0] && i < 16; i++) count += __builtin_popcountl(mask[i]);
+    return count;
+#else
+    return 0;
+#endif
+}
+
 #endif

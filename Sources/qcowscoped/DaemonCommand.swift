@@ -80,7 +80,7 @@ struct DaemonCommand: ParsableCommand {
 
     @Option(
         name: .customLong("io-threads"),
-        help: "Worker threads for file reads and parsing; stalled ones are replaced, up to 8 times as many (default 8).")
+        help: "Worker threads for file reads and parsing; stalled ones are replaced, up to 8 times as many (default: twice the CPUs it may run on, at least 2).")
     var ioThreads: Int?
 
     /// How long in-flight requests may take to finish after SIGTERM or SIGINT.

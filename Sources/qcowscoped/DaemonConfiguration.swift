@@ -1,6 +1,7 @@
 import Glibc
 import Logging
 import MicroHTTPD
+import QCOW2API
 
 /// The daemon's settings after merging command line, config file and defaults, all checked.
 ///
@@ -47,7 +48,7 @@ struct DaemonConfiguration {
         static let insecureNoAuth = false
         static let metricsMaxImages = 1000
         static let ioTimeout = 5.0
-        static let ioThreads = 8
+        static var ioThreads: Int { IOExecutor.defaultThreads }
     }
 
     /// Merges the command line over the config file over the defaults, and checks every value.

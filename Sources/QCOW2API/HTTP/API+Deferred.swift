@@ -26,24 +26,22 @@ extension API {
         if !image.isEmpty, let pending = catalog.stall(named: image, after: io.stallAfter) {
             return answer(finish(Problem.imageStalled(image: image, pending: pending, retryAfter: io.timeout), path, match.route))
         }
-        let once = Once<Bool>()
-        let deliver: @Sendable (Response) -> Void = { response in
-            var first = false
-            _ = once.value {
-                first = true
-                return true
-            }
-            if first { answer(response) }
-        }
-        let pool = match.route.id == .images || match.route.id == .metrics ? io.coordinator : io.executor
-        guard pool.submit({ deliver(self.respond(request, target)) }) else {
-            return deliver(finish(Problem.overloaded, path, match.route))
-        }
+        let delivery = Delivery(answer)
         let timeout = io.timeout
-        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))) {
+        let deadline = io.deadlines.add(after: timeout) {
             let pending = image.isEmpty ? nil : self.catalog.activity(named: image).pending
             let who = image.isEmpty ? "the images directory" : image
-            deliver(self.finish(Problem.ioTimeout(image: who, pending: pending, timeout: timeout), path, match.route))
+            delivery.deliver(self.finish(Problem.ioTimeout(image: who, pending: pending, timeout: timeout), path, match.route))
+        }
+        let pool = match.route.id == .images || match.route.id == .metrics ? io.coordinator : io.executor
+        let submitted = pool.submit {
+            let response = self.respond(request, target)
+            io.deadlines.cancel(deadline)
+            delivery.deliver(response)
+        }
+        if !submitted {
+            io.deadlines.cancel(deadline)
+            delivery.deliver(finish(Problem.overloaded, path, match.route))
         }
     }
 
@@ -74,5 +72,20 @@ extension API {
             items[i] = item ?? Documents.stalledItem(name, catalog.stall(named: name, after: io.stallAfter), pending: true)
         }
         return items.map { $0 ?? .null }
+    }
+}
+
+/// One answer handed over exactly once: by its work, or by its deadline, whichever comes first.
+private final class Delivery: Sendable {
+    private let done = Atomic<Bool>(false)
+    private let answer: @Sendable (Response) -> Void
+
+    init(_ answer: @escaping @Sendable (Response) -> Void) {
+        self.answer = answer
+    }
+
+    func deliver(_ response: Response) {
+        guard done.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        answer(response)
     }
 }

@@ -1,5 +1,5 @@
 public import HTTPTypes
-public import QCOW2
+import QCOW2
 
 /// The HTTP face of the service: finds a request's route once, checks access and method, answers
 /// conditional requests, and serves documents, the spec, the metrics and the web view's files.

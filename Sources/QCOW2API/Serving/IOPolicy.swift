@@ -14,6 +14,8 @@ public struct IOPolicy: Sendable {
     public var timeout: Duration
     /// After how long a running operation makes its image stalled.
     public var stallAfter: Duration
+    /// The one timer behind every answer's deadline.
+    public var deadlines: Deadlines
 
     /// Creates a policy; `stallAfter` defaults to the smaller of one second and half the timeout.
     public init(executor: IOExecutor, coordinator: IOExecutor? = nil, timeout: Duration, stallAfter: Duration? = nil) {
@@ -21,6 +23,7 @@ public struct IOPolicy: Sendable {
         self.coordinator = coordinator ?? IOExecutor(threads: 4, maxThreads: 16, stuckAfter: timeout)
         self.timeout = timeout
         self.stallAfter = stallAfter ?? min(.seconds(1), timeout / 2)
+        self.deadlines = Deadlines()
     }
 
     /// The part of ``timeout`` a listing waits for its images, so it answers (marking the slow ones
