@@ -32,13 +32,7 @@ public struct BitmapTableEntry: Sendable, Hashable {
     public init(index: UInt64, raw: UInt64, bytesPerEntry: UInt64?, virtualSize: UInt64) {
         self.index = index
         self.raw = raw
-        if let per = bytesPerEntry, let start = index *? per {
-            guestStart = start
-            guestLength = start >= virtualSize ? 0 : min(per, virtualSize - start)
-        } else {
-            guestStart = nil
-            guestLength = nil
-        }
+        (guestStart, guestLength) = Checked.guestSpan(index: index, per: bytesPerEntry, virtualSize: virtualSize)
     }
 
     /// Bits 9-55: the data cluster offset.

@@ -20,13 +20,7 @@ public struct L1Entry: Sendable, Hashable {
     public init(index: UInt64, raw: UInt64, bytesPerL2: UInt64?, virtualSize: UInt64) {
         self.index = index
         self.raw = raw
-        if let per = bytesPerL2, let start = index *? per {
-            guestStart = start
-            guestLength = start >= virtualSize ? 0 : min(per, virtualSize - start)
-        } else {
-            guestStart = nil
-            guestLength = nil
-        }
+        (guestStart, guestLength) = Checked.guestSpan(index: index, per: bytesPerL2, virtualSize: virtualSize)
     }
 
     /// Bits 9-55: the L2 table's file offset; 0 when the L2 table (and all under it) is unallocated.

@@ -50,13 +50,11 @@ public struct L2Entry: Sendable, Hashable {
         self.bitmap = bitmap
         self.clusterBits = clusterBits
         let size = UInt64(1) << UInt64(min(clusterBits, 62))
-        if let t = tableStart, let off = index *? size, let start = t +? off {
-            guestStart = start
-            guestLength = start >= virtualSize ? 0 : min(size, virtualSize - start)
-        } else {
-            guestStart = nil
-            guestLength = nil
-        }
+        // Entry `index` of a table that starts at cluster tableStart / size: one cluster each.
+        let first = tableStart.map { $0 / size }
+        let cluster = first.flatMap { $0 +? index }
+        (guestStart, guestLength) =
+            cluster.map { Checked.guestSpan(index: $0, per: size, virtualSize: virtualSize) } ?? (nil, nil)
     }
 
     /// Bit 62.

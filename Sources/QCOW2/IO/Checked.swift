@@ -39,6 +39,13 @@ enum Checked {
         return v / align * align
     }
 
+    /// The guest bytes that table entry `index` covers when each entry covers `per` bytes
+    /// (`start` = index × per; `length` clipped to the virtual size, 0 beyond it); both nil on overflow.
+    static func guestSpan(index: UInt64, per: UInt64?, virtualSize: UInt64) -> (start: UInt64?, length: UInt64?) {
+        guard let per, let start = index *? per else { return (nil, nil) }
+        return (start, start >= virtualSize ? 0 : min(per, virtualSize - start))
+    }
+
     /// `ceil(a / b)` for b > 0.
     @inlinable
     static func divCeil(_ a: UInt64, _ b: UInt64) -> UInt64 {
