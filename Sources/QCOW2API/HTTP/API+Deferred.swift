@@ -6,8 +6,9 @@ import Synchronization
 extension API {
     /// Answers one request without blocking the caller on storage: the daemon's entry point.
     ///
-    /// Answers that read no file (`/healthz`, `/metrics`, the spec, the web view, errors found from the
-    /// request alone) are made at once, on the calling thread. The others run on ``io``'s executor and
+    /// Answers that read no file (`/healthz`, the spec, the web view, errors found from the request
+    /// alone, a 401) are made at once, on the calling thread. The others run on ``io``'s executor (the
+    /// listing and `/metrics` on its coordinator pool, as they wait for one lookup per image) and
     /// `answer` is called from there, or with `504 io-timeout` when the deadline passes first (the work
     /// is abandoned, its thread left to finish). A request for an image with an operation stalled
     /// past ``IOPolicy/stallAfter`` is answered `503 image-stalled` at once, without queuing anything.

@@ -14,7 +14,7 @@ import Synchronization
 /// are refused (the caller answers 503). Workers run at a lower CPU priority (nice +5) than the
 /// threads answering `/healthz`, `/metrics` and cached documents.
 public final class IOExecutor: Sendable {
-    /// A job and when it was queued.
+    /// One queued piece of work.
     private struct Job: Sendable {
         let work: @Sendable () -> Void
     }
@@ -26,8 +26,8 @@ public final class IOExecutor: Sendable {
         var idle = 0
         /// When each busy worker took its current job, by worker number.
         var busySince: [Int: ContinuousClock.Instant] = [:]
+        /// Workers started so far (numbers them).
         var started = 0
-        var completed = 0
     }
 
     /// Workers kept for work that is not stuck.
@@ -176,10 +176,7 @@ public final class IOExecutor: Sendable {
             }
             guard let job else { continue }
             job.work()
-            state.withLock { s in
-                s.busySince[number] = nil
-                s.completed += 1
-            }
+            _ = state.withLock { $0.busySince.removeValue(forKey: number) }
         }
     }
 }
