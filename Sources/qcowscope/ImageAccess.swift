@@ -54,11 +54,13 @@ struct ImageAccess {
     }
 
     /// The document of `route` for this image.
-    func document(_ route: RouteID, bitmap: String? = nil, _ parameters: Parameters = Parameters()) throws -> Document {
+    func document(
+        _ route: RouteID, bitmap: String? = nil, index: UInt64? = nil, _ parameters: Parameters = Parameters()
+    ) throws -> Document {
         do throws(DocumentError) {
             let plan = try documents.plan(
                 route, entry: entry, locks: route == .locks || RouteTable.route(route).probesLocks ? locks : nil,
-                bitmap: bitmap.map { Array($0.utf8) }, parameters: parameters)
+                bitmap: bitmap.map { Array($0.utf8) }, index: index, parameters: parameters)
             return try plan.render()
         } catch {
             if case .invalidParameter(let name, let value, let allowed) = error {
@@ -76,11 +78,11 @@ struct ImageAccess {
     /// `merge` joins an item to the previous one when a run was split at a page boundary.
     /// Pages after the first are asked for with `limit` = `pageLimit` (the route's maximum), so few calls are made.
     func all(
-        _ route: RouteID, bitmap: String? = nil, _ parameters: Parameters, items: String,
+        _ route: RouteID, bitmap: String? = nil, index: UInt64? = nil, _ parameters: Parameters, items: String,
         merge: ((JSONValue, JSONValue) -> JSONValue?)? = nil
     ) throws -> JSONValue {
         let pageLimit = String(RouteTable.route(route).paging?.maximum ?? 1000)
-        let firstPage = try document(route, bitmap: bitmap, parameters)
+        let firstPage = try document(route, bitmap: bitmap, index: index, parameters)
         var first = firstPage.value
         guard case .array(var all)? = first[items] else { return first }
         var next = firstPage.next
@@ -89,7 +91,7 @@ struct ImageAccess {
             var p = parameters
             for (k, v) in n { p.set(k, v) }
             if route != .extents { p.set("limit", pageLimit) }
-            let page = try document(route, bitmap: bitmap, p)
+            let page = try document(route, bitmap: bitmap, index: index, p)
             guard case .array(let more)? = page.value[items], !more.isEmpty else { break }
             for item in more {
                 if let merge, let last = all.last, let joined = merge(last, item) {

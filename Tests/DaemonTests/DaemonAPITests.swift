@@ -278,6 +278,7 @@ struct DaemonAPITests {
         "/v1/images/{image}/extensions", "/v1/images/{image}/bitmaps", "/v1/images/{image}/bitmaps/{bitmap}",
         "/v1/images/{image}/bitmaps/{bitmap}/table", "/v1/images/{image}/bitmaps/{bitmap}/extents",
         "/v1/images/{image}/snapshots", "/v1/images/{image}/findings", "/v1/images/{image}/locks",
+        "/v1/images/{image}/l1", "/v1/images/{image}/l1/{index}/l2",
     ]
 
     fileprivate var fx: LiveFixture { get throws { try LiveFixture.get() } }
@@ -295,7 +296,7 @@ struct DaemonAPITests {
     @Test("every route: GET 200 with its content type; HEAD has the same headers and no body", arguments: routes)
     func everyRoute(_ route: String) throws {
         let target = route.replacingOccurrences(of: "{image}", with: "bitmaps.qcow2")
-            .replacingOccurrences(of: "{bitmap}", with: "b-enabled")
+            .replacingOccurrences(of: "{bitmap}", with: "b-enabled").replacingOccurrences(of: "{index}", with: "0")
         let client = try dial(try fx.port)
         let get = try client.request("GET", target)
         #expect(get.status == 200, "\(target): \(get.text.prefix(300))")

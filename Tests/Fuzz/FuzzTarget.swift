@@ -21,7 +21,9 @@ let fuzzDocuments: Documents = {
 }()
 
 /// Every route that renders a document about one image.
-let fuzzRoutes: [RouteID] = [.summary, .header, .extensions, .bitmaps, .bitmap, .table, .extents, .snapshots, .findings]
+let fuzzRoutes: [RouteID] = [
+    .summary, .header, .extensions, .bitmaps, .bitmap, .table, .extents, .snapshots, .findings, .l1, .l2,
+]
 
 /// A query string for a route, with values taken from the input's last bytes.
 func fuzzQuery(_ bytes: [UInt8], _ salt: Int) -> Substring {
@@ -132,7 +134,11 @@ func exercise(_ bytes: [UInt8]) {
     for (salt, route) in fuzzRoutes.enumerated() {
         for name in [RouteID.bitmap, .table, .extents].contains(route) ? bitmapNames : [nil] {
             guard let params = try? Parameters(query: fuzzQuery(bytes, salt)) else { continue }
-            guard let plan = try? fuzzDocuments.plan(route, entry: entry, locks: nil, bitmap: name, parameters: params),
+            // The L2 route: the first L1 entry, and one picked by the input.
+            let index: UInt64? = route == .l2 ? tail(bytes, 5 + salt) % max(1, image.l1EntryCount) : nil
+            guard
+                let plan = try? fuzzDocuments.plan(
+                    route, entry: entry, locks: nil, bitmap: name, index: index, parameters: params),
                 let doc = try? plan.render()
             else { continue }
             render(doc.value)

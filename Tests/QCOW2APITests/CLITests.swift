@@ -61,6 +61,9 @@ struct CLITests {
             (["table", image, "b-auto", "--all"], base + "/bitmaps/b-auto/table?offset=0&limit=4096"),
             (["snapshots", image], base + "/snapshots"),
             (["findings", image], base + "/findings"),
+            (["l1", image], base + "/l1"),
+            (["l1", image, "--offset", "0", "--limit", "1"], base + "/l1?offset=0&limit=1"),
+            (["l2", image, "0", "--limit", "8"], base + "/l1/0/l2?limit=8"),
         ]
         for (arguments, target) in cases {
             let expected = Self.apiBody(api, target)
@@ -297,8 +300,8 @@ struct CLITests {
 
     /// Every command's `--help` shows a runnable example of that command, as the README promises.
     @Test(arguments: [
-        "info", "header", "extensions", "bitmaps", "table", "extents", "snapshots", "findings", "dump-header",
-        "dump-header-exts",
+        "info", "header", "extensions", "bitmaps", "table", "extents", "snapshots", "findings", "l1", "l2",
+        "dump-header", "dump-header-exts",
     ])
     func helpHasAnExample(command: String) throws {
         let factory = try QemuImageFactory()

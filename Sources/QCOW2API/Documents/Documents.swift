@@ -41,7 +41,8 @@ public struct Documents: Sendable {
     /// - Parameters:
     ///   - bitmap: the bitmap name's bytes, for the routes under `/bitmaps/{bitmap}`.
     public func plan(
-        _ route: RouteID, entry: ImageEntry, locks: LockState?, bitmap: [UInt8]?, parameters p: Parameters
+        _ route: RouteID, entry: ImageEntry, locks: LockState?, bitmap: [UInt8]?, index: UInt64? = nil,
+        parameters p: Parameters
     ) throws(DocumentError) -> Plan {
         let image = entry.image
         let name = entry.file.name
@@ -104,6 +105,19 @@ public struct Documents: Sendable {
                     try Self.tablePage(entry, b, limit: limit, offset: offset, locks: locks)
                 }
             }
+        case .l1:
+            let total = image.l1EntryCount
+            let limit = try p.limit(Self.paging(route))
+            let offset = try p.integer("offset", default: 0, range: 0...(total == 0 ? 0 : total - 1))
+            return plan { () throws(DocumentError) in try Self.l1Page(entry, limit: limit, offset: offset) }
+        case .l2:
+            let count = image.l1EntryCount
+            guard let index, index < count else {
+                throw .unavailable("the L1 table has \(count) entries: no L1 index \(index.map(String.init) ?? "")")
+            }
+            let limit = try p.limit(Self.paging(route))
+            let offset = try p.integer("offset", default: 0, range: 0...(image.l2EntriesPerTable - 1))
+            return plan { () throws(DocumentError) in try Self.l2Page(entry, index: index, limit: limit, offset: offset) }
         case .root, .ui, .health, .metrics, .openapi, .images:
             throw .unavailable("\(RouteTable.route(route).pattern) is not a document about one image")
         }
@@ -185,6 +199,55 @@ public struct Documents: Sendable {
             ("next", next.map { .num($0) } ?? .null),
         ]
         return Document(.object(o), next: next.map { [("offset", String($0)), ("limit", String(limit))] })
+    }
+
+    /// `/v1/images/{image}/l1`: one page of the L1 table.
+    static func l1Page(_ entry: ImageEntry, limit: UInt64, offset: UInt64) throws(DocumentError) -> Document {
+        let image = entry.image
+        let total = image.l1EntryCount
+        let entries: [L1Entry]
+        do {
+            entries = try image.l1Entries(offset: offset, limit: Int(clamping: limit))
+        } catch {
+            throw .unreadable(error, image: entry.file.name)
+        }
+        let end = offset + UInt64(entries.count)
+        let next: UInt64? = end < total ? end : nil
+        let value: JSONValue = .obj([
+            "l1_size": .num(image.header.l1Size), "l1_table_offset": .num(image.header.l1TableOffset),
+            "total": .num(total), "offset": .num(offset), "limit": .num(limit),
+            "cluster_size": .num(image.header.clusterSize), "extended_l2": .bool(image.hasExtendedL2),
+            "l2_entries": .num(image.l2EntriesPerTable),
+            "bytes_per_l2": image.bytesPerL2Table.map { .num($0) } ?? .null,
+            "entries": .array(entries.map(ImageViews.l1Entry)), "next": next.map { .num($0) } ?? .null,
+        ])
+        return Document(value, next: next.map { [("offset", String($0)), ("limit", String(limit))] })
+    }
+
+    /// `/v1/images/{image}/l1/{index}/l2`: one page of the L2 table that L1 entry `index` points at.
+    static func l2Page(_ entry: ImageEntry, index: UInt64, limit: UInt64, offset: UInt64) throws(DocumentError) -> Document {
+        let image = entry.image
+        let l1: L1Entry
+        let entries: [L2Entry]
+        do throws(QCOW2Error) {
+            guard let e = try image.l1Entries(offset: index, limit: 1).first else {
+                throw QCOW2Error(.outOfRange, structure: "l1_table", field: "index", value: "\(index)", message: "no such L1 entry")
+            }
+            l1 = e
+            entries = try image.l2Entries(l1, offset: offset, limit: Int(clamping: limit))
+        } catch {
+            throw .unreadable(error, image: entry.file.name)
+        }
+        let total = image.l2EntriesPerTable
+        let end = offset + UInt64(entries.count)
+        let next: UInt64? = end < total ? end : nil
+        let value: JSONValue = .obj([
+            "l1_index": .num(index), "l2_offset": .num(l1.l2Offset), "allocated": .bool(l1.l2Offset != 0),
+            "total": .num(total), "offset": .num(offset), "limit": .num(limit),
+            "cluster_size": .num(image.header.clusterSize), "extended_l2": .bool(image.hasExtendedL2),
+            "entries": .array(entries.map(ImageViews.l2Entry)), "next": next.map { .num($0) } ?? .null,
+        ])
+        return Document(value, next: next.map { [("offset", String($0)), ("limit", String(limit))] })
     }
 
     /// The version an extents cursor is bound to: 16 hex digits that change with the file.

@@ -169,6 +169,34 @@ public enum ImageViews {
         ])
     }
 
+    /// One L1 table entry.
+    public static func l1Entry(_ e: L1Entry) -> JSONValue {
+        .obj([
+            "index": .num(e.index), "raw": .string(Hex.string(e.raw)), "l2_offset": .num(e.l2Offset),
+            "copied": .bool(e.copied), "reserved": .num(e.reserved),
+            "guest_start": e.guestStart.map { .num($0) } ?? .null,
+            "guest_length": e.guestLength.map { .num($0) } ?? .null,
+        ])
+    }
+
+    /// One L2 table entry: its type in QEMU's terms, host offset, compressed extent, subcluster bitmaps.
+    public static func l2Entry(_ e: L2Entry) -> JSONValue {
+        let kind = e.kind
+        let hasOffset = kind == .normal || kind == .zeroAllocated || kind == .compressed
+        return .obj([
+            "index": .num(e.index), "raw": .string(Hex.string(e.raw)),
+            "raw_bitmap": e.bitmap.map { .string(Hex.string($0)) } ?? .null, "type": .string(kind.rawValue),
+            "host_offset": hasOffset ? .num(e.hostOffset) : .null,
+            "compressed_sectors": e.compressedAdditionalSectors.map { .num($0) } ?? .null,
+            "compressed_bytes": e.compressedBytes.map { .num($0) } ?? .null, "copied": .bool(e.copied),
+            "reserved": .num(e.reserved),
+            "subcluster_allocated": e.subclusterAllocated.map { .num($0) } ?? .null,
+            "subcluster_zero": e.subclusterZero.map { .num($0) } ?? .null,
+            "guest_start": e.guestStart.map { .num($0) } ?? .null,
+            "guest_length": e.guestLength.map { .num($0) } ?? .null,
+        ])
+    }
+
     /// One dirty/clean extent.
     public static func extent(_ e: DirtyExtent) -> JSONValue {
         .obj(["start": .num(e.start), "length": .num(e.length), "dirty": .bool(e.dirty)])

@@ -205,10 +205,19 @@ public final class API: Sendable {
             }
             bitmapBytes = b
         }
+        var index: UInt64? = nil
+        if !match.rawIndex.isEmpty {
+            // A decimal table index: digits only, no sign, no percent-encoding.
+            guard match.rawIndex.utf8.count <= 20, match.rawIndex.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                let i = UInt64(match.rawIndex)
+            else { throw .invalidPath("the L1 index '\(match.rawIndex.prefix(32))' is not a decimal integer") }
+            index = i
+        }
         // Validate the query before opening anything, so a bad request never looks cached.
         let parameters = try Parameters(query: query)
         let (entry, locks) = try documents.open(nameBytes, probeLocks: route.probesLocks)
-        let plan = try documents.plan(route.id, entry: entry, locks: locks, bitmap: bitmapBytes, parameters: parameters)
+        let plan = try documents.plan(
+            route.id, entry: entry, locks: locks, bitmap: bitmapBytes, index: index, parameters: parameters)
         // The body is a function of the file version and the view key (path, query, lock state).
         let viewKey = String(path) + "?" + String(query) + (locks.map { "\n" + $0.etagComponent } ?? "")
         let etag = entry.file.etag(view: viewKey)
@@ -216,7 +225,7 @@ public final class API: Sendable {
         if Self.notModified(request, etag) {
             return Response(head: HTTPResponse(status: .notModified, headerFields: fields))
         }
-        let base = route.path(image: nameBytes, bitmap: bitmapBytes ?? [])
+        let base = route.path(image: nameBytes, bitmap: bitmapBytes ?? [], index: index)
         let render = { () -> Result<ResponseCache.Rendered, Problem> in
             do throws(DocumentError) {
                 let failures = entry.activity?.failureCount

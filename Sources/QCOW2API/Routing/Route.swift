@@ -13,6 +13,8 @@ public struct Route: Sendable {
         case bitmap
         /// `{asset}`: a web view file name (may be empty: `/ui/` is `index.html`).
         case asset
+        /// `{index}`: a table index, decimal.
+        case index
     }
 
     /// Who may call the route when a bearer token is configured.
@@ -79,6 +81,7 @@ public struct Route: Sendable {
             case "{image}": .image
             case "{bitmap}": .bitmap
             case "{asset}": .asset
+            case "{index}": .index
             default: .literal(String(s))
             }
         }
@@ -96,7 +99,7 @@ public struct Route: Sendable {
     public var needsImage: Bool { segments.contains(.image) }
 
     /// The route's path for the given names, percent-encoded (for `Link` headers and clients).
-    public func path(image: [UInt8] = [], bitmap: [UInt8] = []) -> String {
+    public func path(image: [UInt8] = [], bitmap: [UInt8] = [], index: UInt64? = nil) -> String {
         var out = ""
         for s in segments {
             out += "/"
@@ -105,6 +108,7 @@ public struct Route: Sendable {
             case .image: out += PercentEncoding.encode(image)
             case .bitmap: out += PercentEncoding.encode(bitmap)
             case .asset: break
+            case .index: out += index.map { String($0) } ?? ""
             }
         }
         return out.isEmpty ? "/" : out

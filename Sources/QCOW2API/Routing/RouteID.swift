@@ -34,4 +34,8 @@ public enum RouteID: String, Sendable, Hashable, CaseIterable {
     case findings
     /// `/v1/images/{image}/locks`.
     case locks
+    /// `/v1/images/{image}/l1`: a page of the L1 table.
+    case l1
+    /// `/v1/images/{image}/l1/{index}/l2`: a page of one L2 table.
+    case l2
 }

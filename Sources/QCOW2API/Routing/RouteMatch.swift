@@ -8,4 +8,6 @@ public struct RouteMatch: Sendable {
     public let rawBitmap: Substring
     /// The `{asset}` segment as sent; `/` for the bare path `/ui` (which redirects to `/ui/`).
     public let rawAsset: Substring
+    /// The `{index}` segment as sent; empty when the route has none.
+    public var rawIndex: Substring = ""
 }

@@ -19,6 +19,8 @@ public enum RouteTable {
         Route(.snapshots, "/v1/images/{image}/snapshots", paging: PageLimits(default: 1000, maximum: 10000)),
         Route(.findings, "/v1/images/{image}/findings", paging: PageLimits(default: 1000, maximum: 10000)),
         Route(.locks, "/v1/images/{image}/locks", caching: .imageVersion(keepBody: false), probesLocks: true),
+        Route(.l1, "/v1/images/{image}/l1", paging: PageLimits(default: 256, maximum: 4096)),
+        Route(.l2, "/v1/images/{image}/l1/{index}/l2", paging: PageLimits(default: 256, maximum: 4096)),
         Route(.metrics, "/metrics", caching: .noStore, access: .metrics, documented: false),
         Route(.root, "/", caching: .revalidate, access: .open, documented: false),
         Route(.ui, "/ui/{asset}", caching: .content, access: .open, documented: false),
@@ -44,6 +46,7 @@ public enum RouteTable {
             var image: Substring = ""
             var bitmap: Substring = ""
             var asset: Substring = ""
+            var index: Substring = ""
             var ok = true
             for (s, p) in zip(r.segments, parts) {
                 switch s {
@@ -55,10 +58,13 @@ public enum RouteTable {
                     ok = !p.isEmpty
                     bitmap = p
                 case .asset: asset = p
+                case .index:
+                    ok = !p.isEmpty
+                    index = p
                 }
                 if !ok { break }
             }
-            if ok { return RouteMatch(route: r, rawImage: image, rawBitmap: bitmap, rawAsset: asset) }
+            if ok { return RouteMatch(route: r, rawImage: image, rawBitmap: bitmap, rawAsset: asset, rawIndex: index) }
         }
         return nil
     }
