@@ -1,9 +1,11 @@
 import ArgumentParser
 import QCOW2API
 
-/// The paging options of the cluster table commands (`--offset`, `--limit`, `--all`).
-struct ClusterPageOptions: ParsableArguments {
-    static let paging = RouteTable.route(.l1).paging ?? PageLimits(default: 256, maximum: 256)
+/// The paging options of the table commands (`table`, `l1`, `l2`): `--offset`, `--limit`, `--all`.
+///
+/// The three routes share their page limits (256 by default, at most 4096).
+struct TablePageOptions: ParsableArguments {
+    static let paging = RouteTable.route(.table).paging ?? PageLimits(default: 256, maximum: 256)
 
     @Option(parsing: .unconditional, help: "Index of the first table entry (default 0).")
     var offset: NumberArgument?
@@ -23,15 +25,15 @@ struct ClusterPageOptions: ParsableArguments {
     }
 
     /// The page (or, with `--all`, every page joined) of `route`.
-    func document(_ a: ImageAccess, _ route: RouteID, index: UInt64? = nil) throws -> JSONValue {
+    func document(_ a: ImageAccess, _ route: RouteID, bitmap: String? = nil, index: UInt64? = nil) throws -> JSONValue {
         if all {
-            return try a.all(
-                route, index: index, Parameters([("offset", "0"), ("limit", String(Self.paging.maximum))]), items: "entries")
+            let first = Parameters([("offset", "0"), ("limit", String(Self.paging.maximum))])
+            return try a.all(route, bitmap: bitmap, index: index, first, items: "entries")
         }
         var q: [(name: String, value: String)] = []
         if let offset { q.append(("offset", offset.text)) }
         if let limit { q.append(("limit", limit.text)) }
-        return try a.document(route, index: index, Parameters(q)).value
+        return try a.document(route, bitmap: bitmap, index: index, Parameters(q)).value
     }
 }
 
@@ -42,7 +44,7 @@ struct L1Command: ParsableCommand {
         discussion: "Example: qcowscope l1 vm1.qcow2 --limit 16 --format text")
 
     @OptionGroup var options: ViewOptions
-    @OptionGroup var page: ClusterPageOptions
+    @OptionGroup var page: TablePageOptions
 
     func run() throws {
         try options.show { a in try page.document(a, .l1) }
@@ -61,7 +63,7 @@ struct L2Command: ParsableCommand {
     @Argument(help: "The L1 index (0...l1_size-1).")
     var index: NumberArgument
 
-    @OptionGroup var page: ClusterPageOptions
+    @OptionGroup var page: TablePageOptions
 
     func validate() throws {
         try NumberArgument.check(index, "index")

@@ -73,34 +73,10 @@ struct TableCommand: ParsableCommand {
     @Argument(help: "The bitmap name.")
     var bitmap: String
 
-    static let paging = RouteTable.route(.table).paging ?? PageLimits(default: 256, maximum: 256)
-
-    @Option(parsing: .unconditional, help: "Index of the first table entry (default 0).")
-    var offset: NumberArgument?
-
-    @Option(parsing: .unconditional, help: "Entries per page, 1...\(Self.paging.maximum) (default \(Self.paging.defaultLimit)).")
-    var limit: NumberArgument?
-
-    @Flag(help: "Print every entry (pages of \(Self.paging.maximum) joined into one document).")
-    var all = false
-
-    func validate() throws {
-        if all && (offset != nil || limit != nil) {
-            throw ValidationError("--all cannot be combined with --offset or --limit.")
-        }
-        try NumberArgument.check(offset, "offset")
-        try NumberArgument.check(limit, "limit", Self.paging.range)
-    }
+    @OptionGroup var page: TablePageOptions
 
     func run() throws {
-        let maxPage = String(Self.paging.maximum)
-        try options.show { a in
-            if all { return try a.all(.table, bitmap: bitmap, Parameters([("offset", "0"), ("limit", maxPage)]), items: "entries") }
-            var q: [(name: String, value: String)] = []
-            if let offset { q.append(("offset", offset.text)) }
-            if let limit { q.append(("limit", limit.text)) }
-            return try a.document(.table, bitmap: bitmap, Parameters(q)).value
-        }
+        try options.show { a in try page.document(a, .table, bitmap: bitmap) }
     }
 }
 
