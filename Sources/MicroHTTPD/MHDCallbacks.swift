@@ -57,39 +57,19 @@ func mhdAccessHandler(
     if !state.sawHeaders {
         state.sawHeaders = true
         context.headersComplete()
-        if unsafe !bodyFitsDiscardLimit(connection, limit: context.uploadDiscardLimit) {
-            // Answer now: MHD then never reads the body and closes the connection after the response.
-            return unsafe answer(
-                connection: connection, state: state, method: method, version: version, context: context)
+        // A body too big to read and discard is answered now: MHD then never reads it and closes the
+        // connection after the response. Otherwise wait for the last call.
+        if unsafe bodyFitsDiscardLimit(connection, limit: context.uploadDiscardLimit) { return .YES }
+    } else {
+        let pending = unsafe uploadDataSize.pointee
+        if pending > 0 {
+            state.discardedBytes += pending
+            unsafe uploadDataSize.pointee = 0
+            // Content-Length was checked on the first call; more than that means a broken request.
+            return state.discardedBytes <= context.uploadDiscardLimit ? .YES : .NO
         }
-        return .YES
     }
-    let pending = unsafe uploadDataSize.pointee
-    if pending > 0 {
-        state.discardedBytes += pending
-        unsafe uploadDataSize.pointee = 0
-        // Content-Length was checked on the first call; more than that means a broken request.
-        return state.discardedBytes <= context.uploadDiscardLimit ? .YES : .NO
-    }
-    return unsafe answer(connection: connection, state: state, method: method, version: version, context: context)
-}
-
-/// Whether the request declares no body, or a `Content-Length` body of at most `limit` bytes.
-private func bodyFitsDiscardLimit(_ connection: OpaquePointer, limit: Int) -> Bool {
-    if unsafe MHD_lookup_connection_value(connection, .HEADER_KIND, "Transfer-Encoding") != nil { return false }
-    guard let length = unsafe MHD_lookup_connection_value(connection, .HEADER_KIND, "Content-Length") else {
-        return true
-    }
-    // MHD already rejected a malformed Content-Length with 400; anything unparsable here counts as too big.
-    guard let value = unsafe Int(String(cString: length)) else { return false }
-    return value <= limit
-}
-
-/// Builds the request head once, calls the handler (or the overload answer) and queues its response.
-private func answer(
-    connection: OpaquePointer, state: RequestState, method: UnsafePointer<CChar>?, version: UnsafePointer<CChar>?,
-    context: ServerContext
-) -> MHD_Result {
+    // Build the request head once, call the handler (or the overload answer) and queue its response.
     let methodText = unsafe method.map { unsafe String(cString: $0) } ?? ""
     let client = unsafe ClientInfo(
         remoteAddress: remoteAddress(connection), version: version.map { unsafe String(cString: $0) } ?? "")
@@ -107,6 +87,17 @@ private func answer(
     // Answered already, or suspended until the handler answers (the access handler is called again then).
     guard let answer = unsafe responder.answerOrSuspend(connection) else { return .YES }
     return unsafe queue(answer, on: connection, context: context)
+}
+
+/// Whether the request declares no body, or a `Content-Length` body of at most `limit` bytes.
+private func bodyFitsDiscardLimit(_ connection: OpaquePointer, limit: Int) -> Bool {
+    if unsafe MHD_lookup_connection_value(connection, .HEADER_KIND, "Transfer-Encoding") != nil { return false }
+    guard let length = unsafe MHD_lookup_connection_value(connection, .HEADER_KIND, "Content-Length") else {
+        return true
+    }
+    // MHD already rejected a malformed Content-Length with 400; anything unparsable here counts as too big.
+    guard let value = unsafe Int(String(cString: length)) else { return false }
+    return value <= limit
 }
 
 /// The client's numeric address, or an empty string.

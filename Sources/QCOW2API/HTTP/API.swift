@@ -113,16 +113,51 @@ public final class API: Sendable {
         respond(request, Target(request))
     }
 
-    /// Answers a request whose target was already split and matched.
+    /// Answers a request whose target was already split and matched: access, method, then the route's answer.
+    ///
+    /// Every error becomes its problem response here, and every answer gets its security headers here.
     func respond(_ request: HTTPRequest, _ target: Target) -> Response {
+        let match = target.match
+        let path = target.path
         var response: Response
-        do {
-            response = try answer(request, target.match, path: target.path, query: target.query)
+        do throws(Problem) {
+            if let access, access.needsToken(match?.route) {
+                let authorization = request.headerFields[.authorization]
+                if !access.accepts(authorization) { throw Problem.unauthorized(presented: authorization != nil) }
+            }
+            guard let match else { throw Problem.noRoute(path) }
+            guard request.method == .get || request.method == .head else {
+                throw Problem.methodNotAllowed(request.method.rawValue)
+            }
+            switch match.route.id {
+            case .root:
+                guard !ui.isEmpty else { throw Problem.noRoute(path) }
+                response = Self.redirect("/ui/")
+            case .ui:
+                response = try asset(request, match, path: path)
+            case .health:
+                response = .json(.obj(["status": .string("ok")]), fields: [.cacheControl: "no-store"])
+            case .metrics:
+                guard let metrics else { throw Problem.noRoute(path) }
+                let f: HTTPFields = [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"]
+                response = Response(head: HTTPResponse(status: .ok, headerFields: f), body: metrics())
+            case .openapi:
+                let f: HTTPFields = [.contentType: "application/yaml", .cacheControl: "no-cache"]
+                response = Response(head: HTTPResponse(status: .ok, headerFields: f), body: openAPI)
+            case .images:
+                do throws(DocumentError) { response = try listing(match.route, query: target.query) } catch { throw Problem(error) }
+            default:
+                do throws(DocumentError) {
+                    response = try imageDocument(request, match, path: path, query: target.query)
+                } catch {
+                    throw Problem(error)
+                }
+            }
         } catch {
-            response = error.response(instance: target.path)
+            response = error.response(instance: path)
         }
-        response.route = target.match?.route
-        SecurityHeaders.apply(to: &response.head.headerFields, route: target.match?.route)
+        response.route = match?.route
+        SecurityHeaders.apply(to: &response.head.headerFields, route: match?.route)
         return response
     }
 
@@ -134,60 +169,30 @@ public final class API: Sendable {
         return response
     }
 
-    private func answer(_ request: HTTPRequest, _ match: RouteMatch?, path: Substring, query: Substring) throws(Problem) -> Response {
-        if let access, access.needsToken(match?.route) {
-            let authorization = request.headerFields[.authorization]
-            if !access.accepts(authorization) { throw Problem.unauthorized(presented: authorization != nil) }
+    /// A file of the web view, or 304 when the client holds it.
+    private func asset(_ request: HTTPRequest, _ match: RouteMatch, path: Substring) throws(Problem) -> Response {
+        if match.rawAsset == "/" { return Self.redirect("/ui/") }
+        let name = match.rawAsset.isEmpty ? "index.html" : String(match.rawAsset)
+        guard let asset = ui[name] else { throw Problem.noRoute(path) }
+        var f: HTTPFields = [.eTag: asset.etag, .cacheControl: "no-cache"]
+        if Self.notModified(request, asset.etag) { return Response(head: HTTPResponse(status: .notModified, headerFields: f)) }
+        f[.contentType] = asset.contentType
+        return Response(head: HTTPResponse(status: .ok, headerFields: f), body: asset.body)
+    }
+
+    /// The images listing (entries looked up under the I/O policy's deadline when there is one).
+    private func listing(_ route: Route, query: Substring) throws(DocumentError) -> Response {
+        let params = try Parameters(query: query)
+        let doc: Document
+        if let io {
+            let documents = documents
+            doc = try documents.listing(params) { names in Self.listItems(names, documents: documents, io: io) }
+        } else {
+            doc = try documents.listing(params)
         }
-        guard let match else { throw Problem.noRoute(path) }
-        guard request.method == .get || request.method == .head else {
-            throw Problem.methodNotAllowed(request.method.rawValue)
-        }
-        let route = match.route
-        switch route.id {
-        case .root:
-            guard !ui.isEmpty else { throw Problem.noRoute(path) }
-            return Self.redirect("/ui/")
-        case .ui:
-            if match.rawAsset == "/" { return Self.redirect("/ui/") }
-            let name = match.rawAsset.isEmpty ? "index.html" : String(match.rawAsset)
-            guard let asset = ui[name] else { throw Problem.noRoute(path) }
-            var f: HTTPFields = [.eTag: asset.etag, .cacheControl: "no-cache"]
-            if Self.notModified(request, asset.etag) { return Response(head: HTTPResponse(status: .notModified, headerFields: f)) }
-            f[.contentType] = asset.contentType
-            return Response(head: HTTPResponse(status: .ok, headerFields: f), body: asset.body)
-        case .health:
-            return .json(.obj(["status": .string("ok")]), fields: [.cacheControl: "no-store"])
-        case .metrics:
-            guard let metrics else { throw Problem.noRoute(path) }
-            let f: HTTPFields = [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"]
-            return Response(head: HTTPResponse(status: .ok, headerFields: f), body: metrics())
-        case .openapi:
-            let f: HTTPFields = [.contentType: "application/yaml", .cacheControl: "no-cache"]
-            return Response(head: HTTPResponse(status: .ok, headerFields: f), body: openAPI)
-        case .images:
-            do throws(DocumentError) {
-                let params = try Parameters(query: query)
-                let doc: Document
-                if let io {
-                    let documents = documents
-                    doc = try documents.listing(params) { names in Self.listItems(names, documents: documents, io: io) }
-                } else {
-                    doc = try documents.listing(params)
-                }
-                var f: HTTPFields = [.cacheControl: "no-cache"]
-                if let link = Self.link(route.path(), doc.next) { f[.link] = link }
-                return .json(doc.value, fields: f)
-            } catch {
-                throw Problem(error)
-            }
-        default:
-            do throws(DocumentError) {
-                return try imageDocument(request, match, path: path, query: query)
-            } catch {
-                throw Problem(error)
-            }
-        }
+        var f: HTTPFields = [.cacheControl: "no-cache"]
+        if let link = Self.link(route.path(), doc.next) { f[.link] = link }
+        return .json(doc.value, fields: f)
     }
 
     /// A document about one image: checked, then 304 or the (cached) rendered body.
