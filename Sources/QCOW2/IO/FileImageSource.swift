@@ -14,6 +14,8 @@ public final class FileImageSource: ImageSource {
     public let fd: Int32
     /// Size from `fstat` at open time.
     public let size: UInt64
+    /// `st_blocks * 512` from `fstat` at open time.
+    public let allocatedBytes: UInt64
     private let owns: Bool
     /// Where reads in progress are recorded (nil: not recorded).
     public let activity: ReadActivity?
@@ -49,6 +51,7 @@ public final class FileImageSource: ImageSource {
         }
         self.fd = fd
         self.size = UInt64(clamping: st.st_size)
+        self.allocatedBytes = UInt64(clamping: st.st_blocks) &* 512
         self.owns = ownsDescriptor
         self.activity = activity
     }

@@ -25,6 +25,8 @@ public struct Rule: Sendable, Hashable, Identifiable, CustomStringConvertible {
         case snapshotTable = "snapshot_table"
         /// The backing file the header names, looked for in the images directory.
         case backingFile = "backing_file"
+        /// The cluster mapping: the L1 table and the L2 tables it points at.
+        case clusterTable = "cluster_table"
     }
 
     /// The code, e.g. `D5`: the letter names the structure family, the number the rule.

@@ -2,12 +2,13 @@
 // Sources/QCOW2/QCOW2.docc/Rules.md documents the same rules; RuleRegistryTests fails when they drift.
 
 extension Rule {
-    /// Every rule, in documentation order: header, extensions, snapshots, backing file, then the bitmap rules of §2.5.
+    /// Every rule, in documentation order: header, extensions, snapshots, backing chain, cluster mapping, then the bitmap rules of §2.5.
     public static let all: [Rule] = [
         h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19,
         x1, x2, x3, x4, x5, x6, x7,
         s1, s2, s3, s4, s5, s6,
-        b1, b2,
+        b1, b2, b3, b4, b5, b6,
+        m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11,
         e1, e2, e3, e4, e5, e6, e7, e8, e9, e10, e11, e12,
         d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11, d12, d13, d14, d15,
         t1, t2, t3, t4, t5,
@@ -229,6 +230,101 @@ extension Rule {
         summary: "The backing file is not looked for: its name leaves the images directory or is not a plain file name.",
         action: "Keep backing files in the images directory, named relative to it, so they can be checked.",
         reference: "qcow2-format.md §1.6; qcowscope follows backing files only inside its directory")
+
+    /// B3: The backing chain must not loop: a layer names a file already in the chain.
+    public static let b3 = Rule(
+        "B3", .error, .backingFile,
+        summary: "The backing chain must not loop: a layer names a file already in the chain.",
+        action: "QEMU's map and check never finish on such a chain: point the layer at the right base with `qemu-img rebase -u -b NAME -F FORMAT`.",
+        reference: "qcow2-format.md §1.6; QEMU bdrv_open_backing_file, qemu-img info --backing-chain")
+    /// B4: The backing chain must be at most 64 layers deep below the image.
+    public static let b4 = Rule(
+        "B4", .error, .backingFile,
+        summary: "The backing chain must be at most 64 layers deep below the image.",
+        action: "Flatten the chain with `qemu-img commit` or `qemu-img rebase` so it is shorter.",
+        reference: "qcow2-format.md §1.6; QEMU bdrv_open_backing_file (its open recursion)")
+    /// B5: A backing file must be a regular qcow2 or raw file that can be read.
+    public static let b5 = Rule(
+        "B5", .error, .backingFile,
+        summary: "A backing file must be a regular qcow2 or raw file that can be read.",
+        action: "Restore the backing file, or rebase the overlay onto a readable one with `qemu-img rebase -u`.",
+        reference: "qcow2-format.md §1.6; QEMU bdrv_open_backing_file")
+    /// B6: The external data file the image names must exist in the images directory.
+    public static let b6 = Rule(
+        "B6", .error, .backingFile,
+        summary: "The external data file the image names must exist in the images directory.",
+        action: "Restore the data file under the name the image stores, or fix the name with `qemu-img amend -o data_file=NAME`.",
+        reference: "qcow2-format.md §1.5; QEMU qcow2_do_open (data-file)")
+
+    // MARK: Cluster mapping (M)
+    // Met by the map as it walks the L1 and L2 tables (QCOW2.MapIssue), a page at a time.
+
+    /// M1: An L1 entry's L2 table offset must be cluster aligned.
+    public static let m1 = Rule(
+        "M1", .error, .clusterTable,
+        summary: "An L1 entry's L2 table offset must be cluster aligned.",
+        action: "QEMU fails reads there (EIO); the range reads as unallocated here. Restore the image from a backup.",
+        reference: "qcow2-format.md §1.7; QEMU qcow2_get_host_offset")
+    /// M2: An L2 table must lie inside the file.
+    public static let m2 = Rule(
+        "M2", .error, .clusterTable,
+        summary: "An L2 table must lie inside the file.",
+        action: "QEMU reads the part past the end as zeros (unallocated); the table was lost: restore the image from a backup.",
+        reference: "qcow2-format.md §1.7; QEMU check_refcounts_l1, l2_load")
+    /// M3: Reserved bits of an L1 entry must be zero.
+    public static let m3 = Rule(
+        "M3", .error, .clusterTable,
+        summary: "Reserved bits of an L1 entry must be zero.",
+        action: "`qemu-img check` counts it as a corruption; `qemu-img check -r all` on a copy clears it.",
+        reference: "qcow2-format.md §1.7; QEMU check_refcounts_l1")
+    /// M4: A data cluster offset must be cluster aligned.
+    public static let m4 = Rule(
+        "M4", .error, .clusterTable,
+        summary: "A data cluster offset must be cluster aligned.",
+        action: "QEMU fails reads there (EIO). Restore the image from a backup.",
+        reference: "qcow2-format.md §1.7; QEMU qcow2_get_host_offset")
+    /// M5: A data cluster must start before the end of the file.
+    public static let m5 = Rule(
+        "M5", .error, .clusterTable,
+        summary: "A data cluster must start before the end of the file.",
+        action: "`qemu-img check` counts it as a corruption; the guest reads zeros there. Restore the image from a backup.",
+        reference: "qcow2-format.md §1.7; QEMU qcow2_inc_refcounts_imrt")
+    /// M6: Reserved bits of an L2 entry must be zero (for a compressed cluster, the copied flag too).
+    public static let m6 = Rule(
+        "M6", .error, .clusterTable,
+        summary: "Reserved bits of an L2 entry must be zero (for a compressed cluster, the copied flag too).",
+        action: "`qemu-img check` counts it as a corruption; `qemu-img check -r all` on a copy clears it.",
+        reference: "qcow2-format.md §1.7; QEMU check_refcounts_l2")
+    /// M7: A compressed cluster's data must end inside the file.
+    public static let m7 = Rule(
+        "M7", .error, .clusterTable,
+        summary: "A compressed cluster's data must end inside the file.",
+        action: "Reads of the cluster fail; restore the image from a backup.",
+        reference: "qcow2-format.md §1.7; QEMU qcow2_inc_refcounts_imrt")
+    /// M8: A version 2 image must not use the zero cluster flag.
+    public static let m8 = Rule(
+        "M8", .error, .clusterTable,
+        summary: "A version 2 image must not use the zero cluster flag.",
+        action: "QEMU fails reads there (EIO). Convert the image with `qemu-img convert -O qcow2 -o compat=1.1`.",
+        reference: "qcow2-format.md §1.7; QEMU qcow2_get_host_offset")
+    /// M9: An extended L2 bitmap must not mark a subcluster both allocated and zero, or allocate subclusters of an unallocated cluster.
+    public static let m9 = Rule(
+        "M9", .error, .clusterTable,
+        summary: "An extended L2 bitmap must not mark a subcluster both allocated and zero, or allocate subclusters of an unallocated cluster.",
+        action: "QEMU fails reads there (EIO). Restore the image from a backup.",
+        reference: "qcow2-format.md §1.7; QEMU qcow2_get_subcluster_type")
+    /// M10: An image with an external data file must not have compressed clusters.
+    public static let m10 = Rule(
+        "M10", .error, .clusterTable,
+        summary: "An image with an external data file must not have compressed clusters.",
+        action: "QEMU fails reads there (EIO). Restore the image from a backup.",
+        reference: "qcow2-format.md §1.7; QEMU qcow2_get_host_offset")
+    /// M11: With an external data file, a cluster's host offset must equal its guest offset.
+    public static let m11 = Rule(
+        "M11", .error, .clusterTable,
+        summary: "With an external data file, a cluster's host offset must equal its guest offset.",
+        action: "QEMU fails reads there (EIO). Restore the image from a backup.",
+        reference: "qcow2-format.md §1.7; QEMU qcow2_get_host_offset")
 
     // MARK: Bitmaps extension (E)
 

@@ -21,11 +21,11 @@ public final class ImageCatalog: Sendable {
         case unreadable(QCOW2Error)
     }
 
-    private let dirfd: Int32
+    let dirfd: Int32
     /// The directory path as configured (for messages only).
     public let path: String
     /// The directory's canonical path (`realpath`), for matching absolute backing names; nil if unknown.
-    private let canonicalPath: String?
+    let canonicalPath: String?
     private let capacity: Int
     /// One cached parse: the file version it is for, and the single flight computing it.
     private final class Slot: Sendable {
@@ -55,7 +55,9 @@ public final class ImageCatalog: Sendable {
     private let cache = Mutex(CacheState())
     /// What is being read from each image now (open, fstat and every pread), by name.
     private let activities = Mutex<[String: ReadActivity]>([:])
-    private let useOpenat2 = Atomic<Bool>(true)
+    let useOpenat2 = Atomic<Bool>(true)
+    /// QEMU's metadata-preallocation verdict per layer identity (see ``looksPreallocated(_:)``).
+    let preallocation = Mutex<[UInt64: Bool]>([:])
     private let hits = Atomic<Int>(0)
     private let misses = Atomic<Int>(0)
 

@@ -19,6 +19,8 @@ public struct Documents: Sendable {
     public struct Plan: Sendable {
         /// Renders the document (it may read the image: bitmap tables, extents, snapshots).
         public let render: @Sendable () throws(DocumentError) -> Document
+        /// What else the document depends on beyond the image file (the backing chain), 0 for nothing.
+        public var version: UInt64 = 0
     }
 
     /// The image named by `nameBytes` (percent-decoded) and, when `probeLocks`, QEMU's locks on it.
@@ -118,6 +120,28 @@ public struct Documents: Sendable {
             let limit = try p.limit(Self.paging(route))
             let offset = try p.integer("offset", default: 0, range: 0...(image.l2EntriesPerTable - 1))
             return plan { () throws(DocumentError) in try Self.l2Page(entry, index: index, limit: limit, offset: offset) }
+        case .map:
+            let chain = catalog.chain(of: entry)
+            let map = chain.guestMap { [catalog] in catalog.looksPreallocated($0) }
+            let size = map.virtualSize
+            let start = try p.integer("start", default: 0, range: 0...size)
+            let length = try p.integer("length", default: size - start, range: 0...UInt64.max)
+            let limit = try p.limit(Self.paging(route))
+            var from = start
+            if let c = p.string("cursor") {
+                from = try Self.parseCursor(c, version: Self.chainCursorVersion(chain), start: start, length: length)
+            }
+            let first = from
+            var plan = plan { () throws(DocumentError) in
+                try Self.mapPage(entry, chain, map, start: start, length: length, from: first, limit: limit)
+            }
+            plan.version = chain.version
+            return plan
+        case .chain:
+            let chain = catalog.chain(of: entry)
+            var plan = plan { () throws(DocumentError) in Self.chainDocument(entry, chain, locks: locks) }
+            plan.version = chain.version
+            return plan
         case .root, .ui, .health, .metrics, .openapi, .images:
             throw .unavailable("\(RouteTable.route(route).pattern) is not a document about one image")
         }

@@ -310,3 +310,15 @@ public enum ImageViews {
         ])
     }
 }
+
+extension ImageViews {
+    /// One map extent, keys in qemu-img map's order; `offset` only when qemu-img 7.2 prints one.
+    public static func mapExtent(_ e: MapExtent) -> JSONValue {
+        var o: [(String, JSONValue)] = [
+            ("start", .num(e.start)), ("length", .num(e.length)), ("depth", .num(e.depth)), ("present", .bool(e.present)),
+            ("zero", .bool(e.zero)), ("data", .bool(e.data)), ("compressed", .bool(e.compressed)),
+        ]
+        if let offset = e.offset { o.append(("offset", .num(offset))) }
+        return .object(o)
+    }
+}

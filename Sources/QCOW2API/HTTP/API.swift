@@ -225,6 +225,7 @@ public final class API: Sendable {
             route.id, entry: entry, locks: locks, bitmap: bitmapBytes, index: index, parameters: parameters)
         // The body is a function of the file version and the view key (path, query, lock state).
         let viewKey = String(path) + "?" + String(query) + (locks.map { "\n" + $0.etagComponent } ?? "")
+            + (plan.version == 0 ? "" : "\n" + String(plan.version, radix: 16))
         let etag = entry.file.etag(view: viewKey)
         var fields: HTTPFields = [.eTag: etag, .cacheControl: "no-cache"]
         if Self.notModified(request, etag) {

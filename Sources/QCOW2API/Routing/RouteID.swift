@@ -38,4 +38,8 @@ public enum RouteID: String, Sendable, Hashable, CaseIterable {
     case l1
     /// `/v1/images/{image}/l1/{index}/l2`: a page of one L2 table.
     case l2
+    /// `/v1/images/{image}/map`
+    case map
+    /// `/v1/images/{image}/chain`
+    case chain
 }

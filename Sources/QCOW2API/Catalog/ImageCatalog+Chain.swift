@@ -1,0 +1,213 @@
+import CSystemShim
+import Glibc
+public import QCOW2
+import Synchronization
+
+/// Why a backing or data file was not opened, in words that follow its name.
+struct LayerRefusal: Error, ExpressibleByStringInterpolation {
+    let why: String
+    init(stringLiteral value: String) { why = value }
+}
+
+extension ImageCatalog {
+    /// The backing chain of `entry`, each layer opened beneath the images directory.
+    ///
+    /// A layer's backing name is joined to the layer's own directory, textually as QEMU does
+    /// (`a/b/mid.qcow2` naming `../../c/base.qcow2` gives `a/b/../../c/base.qcow2`), and opened with
+    /// `openat2(RESOLVE_BENEATH)`: a name that climbs out, a symlink out, or an absolute path outside
+    /// the directory is never opened. The format is the backing-format extension's, else probed
+    /// (qcow2 magic, otherwise raw). External data files are opened the same way.
+    public func chain(of entry: ImageEntry) -> ImageChain {
+        var findings: [Finding] = []
+        var seen: Set<[UInt64]> = []
+        let top = entry.image
+        var layers: [ImageChain.Layer] = []
+        var first = ImageChain.Layer(
+            name: entry.file.name, format: "qcow2", source: top.source, image: top, dataFile: nil, locks: nil,
+            findingCounts: [:], backingPresent: entry.backing?.present, stamp: Self.stamp(entry.file.device, entry.file.inode, entry.file.size, entry.file.mtimeSec, entry.file.mtimeNsec, entry.file.ctimeSec, entry.file.ctimeNsec))
+        if let s = top.source as? FileImageSource { seen.insert(Self.identity(s.fd)) }
+        first.dataFile = dataFile(of: top, layerName: entry.file.name, findings: &findings)
+        layers.append(first)
+        var complete = true
+        while let below = layers.last, let image = below.image, let stored = image.backingFile {
+            let offset = image.header.backingFileOffset
+            let name = stored.escaped
+            guard layers.count <= ImageChain.depthLimit else {
+                findings.append(
+                    Finding(
+                        .b4, structure: "\(below.name): header", field: "backing_file", value: name, offset: offset,
+                        message: "the chain is deeper than \(ImageChain.depthLimit) layers below the image; it is not followed further"))
+                complete = false
+                break
+            }
+            let opened = openLayer(stored, from: below.name)
+            switch opened {
+            case .failure(let refusal):
+                let why = refusal.why
+                let missing = why.hasPrefix("missing")
+                findings.append(
+                    Finding(
+                        missing ? .b1 : .b5, structure: "\(below.name): header",
+                        field: "backing_file", value: name, offset: offset,
+                        message: "backing file '\(name)' of \(below.name) \(why)"))
+                layers[layers.count - 1].backingPresent = missing ? false : nil
+                complete = false
+            case .success(let (path, source)):
+                layers[layers.count - 1].backingPresent = true
+                let id = Self.identity(source.fd)
+                if seen.contains(id) {
+                    findings.append(
+                        Finding(
+                            .b3, structure: "\(below.name): header", field: "backing_file", value: name, offset: offset,
+                            message: "backing file '\(name)' of \(below.name) is \(path), already in the chain: the chain loops"))
+                    complete = false
+                    break
+                }
+                seen.insert(id)
+                switch layer(path, source, format: image.backingFormat?.utf8) {
+                case .failure(let refusal):
+                    let why = refusal.why
+                    findings.append(
+                        Finding(
+                            .b5, structure: "\(below.name): header", field: "backing_file", value: name, offset: offset,
+                            message: "backing file '\(name)' of \(below.name) (\(path)) cannot be used: \(why)"))
+                    complete = false
+                case .success(var l):
+                    if let image = l.image { l.dataFile = dataFile(of: image, layerName: path, findings: &findings) }
+                    layers.append(l)
+                    continue
+                }
+            }
+            break
+        }
+        return ImageChain(layers: layers, complete: complete, findings: findings)
+    }
+
+    /// QEMU's metadata-preallocation heuristic for a qcow2 layer, computed once per file version.
+    public func looksPreallocated(_ layer: ImageChain.Layer) -> Bool {
+        guard let image = layer.image else { return false }
+        if let known = preallocation.withLock({ $0[layer.stamp] }) { return known }
+        let verdict = image.looksMetadataPreallocated()
+        preallocation.withLock { cache in
+            if cache.count >= 4096 { cache.removeAll() }
+            cache[layer.stamp] = verdict
+        }
+        return verdict
+    }
+
+    /// A digest of a file's identity: device, inode, size, modification and change times.
+    static func stamp(
+        _ device: UInt64, _ inode: UInt64, _ size: UInt64, _ mSec: Int64, _ mNsec: Int64, _ cSec: Int64, _ cNsec: Int64
+    ) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for v in [device, inode, size, UInt64(bitPattern: mSec), UInt64(bitPattern: mNsec), UInt64(bitPattern: cSec), UInt64(bitPattern: cNsec)] {
+            h = (h ^ v) &* 0x100_0000_01b3
+        }
+        return h
+    }
+
+    /// The device and inode of `fd`, for loop detection.
+    private static func identity(_ fd: Int32) -> [UInt64] {
+        var st = Glibc.stat()
+        guard unsafe fstat(fd, &st) == 0 else { return [UInt64(bitPattern: Int64(fd))] }
+        return [UInt64(st.st_dev), UInt64(st.st_ino)]
+    }
+
+    /// Opens the backing or data file `stored`, named by the layer `from`, beneath the directory.
+    ///
+    /// - Returns: its path relative to the directory and its source, or why not ("missing: …",
+    ///   "is not followed: …", "cannot be opened: …").
+    func openLayer(_ stored: ByteString, from layerName: String) -> Result<(String, FileImageSource), LayerRefusal> {
+        guard let text = stored.utf8, !text.isEmpty, !text.utf8.contains(0) else {
+            return .failure("is not followed: the name is empty or not UTF-8 text")
+        }
+        if text.hasPrefix("json:") || text.contains("://") {
+            return .failure("is not followed: it is a protocol or JSON description, not a file name")
+        }
+        var path: String
+        if text.hasPrefix("/") {
+            let roots = [canonicalPath, self.path].compactMap { $0 }.map { $0.hasSuffix("/") ? $0 : $0 + "/" }
+            guard let root = roots.first(where: { text.hasPrefix($0) }) else {
+                return .failure("is not followed: the absolute path is outside the images directory")
+            }
+            path = String(text.dropFirst(root.count))
+        } else {
+            // QEMU's bdrv_make_absolute_filename: everything up to the last `/` of the naming layer.
+            let dir = layerName.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+            path = dir.isEmpty ? text : dir + "/" + text
+        }
+        guard path.utf8.count <= 4096 else { return .failure("is not followed: the path is too long") }
+        var fd: Int32 = -1
+        if useOpenat2.load(ordering: .relaxed) {
+            fd = unsafe css_openat2_beneath(dirfd, path)
+        } else if path.contains("/") {
+            return .failure("is not followed: it names a subdirectory, which this kernel cannot open safely (no openat2)")
+        } else {
+            fd = unsafe css_openat_nofollow(dirfd, path)
+        }
+        guard fd >= 0 else {
+            let e = errno
+            switch e {
+            case ENOENT, ENOTDIR: return .failure("missing: looked for \(path) in the images directory")
+            case EXDEV, ELOOP: return .failure("is not followed: \(path) leads outside the images directory")
+            default: return unsafe .failure("cannot be opened: \(path): \(String(cString: strerror(e)))")
+            }
+        }
+        do {
+            let source = try FileImageSource(fd: fd, ownsDescriptor: true, activity: activity(named: path))
+            return .success((path, source))
+        } catch {
+            close(fd)
+            return .failure("cannot be used: \(path) is not a regular file")
+        }
+    }
+
+    /// A backing layer from its opened file: qcow2 or raw, by the stated format or by probing.
+    private func layer(_ path: String, _ source: FileImageSource, format: String?) -> Result<ImageChain.Layer, LayerRefusal> {
+        let magic = (try? source.read(at: 0, count: min(4, Int(clamping: source.size)))) ?? []
+        let isQCOW2 = magic == [0x51, 0x46, 0x49, 0xfb]
+        let chosen = format ?? (isQCOW2 ? "qcow2" : "raw")
+        var st = Glibc.stat()
+        _ = unsafe fstat(source.fd, &st)
+        let h = Self.stamp(
+            UInt64(st.st_dev), UInt64(st.st_ino), UInt64(clamping: st.st_size), Int64(st.st_mtim.tv_sec),
+            Int64(st.st_mtim.tv_nsec), Int64(st.st_ctim.tv_sec), Int64(st.st_ctim.tv_nsec))
+        let locks = LockState.probe(fd: source.fd)
+        switch chosen {
+        case "raw":
+            return .success(
+                ImageChain.Layer(
+                    name: path, format: "raw", source: source, image: nil, dataFile: nil, locks: locks, findingCounts: [:],
+                    backingPresent: nil, stamp: h))
+        case "qcow2":
+            do throws(QCOW2Error) {
+                let image = try QCOW2Image(source: source)
+                var counts: [Finding.Severity: Int] = [:]
+                for f in ImageValidator.findings(image) { counts[f.severity, default: 0] += 1 }
+                return .success(
+                    ImageChain.Layer(
+                        name: path, format: "qcow2", source: source, image: image, dataFile: nil, locks: locks,
+                        findingCounts: counts, backingPresent: nil, stamp: h))
+            } catch {
+                return .failure("it does not parse as qcow2: \(error.message)")
+            }
+        default:
+            return .failure("its format '\(chosen.prefix(32))' is neither qcow2 nor raw")
+        }
+    }
+
+    /// The external data file of `image`, opened beneath the directory; a B6 finding when it cannot be.
+    private func dataFile(of image: QCOW2Image, layerName: String, findings: inout [Finding]) -> (name: String, source: any ImageSource)? {
+        guard let stored = image.dataFile else { return nil }
+        switch openLayer(stored, from: layerName) {
+        case .success(let (path, source)): return (path, source)
+        case .failure(let refusal):
+            let why = refusal.why
+            findings.append(
+                Finding(
+                    .b6, structure: "\(layerName): data_file", field: "data_file", value: stored.escaped, offset: nil,
+                    message: "data file '\(stored.escaped)' of \(layerName) \(why)"))
+            return nil
+        }
+    }
+}
