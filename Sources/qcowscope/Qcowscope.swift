@@ -44,7 +44,8 @@ struct Qcowscope: ParsableCommand {
         version: ProductVersion.string,
         subcommands: [
             InfoCommand.self, HeaderCommand.self, ExtensionsCommand.self, BitmapsCommand.self, TableCommand.self, ExtentsCommand.self,
-            SnapshotsCommand.self, FindingsCommand.self, L1Command.self, L2Command.self, DumpHeaderCommand.self,
+            SnapshotsCommand.self, FindingsCommand.self, L1Command.self, L2Command.self, MapCommand.self, ChainCommand.self,
+            DumpHeaderCommand.self,
             DumpHeaderExtsCommand.self,
         ]
     )
