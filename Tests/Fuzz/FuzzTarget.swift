@@ -22,7 +22,7 @@ let fuzzDocuments: Documents = {
 
 /// Every route that renders a document about one image.
 let fuzzRoutes: [RouteID] = [
-    .summary, .header, .extensions, .bitmaps, .bitmap, .table, .extents, .snapshots, .findings, .l1, .l2,
+    .summary, .header, .extensions, .bitmaps, .bitmap, .table, .extents, .snapshots, .findings, .l1, .l2, .map, .chain,
 ]
 
 /// A query string for a route, with values taken from the input's last bytes.
@@ -127,6 +127,25 @@ func exercise(_ bytes: [UInt8]) {
     render(.array(index.sorted.prefix(1000).map(ImageViews.finding)))
     render(ImageViews.codeCounts(index))
     render(ImageViews.summary(image, file: fuzzFile, findings: index, dirty: dirty))
+
+    // The allocation map: pages cover the range in order, without gaps, overlaps or empty extents.
+    let map = GuestMap(layers: [MapLayer(qcow2: image, metadataPreallocated: tail(bytes, 7) & 1 == 1)])
+    var from = tail(bytes, 20) % max(1, map.virtualSize)
+    for _ in 0..<4 {
+        guard from < map.virtualSize,
+            let page = try? map.page(from: from, to: map.virtualSize, limit: Int(tail(bytes, 6) % 64 + 1), l2Budget: 4096)
+        else { break }
+        var at = from
+        for e in page.extents {
+            precondition(e.start == at && e.length > 0, "map extents must be contiguous and non-empty")
+            at = e.end
+        }
+        precondition(at <= map.virtualSize, "map past the virtual size")
+        if let n = page.next { precondition(n == at, "the next page starts where this one ends") }
+        for i in page.issues { render(ImageViews.finding(MapChecks.finding(i))) }
+        guard let n = page.next else { break }
+        from = n
+    }
 
     // The document layer, route by route, as the API serves them (a fresh entry per input).
     let entry = ImageEntry(file: fuzzFile, image: image)
