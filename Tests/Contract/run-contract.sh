@@ -6,7 +6,8 @@
 #   2. validates api/openapi.yaml as OpenAPI 3.1;
 #   3. builds qcowscoped (unless QCOWSCOPED names a binary) and makes a temporary images
 #      directory: the demo images (Tests/Scripts/make-demo-images.sh, qemu-img/qemu-io) plus
-#      malformed ones (make-malformed-images.py);
+#      malformed ones (make-malformed-images.py) plus, for /map and /chain, a 3-layer backing
+#      chain, an overlay on a raw file and an image with an external data file (below);
 #   4. starts the daemon on 127.0.0.1, port 0 (the port is read from its log line
 #      "qcowscoped listening on http://127.0.0.1:PORT"), waits for /healthz;
 #   5. runs the exact checks of smoke.py (raw bitmap names, 304, HEAD, 405, Link walk, ...);
@@ -69,6 +70,42 @@ daemon_binary
 daemon_workdir contract
 bash "$root/Tests/Scripts/make-demo-images.sh" "$tmp/images" >&2
 python3 "$here/make-malformed-images.py" "$tmp/images" >&2
+
+# Backing chains and an external data file, for /map and /chain (1 MiB, 512-byte clusters, like
+# the demo images). qcow2 images are named *.qcow2, as the catalog lists them; the raw files are
+# not images (no .qcow2 name, no magic), so the listing skips them and /v1/images/NAME is 404,
+# but /chain shows raw-base.raw as a layer.
+#   base.qcow2 <- mid.qcow2 <- top.qcow2   base is the demo's (0xaa at 0-64k); mid: 0xbb at 16k-32k
+#                                          and a compressed cluster at 128k; top: 0xcc at 20k-24k
+#                                          and a zero cluster range at 48k-52k (depths 0, 1, 2)
+#   raw-base.raw <- raw-overlay.qcow2      -F raw; 0x11 at 0-8k in the raw file, 0x22 at 4k-8k on top
+#   datafile.qcow2 + datafile.data         data_file=, data at guest 0-4k and 512k-516k
+(
+    cd "$tmp/images"
+    [[ -f base.qcow2 ]] || die "make-demo-images.sh made no base.qcow2"
+    small=cluster_size=512
+    qio() { # qio FORMAT NAME COMMAND... (each COMMAND becomes one -c)
+        local format=$1 name=$2
+        shift 2
+        local args=()
+        for command in "$@"; do args+=(-c "$command"); done
+        qemu-io -f "$format" "${args[@]}" "$name" >/dev/null
+    }
+    rm -f -- mid.qcow2 top.qcow2 raw-base.raw raw-overlay.qcow2 datafile.qcow2 datafile.data
+    qemu-img create -q -f qcow2 -o "$small" -b base.qcow2 -F qcow2 mid.qcow2 1M
+    qio qcow2 mid.qcow2 'write -P 0xbb 16k 16k' 'write -c -P 0x5a 128k 512'
+    qemu-img create -q -f qcow2 -o "$small" -b mid.qcow2 -F qcow2 top.qcow2 1M
+    qio qcow2 top.qcow2 'write -P 0xcc 20k 4k' 'write -z 48k 4k'
+    qemu-img create -q -f raw raw-base.raw 1M
+    qio raw raw-base.raw 'write -P 0x11 0 8k'
+    qemu-img create -q -f qcow2 -o "$small" -b raw-base.raw -F raw raw-overlay.qcow2 1M
+    qio qcow2 raw-overlay.qcow2 'write -P 0x22 4k 4k'
+    qemu-img create -q -f qcow2 -o "data_file=datafile.data,$small" datafile.qcow2 1M
+    qio qcow2 datafile.qcow2 'write -P 0x33 0 4k' 'write -P 0x44 512k 4k'
+    [[ $(qemu-img info --backing-chain --output=json top.qcow2 | grep -c '"filename"') -eq 3 ]] \
+        || die "top.qcow2 is not a 3-layer chain"
+    echo "backing chains and a data file written to $(pwd)"
+) >&2
 
 # 4. Start the daemon on a free port and wait until it answers.
 daemon_start "$tmp/images" "127.0.0.1:${PORT:-0}"

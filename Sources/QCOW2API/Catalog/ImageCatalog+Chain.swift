@@ -44,7 +44,7 @@ extension ImageCatalog {
             switch opened {
             case .failure(let refusal):
                 let why = refusal.why
-                let missing = why.hasPrefix("missing")
+                let missing = why.hasPrefix("is missing")
                 findings.append(
                     Finding(
                         missing ? .b1 : .b5, structure: "\(below.name): header",
@@ -115,7 +115,7 @@ extension ImageCatalog {
 
     /// Opens the backing or data file `stored`, named by the layer `from`, beneath the directory.
     ///
-    /// - Returns: its path relative to the directory and its source, or why not ("missing: …",
+    /// - Returns: its path relative to the directory and its source, or why not ("is missing: …",
     ///   "is not followed: …", "cannot be opened: …").
     func openLayer(_ stored: ByteString, from layerName: String) -> Result<(String, FileImageSource), LayerRefusal> {
         guard let text = stored.utf8, !text.isEmpty, !text.utf8.contains(0) else {
@@ -148,9 +148,9 @@ extension ImageCatalog {
         guard fd >= 0 else {
             let e = errno
             switch e {
-            case ENOENT, ENOTDIR: return .failure("missing: looked for \(path) in the images directory")
+            case ENOENT, ENOTDIR: return .failure("is missing: looked for \(path) in the images directory")
             case EXDEV, ELOOP: return .failure("is not followed: \(path) leads outside the images directory")
-            default: return unsafe .failure("cannot be opened: \(path): \(String(cString: strerror(e)))")
+            default: return unsafe .failure("cannot be opened (\(path)): \(String(cString: strerror(e)))")
             }
         }
         do {

@@ -125,7 +125,7 @@ public struct Documents: Sendable {
             let map = chain.guestMap { [catalog] in catalog.looksPreallocated($0) }
             let size = map.virtualSize
             let start = try p.integer("start", default: 0, range: 0...size)
-            let length = try p.integer("length", default: size - start, range: 0...UInt64.max)
+            let length = try p.integer("length", default: size - start, range: 1...UInt64.max)
             let limit = try p.limit(Self.paging(route))
             var from = start
             if let c = p.string("cursor") {
