@@ -127,3 +127,22 @@ struct ChainCommand: ParsableCommand {
         if doc["complete"] == .bool(false) { throw ExitCode(1) }
     }
 }
+
+/// `qcowscope allocation FILE` (`GET /v1/images/{image}/allocation`): totals of the allocation map.
+struct AllocationCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "allocation",
+        abstract: "Totals of the allocation map through the backing chain (GET /v1/images/{image}/allocation).",
+        discussion: """
+            Each figure is the sum over the map's extents (qcowscope map): allocated + zero + unallocated bytes \
+            is the virtual size. Exit status 1 when the totals are not known (past the walk's budget).
+            Example: qcowscope allocation vm1.qcow2 --format json
+            """)
+
+    @OptionGroup var options: ViewOptions
+
+    func run() throws {
+        let doc = try options.show { a in try a.document(.allocation).value }
+        if doc["known"] == .bool(false) { throw ExitCode(1) }
+    }
+}

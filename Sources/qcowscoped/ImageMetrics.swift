@@ -36,16 +36,16 @@ enum ImageMetrics {
         let names = ((try? catalog.names()) ?? []).filter { catalog.isImage($0) }
         // Looked up in parallel under the deadline when the daemon has an executor; an image whose
         // storage is stalled is counted `stalled` without waiting for it.
-        let lookups: [Result<ImageEntry, ImageCatalog.LookupError>?]
+        let lookups: [Result<(ImageEntry, AllocationAnswer), ImageCatalog.LookupError>?]
         if let io {
             let ask = names.map { catalog.stall(named: $0, after: io.stallAfter) == nil }
             let asked = names.indices.filter { ask[$0] }.map { names[$0] }
             var found = io.executor.map(asked, timeout: io.listingWait) { name in
-                Result { () throws(ImageCatalog.LookupError) in try catalog.image(named: name) }
+                Result { () throws(ImageCatalog.LookupError) in try Self.lookup(name, catalog) }
             }.makeIterator()
             lookups = ask.map { $0 ? (found.next() ?? nil) : nil }
         } else {
-            lookups = names.map { name in Result { () throws(ImageCatalog.LookupError) in try catalog.image(named: name) } }
+            lookups = names.map { name in Result { () throws(ImageCatalog.LookupError) in try Self.lookup(name, catalog) } }
         }
         for (name, lookup) in zip(names, lookups) {
             let image = [("image", name)]
@@ -65,7 +65,8 @@ enum ImageMetrics {
             let status: String
             do {
                 if let lookup {
-                    status = record(try lookup.get(), image: image, gauge: gauge)
+                    let (entry, allocation) = try lookup.get()
+                    status = record(entry, allocation: allocation, image: image, gauge: gauge)
                 } else {
                     // Not done within the wait: a read of it is stuck, or it is still being parsed.
                     status = io.flatMap { catalog.stall(named: name, after: $0.stallAfter) } != nil ? "stalled" : "pending"
@@ -97,12 +98,26 @@ enum ImageMetrics {
         return registry.emitToBuffer()
     }
 
+    /// The image called `name` and its allocation totals (computed once per chain version), on an I/O thread.
+    private static func lookup(_ name: String, _ catalog: ImageCatalog) throws(ImageCatalog.LookupError) -> (ImageEntry, AllocationAnswer) {
+        let entry = try catalog.image(named: name)
+        return (entry, catalog.allocation(of: catalog.chain(of: entry)))
+    }
+
     /// Sets the gauges of one readable image and returns its status (`ok` or `findings`).
     private static func record(
-        _ entry: ImageEntry, image: [(String, String)],
+        _ entry: ImageEntry, allocation: AllocationAnswer, image: [(String, String)],
         gauge: (String, String, [(String, String)]) -> Gauge
     ) -> String {
         let header = entry.image.header
+        if let t = allocation.totals {
+            gauge("image_allocated_bytes", "Guest bytes holding data in the image or its backing chain (the map's present data; as /allocation).", image)
+                .set(Int64(clamping: t.allocatedBytes))
+            gauge("image_zero_bytes", "Guest bytes of zero clusters in the image or its backing chain (as /allocation).", image)
+                .set(Int64(clamping: t.zeroBytes))
+            gauge("image_unallocated_bytes", "Guest bytes no layer allocates (as /allocation).", image)
+                .set(Int64(clamping: t.unallocatedBytes))
+        }
         let findings = entry.findingIndex
         gauge("image_virtual_size_bytes", "Guest disk size in bytes.", image).set(Int64(clamping: header.size))
         gauge("image_file_size_bytes", "Size of the image file in bytes.", image).set(Int64(clamping: entry.file.size))

@@ -279,7 +279,7 @@ struct DaemonAPITests {
         "/v1/images/{image}/bitmaps/{bitmap}/table", "/v1/images/{image}/bitmaps/{bitmap}/extents",
         "/v1/images/{image}/snapshots", "/v1/images/{image}/findings", "/v1/images/{image}/locks",
         "/v1/images/{image}/l1", "/v1/images/{image}/l1/{index}/l2", "/v1/images/{image}/map",
-        "/v1/images/{image}/chain",
+        "/v1/images/{image}/chain", "/v1/images/{image}/allocation",
     ]
 
     fileprivate var fx: LiveFixture { get throws { try LiveFixture.get() } }

@@ -133,7 +133,8 @@ func exercise(_ bytes: [UInt8]) {
     var from = tail(bytes, 20) % max(1, map.virtualSize)
     for _ in 0..<4 {
         guard from < map.virtualSize,
-            let page = try? map.page(from: from, to: map.virtualSize, limit: Int(tail(bytes, 6) % 64 + 1), l2Budget: 4096)
+            let page = try? map.page(
+                from: from, to: map.virtualSize, limit: Int(tail(bytes, 6) % 64 + 1), l2Budget: 4096, stepBudget: 4096)
         else { break }
         var at = from
         for e in page.extents {

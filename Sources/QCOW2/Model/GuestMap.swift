@@ -13,9 +13,9 @@ public struct GuestMap: Sendable {
     public let layers: [MapLayer]
 
     /// Work one page may do: L2 entries read.
-    public static let defaultL2Budget: UInt64 = 1 << 18
+    public static let defaultL2Budget: UInt64 = 1 << 16
     /// Work one page may do: questions asked of the layers.
-    public static let defaultStepBudget: UInt64 = 1 << 20
+    public static let defaultStepBudget: UInt64 = 1 << 16
 
     /// A map over `layers` (the image first); at least one.
     public init(layers: [MapLayer]) {
@@ -35,6 +35,8 @@ public struct GuestMap: Sendable {
         public var issues: [MapIssue]
         /// L2 entries read.
         public var l2EntriesRead: UInt64
+        /// Questions asked of the layers.
+        public var steps: UInt64
     }
 
     /// The extents of `[from, end)` (clipped to the virtual size), at most `limit` of them.
@@ -77,7 +79,7 @@ public struct GuestMap: Sendable {
         }
         if let c = current { out.append(c) }
         let issues = walker.issues.sorted { ($0.guestOffset, $0.depth) < ($1.guestOffset, $1.depth) }
-        return Page(extents: out, next: next, issues: issues, l2EntriesRead: walker.l2Read)
+        return Page(extents: out, next: next, issues: issues, l2EntriesRead: walker.l2Read, steps: steps)
     }
 }
 
@@ -221,14 +223,26 @@ final class MapWalker {
         let needed = min((bytes +? inCluster) ?? UInt64.max, available)
         let file = d * 2 + (external ? 1 : 0)
         var st = Status(pnum: needed - inCluster, file: file)
-        guard l1Index < image.l1EntryCount else { return st }
+        // Past the L1 table everything is unallocated: one answer for the rest (QEMU gives one per L2
+        // range; merged, the map is the same, and a sparse 16 TiB disk of 512-byte clusters costs one step).
+        guard l1Index < image.l1EntryCount else {
+            st.pnum = bytes
+            return st
+        }
         let l1Raw = try l1Entry(d, image, l1Index)
         let entryAt = h.l1TableOffset &+ l1Index &* 8
         if l1Raw & L1Entry.reservedMask != 0 {
             note(.l1Reserved(bits: l1Raw & L1Entry.reservedMask), d, l1Index, nil, l1Raw, entryAt, offset - inCluster - (l2Index << cb))
         }
         let l2Offset = l1Raw & L1Entry.offsetMask
-        if l2Offset == 0 { return st }
+        if l2Offset == 0 {
+            // Following L1 entries without a table (and without reserved bits) answer the same: one step.
+            var end = l1Index + 1
+            while end < image.l1EntryCount, end - l1Index < 4096, try l1Entry(d, image, end) == 0 { end += 1 }
+            let reach = end < image.l1EntryCount ? (end << (cb + l2Bits)) - offset : bytes
+            st.pnum = max(1, min(bytes, reach))
+            return st
+        }
         if l2Offset % cs != 0 {
             note(.l2TableUnaligned, d, l1Index, nil, l1Raw, entryAt, offset - inCluster - (l2Index << cb))
             return st

@@ -1,6 +1,6 @@
 import CSystemShim
 import Glibc
-public import QCOW2
+import QCOW2
 import Synchronization
 
 /// Why a backing or data file was not opened, in words that follow its name.
@@ -81,6 +81,36 @@ extension ImageCatalog {
             break
         }
         return ImageChain(layers: layers, complete: complete, findings: findings)
+    }
+
+    /// The allocation totals of `chain`, computed once per chain version (single flight: concurrent
+    /// requests wait for the one walk). Past the walk's budget the totals are nil and the reason says so;
+    /// a failed read is not kept (the next request walks again).
+    public func allocation(of chain: ImageChain) -> AllocationAnswer {
+        let key = chain.version
+        let once = allocations.withLock { cache -> Once<AllocationAnswer> in
+            if let o = cache[key] { return o }
+            if cache.count >= 1024 { cache.removeAll() }
+            let o = Once<AllocationAnswer>()
+            cache[key] = o
+            return o
+        }
+        let answer = once.value {
+            let map = chain.guestMap { looksPreallocated($0) }
+            do throws(QCOW2Error) {
+                guard let totals = try map.totals(l2Budget: AllocationAnswer.l2Budget) else {
+                    return AllocationAnswer(
+                        totals: nil,
+                        reason: "the walk needs more than \(AllocationAnswer.l2Budget) L2 entries (the image budget); page through /map instead",
+                        failed: false)
+                }
+                return AllocationAnswer(totals: totals, reason: nil, failed: false)
+            } catch {
+                return AllocationAnswer(totals: nil, reason: error.description, failed: true)
+            }
+        }
+        if answer.failed { _ = allocations.withLock { $0.removeValue(forKey: key) } }
+        return answer
     }
 
     /// QEMU's metadata-preallocation heuristic for a qcow2 layer, computed once per file version.

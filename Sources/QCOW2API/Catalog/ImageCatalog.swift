@@ -58,6 +58,8 @@ public final class ImageCatalog: Sendable {
     let useOpenat2 = Atomic<Bool>(true)
     /// QEMU's metadata-preallocation verdict per layer identity (see ``looksPreallocated(_:)``).
     let preallocation = Mutex<[UInt64: Bool]>([:])
+    /// Allocation totals per chain version, each computed once (see ``allocation(of:)``).
+    let allocations = Mutex<[UInt64: Once<AllocationAnswer>]>([:])
     private let hits = Atomic<Int>(0)
     private let misses = Atomic<Int>(0)
 

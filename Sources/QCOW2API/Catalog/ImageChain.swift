@@ -47,6 +47,15 @@ public struct ImageChain: Sendable {
         return h
     }
 
+    /// ``version`` and the lock state of every backing layer: what the `/chain` document depends on.
+    public var versionWithLocks: UInt64 {
+        var h = version
+        for l in layers.dropFirst() {
+            for b in (l.locks?.etagComponent ?? "-").utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        }
+        return h
+    }
+
     /// The map over these layers; `preallocated` tells QEMU's metadata-preallocation heuristic per qcow2 layer.
     public func guestMap(preallocated: (Layer) -> Bool) -> GuestMap {
         GuestMap(

@@ -1,4 +1,4 @@
-public import QCOW2
+import QCOW2
 
 // The documents over a backing chain: `/map` (the allocation map, in qemu-img map's vocabulary) and
 // `/chain` (the layers, in qemu-img info --backing-chain's). Their ETags and cursors carry the
@@ -80,6 +80,32 @@ extension Documents {
                 ("image", .string(entry.file.name)), ("depth_limit", .num(ImageChain.depthLimit)),
                 ("complete", .bool(chain.complete)), ("layers", .array(layers)),
                 ("findings", .array(chain.findings.map(ImageViews.finding))),
+            ]))
+    }
+
+    /// `/v1/images/{image}/allocation`: the totals of the whole map, or why they are not known.
+    static func allocationDocument(_ entry: ImageEntry, _ chain: ImageChain, _ answer: AllocationAnswer) -> Document {
+        let t = answer.totals
+        func n(_ v: UInt64?) -> JSONValue { v.map { .num($0) } ?? .null }
+        var byDepth: [JSONValue] = []
+        if let t {
+            for (depth, bytes) in t.dataBytesByDepth.enumerated() where depth < chain.layers.count {
+                byDepth.append(.obj(["depth": .num(depth), "name": .string(chain.layers[depth].name), "data_bytes": .num(bytes)]))
+            }
+        }
+        var findings = chain.findings.map(ImageViews.finding)
+        for i in (t?.issues ?? []).prefix(1000) {
+            findings.append(ImageViews.finding(MapChecks.finding(i, layer: i.depth == 0 ? nil : chain.layers[i.depth].name)))
+        }
+        return Document(
+            .object([
+                ("image", .string(entry.file.name)), ("virtual_size", .num(entry.image.header.size & ~511)),
+                ("cluster_size", .num(entry.image.header.clusterSize)), ("known", .bool(t != nil)),
+                ("reason", .str(answer.reason)), ("allocated_bytes", n(t?.allocatedBytes)), ("zero_bytes", n(t?.zeroBytes)),
+                ("compressed_bytes", n(t?.compressedBytes)), ("unallocated_bytes", n(t?.unallocatedBytes)),
+                ("data_clusters", n(t?.dataClusters)), ("compressed_clusters", n(t?.compressedClusters)),
+                ("by_depth", t == nil ? .null : .array(byDepth)), ("chain_complete", .bool(chain.complete)),
+                ("l2_entries_read", n(t?.l2EntriesRead)), ("findings", .array(findings)),
             ]))
     }
 }

@@ -140,6 +140,13 @@ public struct Documents: Sendable {
         case .chain:
             let chain = catalog.chain(of: entry)
             var plan = plan { () throws(DocumentError) in Self.chainDocument(entry, chain, locks: locks) }
+            plan.version = chain.versionWithLocks
+            return plan
+        case .allocation:
+            let chain = catalog.chain(of: entry)
+            var plan = plan { [catalog] () throws(DocumentError) in
+                Self.allocationDocument(entry, chain, catalog.allocation(of: chain))
+            }
             plan.version = chain.version
             return plan
         case .root, .ui, .health, .metrics, .openapi, .images:

@@ -42,4 +42,6 @@ public enum RouteID: String, Sendable, Hashable, CaseIterable {
     case map
     /// `/v1/images/{image}/chain`
     case chain
+    /// `/v1/images/{image}/allocation`
+    case allocation
 }

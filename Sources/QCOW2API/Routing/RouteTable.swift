@@ -23,6 +23,7 @@ public enum RouteTable {
         Route(.l2, "/v1/images/{image}/l1/{index}/l2", paging: PageLimits(default: 256, maximum: 4096)),
         Route(.map, "/v1/images/{image}/map", paging: PageLimits(default: 1000, maximum: 10000)),
         Route(.chain, "/v1/images/{image}/chain", probesLocks: true),
+        Route(.allocation, "/v1/images/{image}/allocation"),
         Route(.metrics, "/metrics", caching: .noStore, access: .metrics, documented: false),
         Route(.root, "/", caching: .revalidate, access: .open, documented: false),
         Route(.ui, "/ui/{asset}", caching: .content, access: .open, documented: false),
