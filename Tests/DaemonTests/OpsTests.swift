@@ -386,6 +386,15 @@ final class OpsTests {
         #expect((sample(text, #"qcowscope_image_findings{image="inuse.qcow2",severity="warning"}"#) ?? 0) >= 1)
         #expect(sample(text, #"qcowscope_image_findings{image="clean.qcow2",severity="error"}"#) == 0)
         #expect(sample(text, #"qcowscope_image_virtual_size_bytes{image="clean.qcow2"}"#) == 1_048_576)
+        // The map's totals, as /allocation answers them; the three add up to the disk.
+        let allocation = try client.request("GET", "/v1/images/clean.qcow2/allocation", headers: auth)
+        let totals = try JSONSerialization.jsonObject(with: Data(allocation.text.utf8)) as? [String: Any]
+        func figure(_ key: String) -> Double? { (totals?[key] as? NSNumber)?.doubleValue }
+        let allocated = sample(text, #"qcowscope_image_allocated_bytes{image="clean.qcow2"}"#)
+        let zero = sample(text, #"qcowscope_image_zero_bytes{image="clean.qcow2"}"#)
+        let unallocated = sample(text, #"qcowscope_image_unallocated_bytes{image="clean.qcow2"}"#)
+        #expect(allocated != nil && allocated == figure("allocated_bytes") && zero == figure("zero_bytes"))
+        #expect(unallocated == figure("unallocated_bytes") && (allocated ?? 0) + (zero ?? 0) + (unallocated ?? 0) == 1_048_576)
         #expect(
             text.split(separator: "\n").contains {
                 $0.hasPrefix(#"qcowscope_image_parse_error{image="broken.qcow2",kind=""#) && $0.hasSuffix(" 1.0")

@@ -79,4 +79,21 @@ struct ByteReader {
         for i in index..<(index + width) { v = v << 8 | UInt64(bytes[i]) }
         return v
     }
+
+    /// Big-endian 64-bit words: `count` of them, `stride` bytes apart, from byte `offset` (zero past the end).
+    ///
+    /// The map decodes whole L2 tables with it; one pass over the bytes, no per-word bounds loop.
+    static func words(_ bytes: [UInt8], count: Int, stride: Int, offset: Int = 0) -> [UInt64] {
+        guard count > 0, stride >= 8, offset >= 0 else { return [] }
+        var out = [UInt64](repeating: 0, count: count)
+        let usable = bytes.count >= offset + 8 ? min(count, (bytes.count - offset - 8) / stride + 1) : 0
+        unsafe bytes.withUnsafeBytes { raw in
+            unsafe out.withUnsafeMutableBufferPointer { words in
+                for i in 0..<usable {
+                    unsafe words[i] = UInt64(bigEndian: unsafe raw.loadUnaligned(fromByteOffset: offset + i * stride, as: UInt64.self))
+                }
+            }
+        }
+        return out
+    }
 }

@@ -109,7 +109,11 @@ final class MapWalker {
     private(set) var l2Read: UInt64 = 0
     private var issueSet: Set<MapIssue> = []
     private var l1Windows: [Int: (first: UInt64, entries: [UInt64])] = [:]
-    private var l2Chunk: (layer: Int, table: UInt64, first: UInt64, entries: [(UInt64, UInt64)])? = nil
+    private var l2Layer = -1
+    private var l2Table: UInt64 = 0
+    private var l2First: UInt64 = 0
+    private var l2Raw: [UInt64] = []
+    private var l2Bitmaps: [UInt64] = []
     private var tablesPastEnd: Set<UInt64> = []
 
     var issues: [MapIssue] { Array(issueSet) }
@@ -259,9 +263,42 @@ final class MapWalker {
         var checkOffset = false
         var firstType = SubclusterType.unallocatedPlain
         var firstRaw: UInt64 = 0
-        for i in 0..<clusters {
+        let extended = image.hasExtendedL2
+        let fileSize = image.source.size
+        let plainFlags = L2Entry.copiedFlag | L2Entry.offsetMask
+        var i: UInt64 = 0
+        while i < clusters {
+            defer { i += 1 }
             let index = l2Index + i
             let (raw, bitmap) = try l2Entry(d, image, table: l2Offset, index: index)
+            // The common runs, scanned in the table without the general decoding: contiguous data
+            // clusters (no flag or reserved bit, inside the file), or unallocated entries.
+            if i > 0 && !extended && (expectedType == .normal || expectedType == .unallocatedPlain) {
+                let k0 = Int(index - l2First)
+                let kEnd = min(l2Raw.count, k0 + Int(clusters - i))
+                var k = k0
+                if expectedType == .normal {
+                    var next = expectedOffset &+ cs
+                    var guest = (offset - inCluster) + i * cs
+                    while k < kEnd {
+                        let r = l2Raw[k]
+                        guard r & ~plainFlags == 0, r & L2Entry.offsetMask == next, external ? next == guest : next < fileSize
+                        else { break }
+                        next &+= cs
+                        guest &+= cs
+                        k += 1
+                    }
+                    expectedOffset = next &- cs
+                } else {
+                    while k < kEnd && l2Raw[k] == 0 { k += 1 }
+                }
+                if k > k0 {
+                    let advanced = UInt64(k - k0)
+                    count += advanced
+                    i += advanced - 1
+                    continue
+                }
+            }
             let first = i == 0 ? scIndex : 0
             let guest = (offset - inCluster) + i * cs
             let hadIssue = validate(d, image, external: external, raw: raw, bitmap: bitmap, l1Index: l1Index,
@@ -368,12 +405,15 @@ final class MapWalker {
         func issue(_ k: MapIssue.Kind) { note(k, d, l1Index, l2Index, raw, entryOffset, guest) }
         let h = image.header
         let cs = h.clusterSize
-        let entry = L2Entry(
-            index: l2Index, raw: raw, bitmap: image.hasExtendedL2 ? bitmap : nil, clusterBits: h.clusterBits,
-            tableStart: nil, virtualSize: h.size)
         var fails = false
-        if entry.reserved != 0 { issue(.l2Reserved(bits: entry.reserved)) }
-        if entry.isCompressed {
+        if raw & L2Entry.compressedFlag == 0 {
+            let reserved = raw & L2Entry.standardReservedMask
+            if reserved != 0 { issue(.l2Reserved(bits: reserved)) }
+        } else {
+            let entry = L2Entry(
+                index: l2Index, raw: raw, bitmap: image.hasExtendedL2 ? bitmap : nil, clusterBits: h.clusterBits,
+                tableStart: nil, virtualSize: h.size)
+            if entry.reserved != 0 { issue(.l2Reserved(bits: entry.reserved)) }
             if external {
                 issue(.compressedWithDataFile)
                 fails = true
@@ -436,22 +476,23 @@ final class MapWalker {
         return entries[Int(index - first)]
     }
 
-    /// L2 entry `index` (and its bitmap) of the table at `table` in layer `d`, read 512 entries at a time.
+    /// L2 entry `index` (and its bitmap) of the table at `table` in layer `d`, read 8192 entries at a time.
     private func l2Entry(_ d: Int, _ image: QCOW2Image, table: UInt64, index: UInt64) throws(QCOW2Error) -> (UInt64, UInt64) {
-        if let c = l2Chunk, c.layer == d, c.table == table, index >= c.first, index - c.first < UInt64(c.entries.count) {
-            return c.entries[Int(index - c.first)]
+        if l2Layer == d, l2Table == table, index >= l2First, index - l2First < UInt64(l2Raw.count) {
+            let k = Int(index - l2First)
+            return (l2Raw[k], l2Bitmaps.isEmpty ? 0 : l2Bitmaps[k])
         }
         let width = image.l2EntryBytes
-        let first = index & ~511
-        let count = min(512, image.l2EntriesPerTable - first)
+        let first = index & ~8191
+        let count = min(8192, image.l2EntriesPerTable - first)
         guard let at = table +? first * width else { return (0, 0) }
         let bytes = try image.source.readZeroFilled("l2_table", at: at, count: count * width)
         l2Read += count
         let w = Int(width)
-        let entries = (0..<Int(count)).map { i in
-            (ByteReader.uint(bytes, at: i * w, width: 8), width == 16 ? ByteReader.uint(bytes, at: i * w + 8, width: 8) : 0)
-        }
-        l2Chunk = (d, table, first, entries)
-        return entries[Int(index - first)]
+        l2Raw = ByteReader.words(bytes, count: Int(count), stride: w)
+        l2Bitmaps = width == 16 ? ByteReader.words(bytes, count: Int(count), stride: w, offset: 8) : []
+        (l2Layer, l2Table, l2First) = (d, table, first)
+        let k = Int(index - first)
+        return (l2Raw[k], l2Bitmaps.isEmpty ? 0 : l2Bitmaps[k])
     }
 }
