@@ -77,10 +77,14 @@ public final class HTTPResponder: Sendable {
     }
 
     /// The answer, once, for queuing (nil when none yet or already taken).
+    ///
+    /// The responder keeps only the head afterwards: libmicrohttpd copies the body when it is queued,
+    /// so a large body is freed then, not when every reference to the responder is gone.
     func take() -> (head: HTTPResponse, body: [UInt8])? {
         state.withLock { s in
             guard !s.taken, let a = s.answer else { return nil }
             s.taken = true
+            s.answer = (a.head, [])
             return a
         }
     }

@@ -6,6 +6,8 @@ writes results.json. Figures are ratios to a reference measured in the same run;
 are printed too and never asserted. Standard library only.
 """
 import argparse
+import array
+import struct
 import ctypes
 import datetime
 import json
@@ -1114,6 +1116,165 @@ http {{
         self.targets.append({"target": "hostile images: every endpoint at default page size < 100 ms warm",
                              "pass": slowest[1] < 0.1, "figures": f"slowest {slowest[0]}: {fmt_time(slowest[1])}"})
 
+    def make_map_images(self):
+        """A 1 TiB disk of 64 KiB clusters with metadata preallocation (16M L2 entries), and the worst case
+        for a map: the same with every other L2 entry cleared (8M data extents between 8M holes)."""
+        d = os.path.join(self.work, "map")
+        os.makedirs(d, exist_ok=True)
+        big = os.path.join(d, "prealloc-1t.qcow2")
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "preallocation=metadata", big, "1T"],
+            "qemu-img create 1T preallocation=metadata", timeout=600)
+        alt = os.path.join(d, "alternate-1t.qcow2")
+        run(["cp", "--sparse=always", big, alt], "cp --sparse=always", timeout=600)
+        with open(alt, "r+b") as f:
+            h = f.read(72)
+            l1_size, l1_off = struct.unpack(">IQ", h[36:48])
+            f.seek(l1_off)
+            l1 = struct.unpack(f">{l1_size}Q", f.read(8 * l1_size))
+            for e in l1:
+                l2 = e & 0x00FFFFFFFFFFFE00
+                if not l2:
+                    continue
+                f.seek(l2)
+                table = array.array("Q", f.read(65536))
+                table[1::2] = array.array("Q", bytes(len(table) // 2 * 8))
+                f.seek(l2)
+                f.write(table.tobytes())
+        return d, big, alt
+
+    def section9(self):
+        """The allocation map of 1 TiB disks, page by page over HTTP, against qemu-img map (issue 18)."""
+        n = 3 if self.quick else 5
+        log("9. allocation map of a 1 TiB disk (16M L2 entries): /map page by page at the default limit, "
+            "/allocation, first page cold, vs qemu-img map --output=json")
+        d, big, alt = self.make_map_images()
+        srv = self.start_qcowscoped("qcowscoped-map", d)
+        c = Client(srv.port)
+
+        def touch(path):
+            t = time.time_ns()
+            os.utime(path, ns=(t, t))
+
+        next_re = re.compile(rb'"next":(null|"([0-9]+-[0-9a-f]{16})")}\s*$')
+
+        def walk(name):
+            """Every page at the default limit; returns (extents, pages, allocated bytes). Pages are counted
+            without a full JSON parse, so the client's cost stays small next to the server's."""
+            count, pages, allocated, cursor = 0, 0, 0, None
+            while True:
+                path = f"/v1/images/{name}/map" + (f"?cursor={cursor}" if cursor else "")
+                status, body, _ = c.get(path)
+                if status != 200:
+                    raise Failure(f"GET {path}: {status} {body[:200]!r}")
+                m = next_re.search(body)
+                if not m:
+                    raise Failure(f"GET {path}: no next in {body[-200:]!r}")
+                pages += 1
+                count += body.count(b'{"start":')
+                allocated += sum(int(x) for x in re.findall(rb'"length":([0-9]+),"depth":[0-9]+,"present":true,"zero":(?:true|false),"data":true', body))
+                cursor = m.group(2).decode() if m.group(2) else None
+                if not cursor:
+                    return count, pages, allocated
+
+        def qemu_map(path, runs):
+            """Times `qemu-img map --output=json` (stdout to a file), then counts its entries streaming."""
+            times = []
+            out = os.path.join(self.work, "map", "qemu-map.json")
+            for _ in range(runs):
+                with open(out, "wb") as fh:
+                    t = time.perf_counter()
+                    r = subprocess.run(self.taskset("client") + ["qemu-img", "map", "--output=json", "-f", "qcow2", path],
+                                       stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.PIPE, timeout=3600)
+                    times.append(time.perf_counter() - t)
+                if r.returncode != 0:
+                    raise Failure(f"qemu-img map {path}: exit {r.returncode}: {r.stderr[-300:]!r}")
+            entries, allocated = 0, 0
+            with open(out, "rb") as fh:
+                for line in fh:
+                    line = line.strip().lstrip(b"[").rstrip(b",").rstrip(b"]")
+                    if not line:
+                        continue
+                    e = json.loads(line)
+                    entries += 1
+                    if e["present"] and e["data"]:
+                        allocated += e["length"]
+            os.remove(out)
+            return stats(times), entries, allocated
+
+        def qemu_sum(path, runs):
+            times = []
+            for _ in range(runs):
+                t = time.perf_counter()
+                run(["bash", "-c", "qemu-img map --output=json -f qcow2 \"$1\" | jq '[.[] | select(.present and .data) | .length] | add'",
+                     "sum", path], "qemu-img map | jq", timeout=1800)
+                times.append(time.perf_counter() - t)
+            return stats(times)
+
+        results = {}
+        for label, path, runs in (("prealloc", big, n), ("alternate", alt, 1)):
+            name = os.path.basename(path)
+            theirs, entries, q_alloc = qemu_map(path, runs)
+            walks, count, pages, allocated = [], 0, 0, 0
+            for _ in range(runs):
+                touch(path)  # no cached bodies: every page is walked again (the file stays in the page cache)
+                t = time.perf_counter()
+                count, pages, allocated = walk(name)
+                walks.append(time.perf_counter() - t)
+            walks = stats(walks)
+            agree = count == entries and allocated == q_alloc
+            note = (f"{count:,} extents in {pages} pages = qemu-img's {entries:,}" if agree else
+                    f"DISAGREE: {count} extents / {allocated} bytes vs qemu-img {entries} / {q_alloc}")
+            ratio = theirs["median_s"] / walks["median_s"] if walks["median_s"] else 0
+            self.report.add(9, f"map.walk.{label}", f"1 TiB {label}: whole /map, page by page (default limit), median of {runs}",
+                            walks["median_s"], fmt_time(walks["median_s"]), "qemu-img map --output=json",
+                            theirs["median_s"], fmt_time(theirs["median_s"]), note=note)
+            results[label] = (ratio, agree)
+            cold = []
+            for _ in range(n * 4):
+                touch(path)
+                cold.append(c.ok(f"/v1/images/{name}/map"))
+            cold = stats(cold)
+            self.report.add(9, f"map.first_page.cold.{label}", f"1 TiB {label}: first /map page after touch, median of {n * 4}",
+                            cold["median_s"], f"{fmt_time(cold['median_s'])} (p90 {fmt_time(cold['p90_s'])})",
+                            "qemu-img map --output=json", theirs["median_s"], fmt_time(theirs["median_s"]))
+            results[label + ".cold"] = cold["p90_s"]
+        # Allocation totals of the 1 TiB disk, computed after a touch, against qemu-img map piped to a sum.
+        name = os.path.basename(big)
+        totals = []
+        for _ in range(n):
+            touch(big)
+            status, body, elapsed = c.get(f"/v1/images/{name}/allocation")
+            if status != 200 or not json.loads(body)["known"]:
+                raise Failure(f"/allocation: {status} {body[:200]!r}")
+            totals.append(elapsed)
+        totals = stats(totals)
+        summed = qemu_sum(big, n)
+        alloc_ratio = summed["median_s"] / totals["median_s"] if totals["median_s"] else 0
+        self.report.add(9, "allocation.prealloc", f"1 TiB prealloc: /allocation after touch, median of {n}",
+                        totals["median_s"], fmt_time(totals["median_s"]), "qemu-img map | jq sum",
+                        summed["median_s"], fmt_time(summed["median_s"]))
+        c.close()
+        peak = 0
+        with open(f"/proc/{srv.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    peak = int(line.split()[1])
+        self.report.add(9, "map.rss_peak", "qcowscoped peak RSS after the map walks and totals (VmHWM)",
+                        peak * 1024, f"{peak / 1024:.1f} MiB", note="target <= 32 MiB")
+        self.targets.append({"target": "1 TiB metadata-preallocated map, page by page, >= 10x faster than qemu-img map",
+                             "pass": results["prealloc"][0] >= 10 and results["prealloc"][1],
+                             "figures": f"{results['prealloc'][0]:.1f}x"})
+        self.targets.append({"target": "1 TiB every other cluster (8M extents), page by page, faster than qemu-img map",
+                             "pass": results["alternate"][0] >= 1 and results["alternate"][1],
+                             "figures": f"{results['alternate'][0]:.1f}x"})
+        self.targets.append({"target": "first map page under 5 ms cold (p90)",
+                             "pass": max(results["prealloc.cold"], results["alternate.cold"]) < 0.005,
+                             "figures": f"p90 {fmt_time(results['prealloc.cold'])} / {fmt_time(results['alternate.cold'])}"})
+        self.targets.append({"target": "allocation totals of the 1 TiB disk >= 5x faster than qemu-img map | sum",
+                             "pass": alloc_ratio >= 5, "figures": f"{alloc_ratio:.1f}x"})
+        self.targets.append({"target": "qcowscoped RSS within 32 MiB through the map section",
+                             "pass": peak <= 32 * 1024, "figures": f"{peak / 1024:.1f} MiB"})
+
     def section6(self):
         n = 20 if self.quick else 100
         n_ref = 5 if self.quick else 20
@@ -1237,7 +1398,9 @@ http {{
     def run(self):
         self.load_start = os.getloadavg()
         t0 = time.monotonic()
-        if self.a.only != "extents":
+        if self.a.only == "map":
+            self.section9()
+        elif self.a.only != "extents":
             self.make_images()
             self.start_servers()
             self.start_floors()
@@ -1248,7 +1411,9 @@ http {{
             self.section5()
             self.section7()
             self.section8()
-        self.section6()
+            self.section9()
+        if self.a.only != "map":
+            self.section6()
         meta = self.meta()
         meta["elapsed_s"] = round(time.monotonic() - t0, 1)
         results = {"meta": meta, "results": self.report.rows, "targets": self.targets}
@@ -1286,7 +1451,8 @@ def main():
     ap.add_argument("--duration", type=int, help="seconds per wrk run (default 10, --quick 3)")
     ap.add_argument("--threads", type=int, help="server threads (default: the number of server cores)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary work directory")
-    ap.add_argument("--only", choices=["extents"], help="run only section 6 (16 TiB dirty extents vs nbdinfo)")
+    ap.add_argument("--only", choices=["extents", "map"],
+                    help="run only section 6 (16 TiB dirty extents vs nbdinfo) or 9 (1 TiB allocation map vs qemu-img map)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     args.out = os.path.abspath(args.out)

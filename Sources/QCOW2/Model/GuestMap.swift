@@ -13,7 +13,7 @@ public struct GuestMap: Sendable {
     public let layers: [MapLayer]
 
     /// Work one page may do: L2 entries read.
-    public static let defaultL2Budget: UInt64 = 1 << 16
+    public static let defaultL2Budget: UInt64 = 1 << 18
     /// Work one page may do: questions asked of the layers.
     public static let defaultStepBudget: UInt64 = 1 << 16
 
@@ -115,6 +115,8 @@ final class MapWalker {
     private var l2Raw: [UInt64] = []
     private var l2Bitmaps: [UInt64] = []
     private var tablesPastEnd: Set<UInt64> = []
+    /// The last data or hole extent a host file reported (file id, start, end, data).
+    private var lastRegion: (file: Int, start: UInt64, end: UInt64, data: Bool)? = nil
 
     var issues: [MapIssue] { Array(issueSet) }
 
@@ -155,7 +157,7 @@ final class MapWalker {
         case .raw(let source):
             // raw -> file-posix: data or hole from SEEK_DATA/SEEK_HOLE, always allocated, offset = file offset.
             var st = Status(pnum: bytes, file: d * 2)
-            switch source.region(at: offset) {
+            switch region(d * 2, source, at: offset) {
             case .trailingHole: st.zero = true
             case .unknown: st.data = true
             case .data(let end):
@@ -173,7 +175,7 @@ final class MapWalker {
             let external = image.header.incompatibleFeatures & Self.dataFileBit != 0
             var st = try qcow2Status(d, image, external: external, at: offset, bytes: bytes)
             if layers[d].metadataPreallocated && st.data && st.offsetValid, let host = external ? dataFile : image.source {
-                recurse(&st, into: host)
+                recurse(&st, into: host, file: st.file)
             }
             if st.data || st.zero {
                 st.allocated = true
@@ -186,14 +188,14 @@ final class MapWalker {
     }
 
     /// BDRV_BLOCK_RECURSE: asks the host file about a data run; its holes read as zero too.
-    private func recurse(_ st: inout Status, into host: any ImageSource) {
+    private func recurse(_ st: inout Status, into host: any ImageSource, file: Int) {
         let hostLength = MapLayer.roundUp512(host.size)
         guard st.map < hostLength else {
             st.zero = true
             return
         }
         let n = min(st.pnum, hostLength - st.map)
-        switch host.region(at: st.map) {
+        switch region(file, host, at: st.map) {
         case .trailingHole:
             st.zero = true
             if st.map + n != hostLength { st.pnum = n }
@@ -206,6 +208,21 @@ final class MapWalker {
         case .unknown:
             st.pnum = n
         }
+    }
+
+    /// `source.region(at:)`, answered from the last answer for the same file when `offset` lies in it
+    /// (a data or hole extent holds for every offset inside it): one `lseek` pair per host extent met.
+    private func region(_ file: Int, _ source: any ImageSource, at offset: UInt64) -> HostRegion {
+        if let r = lastRegion, r.file == file, offset >= r.start, offset < r.end {
+            return r.data ? .data(end: r.end) : .hole(end: r.end)
+        }
+        let answer = source.region(at: offset)
+        switch answer {
+        case .data(let end): lastRegion = (file, offset, end, true)
+        case .hole(let end): lastRegion = (file, offset, end, false)
+        case .trailingHole, .unknown: break
+        }
+        return answer
     }
 
     /// qcow2_co_block_status over qcow2_get_host_offset: the longest run of one subcluster type.

@@ -21,7 +21,7 @@ public enum RouteTable {
         Route(.locks, "/v1/images/{image}/locks", caching: .imageVersion(keepBody: false), probesLocks: true),
         Route(.l1, "/v1/images/{image}/l1", paging: PageLimits(default: 256, maximum: 4096)),
         Route(.l2, "/v1/images/{image}/l1/{index}/l2", paging: PageLimits(default: 256, maximum: 4096)),
-        Route(.map, "/v1/images/{image}/map", paging: PageLimits(default: 1000, maximum: 10000)),
+        Route(.map, "/v1/images/{image}/map", paging: PageLimits(default: 1000, maximum: 10000), caching: .imageVersion(keepBody: false)),
         Route(.chain, "/v1/images/{image}/chain", probesLocks: true),
         Route(.allocation, "/v1/images/{image}/allocation"),
         Route(.metrics, "/metrics", caching: .noStore, access: .metrics, documented: false),
