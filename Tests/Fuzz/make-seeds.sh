@@ -53,7 +53,14 @@ mk extl2 1M -o extended_l2=on,cluster_size=16k; io extl2 'write 0 4k' 'write -z 
 mk big-virtual 8G -o cluster_size=4096
 qemu-img bitmap --add -g 65536 big-virtual b-64k
 mk resized 1M -o $small; qemu-img bitmap --add resized b0; io resized 'write 0 512'; qemu-img resize -q resized 3M
-for f in plain v2 lazy zstd bitmaps bitmap-1023 inuse dirty overlay snapshots datafile datafile-raw extl2 big-virtual resized; do
+# The map's cluster types: zero (with and without a host cluster), discarded, compressed runs, metadata
+# preallocation, and extended L2 subclusters.
+mk zeros 1M -o $small; io zeros 'write -P 1 0 2k' 'write -z 0 512' 'write -z -u 1k 512' 'discard 1536 512'
+mk compressed 1M -o $small; io compressed 'write -c -P 1 0 512' 'write -c -P 2 512 512' 'write -P 3 1k 512' 'write -c -P 4 8k 512'
+mk prealloc 256k -o preallocation=metadata,$small
+mk extl2-sub 1M -o extended_l2=on,cluster_size=16k; io extl2-sub 'write -P 1 0 1k' 'write -z 2k 1k' 'discard 4k 2k' 'write -P 2 32k 512'
+for f in plain v2 lazy zstd bitmaps bitmap-1023 inuse dirty overlay snapshots datafile datafile-raw extl2 big-virtual resized \
+    zeros compressed prealloc extl2-sub; do
     # Keep seeds small: the fuzzer's -max_len is 64 KiB anyway.
     head -c 65536 "$f" > "$seeds/qemu-$f"
 done

@@ -120,8 +120,18 @@ public struct JSONWriter: Sendable {
     /// Appends `s` as a JSON string literal.
     static func quote(_ s: String, asciiOnly: Bool, into out: inout [UInt8]) {
         out.append(0x22)
-        // Fast path: printable ASCII without quote or backslash is copied as is.
-        if s.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7f && $0 != 0x22 && $0 != 0x5c }) {
+        // Fast path: printable ASCII without quote or backslash is copied as is; the check walks the
+        // string's own bytes (a span: no iterator, no copy).
+        let bytes = s.utf8.span
+        var plain = true
+        for i in bytes.indices {
+            let b = bytes[i]
+            if b < 0x20 || b >= 0x7f || b == 0x22 || b == 0x5c {
+                plain = false
+                break
+            }
+        }
+        if plain {
             out.append(contentsOf: s.utf8)
             out.append(0x22)
             return
