@@ -744,6 +744,36 @@ struct DaemonAPITests {
         #expect(try daemon.terminate() == 0)
     }
 
+    @Test("a map cursor from before a backing layer changed gets 410 Gone; the chain's ETag changes with it")
+    func staleMapCursor() throws {
+        let f = try QemuImageFactory(prefix: "qcowscope-live-map-cursor-")
+        defer { f.removeDirectory() }
+        try f.create("base.qcow2", size: 4 << 20)
+        try f.qemuIO("base.qcow2", ["write 0 64k", "write 1M 64k", "write 2M 64k"])
+        try f.create("top.qcow2", size: 4 << 20, backing: "base.qcow2")
+        try f.qemuIO("top.qcow2", ["write 512k 64k"])
+        let daemon = try DaemonHarness(["--images", f.directory])
+        let client = try dial(daemon.port)
+        let first = try client.request("GET", "/v1/images/top.qcow2/map?limit=1")
+        #expect(first.status == 200, "\(first.text)")
+        let link = try #require(first.nextLink)
+        #expect(link.contains("cursor="))
+        let chain = try client.request("GET", "/v1/images/top.qcow2/chain")
+        let etag = try #require(chain.header("ETag"))
+        #expect(try client.request("GET", link).status == 200)
+        // Only the backing file changes: the overlay's own bytes stay the same.
+        try f.qemuIO("base.qcow2", ["write 3M 64k"])
+        let stale = try client.request("GET", link)
+        let o = expectProblem(stale, status: 410, instance: "/v1/images/top.qcow2/map", slug: "stale-cursor")
+        #expect(o["parameter"] as? String == "cursor")
+        let again = try client.request("GET", "/v1/images/top.qcow2/chain", headers: [("If-None-Match", etag)])
+        #expect(again.status == 200 && again.header("ETag") != etag)
+        let fresh = try client.request("GET", "/v1/images/top.qcow2/map")
+        let data = (fresh.object?["extents"] as? [[String: Any]])?.filter { $0["data"] as? Bool == true }
+        #expect(data?.compactMap { $0["start"] as? Int } == [0, 512 << 10, 1 << 20, 2 << 20, 3 << 20], "\(fresh.text)")
+        #expect(try daemon.terminate() == 0)
+    }
+
     @Test("64 concurrent keep-alive clients: all 200, bodies equal to serial answers, descriptors read-only")
     func concurrentClients() throws {
         let f = try fx

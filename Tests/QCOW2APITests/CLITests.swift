@@ -64,6 +64,10 @@ struct CLITests {
             (["l1", image], base + "/l1"),
             (["l1", image, "--offset", "0", "--limit", "1"], base + "/l1?offset=0&limit=1"),
             (["l2", image, "0", "--limit", "8"], base + "/l1/0/l2?limit=8"),
+            (["map", image], base + "/map?limit=10000"),
+            (["map", image, "--start", "0", "--length", "65536", "--limit", "5"], base + "/map?start=0&length=65536&limit=5"),
+            (["chain", image], base + "/chain"),
+            (["allocation", image], base + "/allocation"),
         ]
         for (arguments, target) in cases {
             let expected = Self.apiBody(api, target)

@@ -12,7 +12,7 @@ public struct GuestMap: Sendable {
     /// The layers, the image first.
     public let layers: [MapLayer]
 
-    /// Work one page may do: L2 entries read.
+    /// Work one page may do: L2 entries read (and L1 entries scanned for runs without tables).
     public static let defaultL2Budget: UInt64 = 1 << 18
     /// Work one page may do: questions asked of the layers.
     public static let defaultStepBudget: UInt64 = 1 << 16
@@ -41,7 +41,7 @@ public struct GuestMap: Sendable {
 
     /// The extents of `[from, end)` (clipped to the virtual size), at most `limit` of them.
     ///
-    /// - Throws: ``QCOW2Error`` when a read fails (I/O), or `unsupported` for a layer whose
+    /// - Throws: ``QCOW2Error`` when a read fails (I/O), or `invalidHeader` for a layer whose
     ///   cluster size QEMU would refuse.
     public func page(
         from: UInt64, to end: UInt64, limit: Int, l2Budget: UInt64 = GuestMap.defaultL2Budget,
@@ -59,7 +59,8 @@ public struct GuestMap: Sendable {
             steps += 1
             position = e.end
             if var c = current, c.merges(with: e) {
-                c.length += e.length
+                // Adjacent runs inside [from, end): the sum is at most end - c.start.
+                c.length &+= e.length
                 current = c
             } else {
                 if let c = current {
@@ -72,7 +73,7 @@ public struct GuestMap: Sendable {
                 }
                 current = e
             }
-            if walker.l2Read >= l2Budget || steps >= stepBudget {
+            if walker.l2Read &+ walker.l1Scanned >= l2Budget || steps >= stepBudget {
                 next = position < end ? position : nil
                 break
             }
@@ -107,8 +108,10 @@ final class MapWalker {
 
     let layers: [MapLayer]
     private(set) var l2Read: UInt64 = 0
+    /// L1 entries scanned past the first of a run without L2 tables.
+    private(set) var l1Scanned: UInt64 = 0
     private var issueSet: Set<MapIssue> = []
-    private var l1Windows: [Int: (first: UInt64, entries: [UInt64])] = [:]
+    private var l1Windows: [(first: UInt64, entries: [UInt64])?]
     private var l2Layer = -1
     private var l2Table: UInt64 = 0
     private var l2First: UInt64 = 0
@@ -129,6 +132,7 @@ final class MapWalker {
             }
         }
         self.layers = layers
+        l1Windows = Array(repeating: nil, count: layers.count)
     }
 
     /// One entry of qemu-img's map at `offset`: the first layer down the chain that answers (get_block_status).
@@ -258,9 +262,16 @@ final class MapWalker {
         let l2Offset = l1Raw & L1Entry.offsetMask
         if l2Offset == 0 {
             // Following L1 entries without a table (and without reserved bits) answer the same: one step.
+            // The scan stops where the request ends, after 4096 entries, and counts against the page's budget.
+            let shift = cb + l2Bits
+            let lastNeeded = ((offset +? (bytes - 1)) ?? UInt64.max) >> shift
             var end = l1Index + 1
-            while end < image.l1EntryCount, end - l1Index < 4096, try l1Entry(d, image, end) == 0 { end += 1 }
-            let reach = end < image.l1EntryCount ? (end << (cb + l2Bits)) - offset : bytes
+            while end < image.l1EntryCount, end <= lastNeeded, end - l1Index < 4096 {
+                l1Scanned += 1
+                guard try l1Entry(d, image, end) == 0 else { break }
+                end += 1
+            }
+            let reach = end < image.l1EntryCount ? (end << shift) - offset : bytes
             st.pnum = max(1, min(bytes, reach))
             return st
         }
@@ -296,7 +307,7 @@ final class MapWalker {
                 var k = k0
                 if expectedType == .normal {
                     var next = expectedOffset &+ cs
-                    var guest = (offset - inCluster) + i * cs
+                    var guest = (offset - inCluster) &+ i &* cs
                     while k < kEnd {
                         let r = l2Raw[k]
                         guard r & ~plainFlags == 0, r & L2Entry.offsetMask == next, external ? next == guest : next < fileSize
@@ -317,9 +328,9 @@ final class MapWalker {
                 }
             }
             let first = i == 0 ? scIndex : 0
-            let guest = (offset - inCluster) + i * cs
+            let guest = (offset - inCluster) &+ i &* cs
             let hadIssue = validate(d, image, external: external, raw: raw, bitmap: bitmap, l1Index: l1Index,
-                l2Index: index, at: l2Offset + index * image.l2EntryBytes, guest: guest)
+                l2Index: index, at: l2Offset &+ index &* image.l2EntryBytes, guest: guest)
             let (type, run) = Self.rangeType(image, dataFile: external, raw: raw, bitmap: bitmap, from: first)
             if i == 0 {
                 firstType = type
@@ -479,7 +490,8 @@ final class MapWalker {
             MapIssue(kind: kind, depth: d, l1Index: l1, l2Index: l2, raw: raw, entryOffset: at, guestOffset: guest))
     }
 
-    /// L1 entry `index` of layer `d`, read 512 entries at a time (past the end of the file: zeros).
+    /// L1 entry `index` of layer `d`, read 512 entries at a time (past the end of the file: zeros); one
+    /// window per layer, kept in an array indexed by depth.
     private func l1Entry(_ d: Int, _ image: QCOW2Image, _ index: UInt64) throws(QCOW2Error) -> UInt64 {
         if let w = l1Windows[d], index >= w.first, index - w.first < UInt64(w.entries.count) {
             return w.entries[Int(index - w.first)]
@@ -488,7 +500,7 @@ final class MapWalker {
         let count = min(512, image.l1EntryCount - first)
         guard let at = image.header.l1TableOffset +? first * 8 else { return 0 }
         let bytes = try image.source.readZeroFilled("l1_table", at: at, count: count * 8)
-        let entries = (0..<Int(count)).map { ByteReader.uint(bytes, at: $0 * 8, width: 8) }
+        let entries = ByteReader.words(bytes, count: Int(count), stride: 8)
         l1Windows[d] = (first, entries)
         return entries[Int(index - first)]
     }
