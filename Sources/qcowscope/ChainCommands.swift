@@ -16,42 +16,26 @@ struct MapCommand: ParsableCommand {
 
     @OptionGroup var options: ViewOptions
 
-    @Option(parsing: .unconditional, help: "First guest byte (default 0).")
-    var start: NumberArgument?
+    @OptionGroup var range: GuestRangeOptions
 
-    @Option(parsing: .unconditional, help: "Guest bytes from --start (default: to the end).")
-    var length: NumberArgument?
-
-    @Option(parsing: .unconditional, help: "Extents per page, 1...\(Self.paging.maximum): print one page (default: every page).")
-    var limit: NumberArgument?
-
-    @Option(help: "The `next` value of a previous page of the same query (with --limit).")
+    @Option(help: "The `next` value of a previous page of the same query (with --limit; without it every page is printed).")
     var cursor: String?
 
-    static let paging = RouteTable.route(.map).paging ?? PageLimits(default: 1000, maximum: 10000)
-
     func validate() throws {
-        try NumberArgument.check(start, "start")
-        try NumberArgument.check(length, "length")
-        try NumberArgument.check(limit, "limit", Self.paging.range)
-        if cursor != nil && limit == nil { throw ValidationError("--cursor needs --limit (the page size it was issued for).") }
+        if cursor != nil && range.limit == nil { throw ValidationError("--cursor needs --limit (the page size it was issued for).") }
     }
 
     func run() throws {
-        var q: [(name: String, value: String)] = []
-        if let start { q.append(("start", start.text)) }
-        if let length { q.append(("length", length.text)) }
         var chain: JSONValue = .null
         var failed = false
         try options.show(
             { a in
                 chain = try a.document(.chain).value
-                if let limit {
-                    q.append(("limit", limit.text))
+                var q = range.query(pageLimit: GuestRangeOptions.paging.maximum)
+                if range.limit != nil {
                     if let cursor { q.append(("cursor", cursor)) }
                     return try a.document(.map, Parameters(q)).value
                 }
-                q.append(("limit", String(Self.paging.maximum)))
                 return try a.all(.map, Parameters(q), items: "extents", merge: Self.merge)
             },
             text: { doc in

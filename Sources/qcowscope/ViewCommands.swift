@@ -135,35 +135,17 @@ struct ExtentsCommand: ParsableCommand {
     @Argument(help: "The bitmap name.")
     var bitmap: String
 
-    @Option(parsing: .unconditional, help: "First guest byte (default 0).")
-    var start: NumberArgument?
-
-    @Option(parsing: .unconditional, help: "Number of guest bytes (default: to the end of the disk).")
-    var length: NumberArgument?
-
-    @Option(parsing: .unconditional, help: "Extents per page, 1...\(Self.paging.maximum) (default \(Self.paging.defaultLimit)).")
-    var limit: NumberArgument?
+    @OptionGroup var range: GuestRangeOptions
 
     @Flag(help: "Print every extent of the range (pages of \(Self.paging.maximum) joined into one document).")
     var all = false
 
     func validate() throws {
-        if all && limit != nil { throw ValidationError("--all cannot be combined with --limit.") }
-        try NumberArgument.check(start, "start")
-        try NumberArgument.check(length, "length", 1...UInt64.max)
-        try NumberArgument.check(limit, "limit", Self.paging.range)
+        if all && range.limit != nil { throw ValidationError("--all cannot be combined with --limit.") }
     }
 
     func run() throws {
-        var q: [(name: String, value: String)] = []
-        if let start { q.append(("start", start.text)) }
-        if let length { q.append(("length", length.text)) }
-        if all {
-            q.append(("limit", String(Self.paging.maximum)))
-        } else if let limit {
-            q.append(("limit", limit.text))
-        }
-        let parameters = Parameters(q)
+        let parameters = Parameters(range.query(pageLimit: all ? Self.paging.maximum : nil))
         try options.show(
             { a in
                 all

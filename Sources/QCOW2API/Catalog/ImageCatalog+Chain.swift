@@ -30,14 +30,17 @@ extension ImageCatalog {
         layers.append(first)
         var complete = true
         while let below = layers.last, let image = below.image, let stored = image.backingFile {
-            let offset = image.header.backingFileOffset
             let name = stored.escaped
-            guard layers.count <= ImageChain.depthLimit else {
+            /// The chain ends at `below`'s backing file: a finding about its header field.
+            func end(_ rule: Rule, _ message: String) {
                 findings.append(
                     Finding(
-                        .b4, structure: "\(below.name): header", field: "backing_file", value: name, offset: offset,
-                        message: "the chain is deeper than \(ImageChain.depthLimit) layers below the image; it is not followed further"))
+                        rule, structure: "\(below.name): header", field: "backing_file", value: name,
+                        offset: image.header.backingFileOffset, message: message))
                 complete = false
+            }
+            guard layers.count <= ImageChain.depthLimit else {
+                end(.b4, "the chain is deeper than \(ImageChain.depthLimit) layers below the image; it is not followed further")
                 break
             }
             let opened = openLayer(stored, from: below.name)
@@ -45,33 +48,19 @@ extension ImageCatalog {
             case .failure(let refusal):
                 let why = refusal.why
                 let missing = why.hasPrefix("is missing")
-                findings.append(
-                    Finding(
-                        missing ? .b1 : .b5, structure: "\(below.name): header",
-                        field: "backing_file", value: name, offset: offset,
-                        message: "backing file '\(name)' of \(below.name) \(why)"))
+                end(missing ? .b1 : .b5, "backing file '\(name)' of \(below.name) \(why)")
                 layers[layers.count - 1].backingPresent = missing ? false : nil
-                complete = false
             case .success(let (path, source)):
                 layers[layers.count - 1].backingPresent = true
                 let id = Self.identity(source.fd)
                 if seen.contains(id) {
-                    findings.append(
-                        Finding(
-                            .b3, structure: "\(below.name): header", field: "backing_file", value: name, offset: offset,
-                            message: "backing file '\(name)' of \(below.name) is \(path), already in the chain: the chain loops"))
-                    complete = false
+                    end(.b3, "backing file '\(name)' of \(below.name) is \(path), already in the chain: the chain loops")
                     break
                 }
                 seen.insert(id)
                 switch layer(path, source, format: image.backingFormat?.utf8) {
                 case .failure(let refusal):
-                    let why = refusal.why
-                    findings.append(
-                        Finding(
-                            .b5, structure: "\(below.name): header", field: "backing_file", value: name, offset: offset,
-                            message: "backing file '\(name)' of \(below.name) (\(path)) cannot be used: \(why)"))
-                    complete = false
+                    end(.b5, "backing file '\(name)' of \(below.name) (\(path)) cannot be used: \(refusal.why)")
                 case .success(var l):
                     if let image = l.image { l.dataFile = dataFile(of: image, layerName: path, findings: &findings) }
                     layers.append(l)

@@ -88,14 +88,8 @@ public struct Documents: Sendable {
                 }
             case .extents:
                 let size = image.header.size
-                let start = try p.integer("start", default: 0, range: 0...(size == 0 ? 0 : size - 1))
-                let length = try p.integer("length", default: size - start, range: 1...UInt64.max)
-                let limit = try p.limit(Self.paging(route))
-                var from = start
-                if let c = p.string("cursor") {
-                    from = try Self.parseCursor(c, version: Self.cursorVersion(entry), start: start, length: length)
-                }
-                let first = from
+                let (start, length, limit, first) = try Self.guestRange(
+                    p, route, lastStart: size == 0 ? 0 : size - 1, size: size, version: Self.cursorVersion(entry))
                 return plan { () throws(DocumentError) in
                     try Self.extentsPage(entry, b, start: start, length: length, from: first, limit: limit, locks: locks)
                 }
@@ -124,14 +118,8 @@ public struct Documents: Sendable {
             let chain = catalog.chain(of: entry)
             let map = chain.guestMap { [catalog] in catalog.looksPreallocated($0) }
             let size = map.virtualSize
-            let start = try p.integer("start", default: 0, range: 0...size)
-            let length = try p.integer("length", default: size - start, range: 1...UInt64.max)
-            let limit = try p.limit(Self.paging(route))
-            var from = start
-            if let c = p.string("cursor") {
-                from = try Self.parseCursor(c, version: Self.chainCursorVersion(chain), start: start, length: length)
-            }
-            let first = from
+            let (start, length, limit, first) = try Self.guestRange(
+                p, route, lastStart: size, size: size, version: Self.chainCursorVersion(chain))
             var plan = plan { () throws(DocumentError) in
                 try Self.mapPage(entry, chain, map, start: start, length: length, from: first, limit: limit)
             }
@@ -152,6 +140,21 @@ public struct Documents: Sendable {
         case .root, .ui, .health, .metrics, .openapi, .images:
             throw .unavailable("\(RouteTable.route(route).pattern) is not a document about one image")
         }
+    }
+
+    /// The `start`, `length`, `limit` and `cursor` of a paged guest range (`/extents`, `/map`): the
+    /// range asked for, the page size, and where this page starts (the cursor's offset, bound to `version`).
+    static func guestRange(_ p: Parameters, _ route: RouteID, lastStart: UInt64, size: UInt64, version: String)
+        throws(DocumentError) -> (start: UInt64, length: UInt64, limit: UInt64, from: UInt64)
+    {
+        let start = try p.integer("start", default: 0, range: 0...lastStart)
+        let length = try p.integer("length", default: size - start, range: 1...UInt64.max)
+        let limit = try p.limit(Self.paging(route))
+        var from = start
+        if let c = p.string("cursor") {
+            from = try Self.parseCursor(c, version: version, start: start, length: length)
+        }
+        return (start, length, limit, from)
     }
 
     /// The page limits of a paginated route (the route table declares them).
