@@ -105,6 +105,9 @@ package final class QemuImageFactory: Sendable {
 
     // MARK: Running tools
 
+    /// Serialises `Process.run()` (see ``run(_:_:allowFailure:timeout:)``).
+    private static let launchLock = NSLock()
+
     /// Runs a tool found on `PATH` with ``directory`` as the working directory.
     ///
     /// - Parameters:
@@ -136,7 +139,9 @@ package final class QemuImageFactory: Sendable {
         let exited = DispatchSemaphore(value: 0)
         process.terminationHandler = { _ in exited.signal() }
         do {
-            try process.run()
+            // One launch at a time: Foundation's Process.run() has crashed in memmove when tests launched
+            // tools on several threads at once (twice in CI); the tools themselves still run in parallel.
+            try Self.launchLock.withLock { try process.run() }
         } catch {
             throw QemuToolError.launchFailed(command: command, reason: "\(error)")
         }
