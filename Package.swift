@@ -78,24 +78,37 @@ let package = Package(
             ],
             swiftSettings: common
         ),
+        // Test support: how every test starts a tool (posix_spawn; Foundation's Process crashed in CI).
+        .target(name: "CSpawnShim", path: "Tests/CSpawnShim"),
+        .target(
+            name: "ProcessTestSupport", dependencies: ["CSpawnShim"], path: "Tests/ProcessTestSupport",
+            swiftSettings: common),
         // Test support: byte-level image builder and qemu-img/qemu-io image factory.
-        .target(name: "QCOW2TestSupport", dependencies: ["QCOW2"], path: "Tests/QCOW2TestSupport", swiftSettings: common),
-        .testTarget(name: "QCOW2Tests", dependencies: ["QCOW2", "QCOW2TestSupport"], swiftSettings: common),
+        .target(
+            name: "QCOW2TestSupport", dependencies: ["QCOW2", "ProcessTestSupport"], path: "Tests/QCOW2TestSupport",
+            swiftSettings: common),
+        .testTarget(
+            name: "QCOW2Tests", dependencies: ["QCOW2", "QCOW2TestSupport", "ProcessTestSupport"], swiftSettings: common),
         // A minimal HTTP/1.1 client over sockets, shared by the live tests.
         .target(name: "HTTPTestSupport", path: "Tests/HTTPTestSupport", swiftSettings: common),
         .testTarget(
             name: "MicroHTTPDTests",
-            dependencies: ["MicroHTTPD", "HTTPTestSupport", .product(name: "HTTPTypes", package: "swift-http-types")],
+            dependencies: [
+                "MicroHTTPD", "HTTPTestSupport", "ProcessTestSupport",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
             swiftSettings: common),
         .testTarget(
             name: "QCOW2APITests",
             dependencies: [
-                "QCOW2API", "QCOW2", "QCOW2TestSupport", .product(name: "HTTPTypes", package: "swift-http-types"),
+                "QCOW2API", "QCOW2", "QCOW2TestSupport", "ProcessTestSupport",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: common),
         .testTarget(name: "QemuCompatTests", dependencies: ["QemuCompat", "QCOW2", "QCOW2TestSupport"], swiftSettings: common),
         .testTarget(
-            name: "DaemonTests", dependencies: ["QCOW2", "QCOW2API", "QCOW2TestSupport", "HTTPTestSupport"],
+            name: "DaemonTests",
+            dependencies: ["QCOW2", "QCOW2API", "QCOW2TestSupport", "HTTPTestSupport", "ProcessTestSupport"],
             swiftSettings: common),
     ]
 )

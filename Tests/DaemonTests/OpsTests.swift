@@ -1,6 +1,7 @@
 import HTTPTestSupport
 import Foundation
 import Glibc
+import ProcessTestSupport
 import QCOW2TestSupport
 import Synchronization
 import Testing
@@ -149,31 +150,15 @@ final class OpsDaemon {
 /// External tools (openssl, curl, systemd-analyze) for these tests.
 enum OpsTool {
     /// The path of `tool` on `PATH`, or nil.
-    static func path(_ tool: String) -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        return path.split(separator: ":").map { "\($0)/\(tool)" }.first { access($0, X_OK) == 0 }
-    }
+    static func path(_ tool: String) -> String? { ChildProcess.locate(tool) }
 
     /// Runs `tool` to completion; returns its status, stdout and stderr.
     static func run(_ tool: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
         guard let path = path(tool) else {
             throw DaemonHarnessError(description: "\(tool) not found (Tests/Scripts/install-deps.sh installs it)")
         }
-        let directory = try DaemonHarness.makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        process.standardInput = FileHandle.nullDevice
-        _ = FileManager.default.createFile(atPath: directory + "/out", contents: nil)
-        _ = FileManager.default.createFile(atPath: directory + "/err", contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/out"))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/err"))
-        try process.run()
-        process.waitUntilExit()
-        let out = (try? String(contentsOfFile: directory + "/out", encoding: .utf8)) ?? ""
-        let err = (try? String(contentsOfFile: directory + "/err", encoding: .utf8)) ?? ""
-        return (process.terminationStatus, out, err)
+        let result = try ChildProcess.run(path, arguments, timeout: 60)
+        return (result.signaled ? 128 + result.status : result.status, result.stdout, result.stderr)
     }
 
     /// Runs `tool` and throws unless it exits 0.

@@ -2,6 +2,7 @@ import HTTPTestSupport
 import Foundation
 import Glibc
 import MicroHTTPD
+import ProcessTestSupport
 import Testing
 
 /// A throw-away CA and server certificates made with `openssl` (EC P-256, valid two days).
@@ -78,31 +79,15 @@ struct ToolResult {
 }
 
 /// The path of `tool` on `PATH`, or nil.
-func toolPath(_ tool: String) -> String? {
-    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-    return path.split(separator: ":").map { "\($0)/\(tool)" }.first { access($0, X_OK) == 0 }
-}
+func toolPath(_ tool: String) -> String? { ChildProcess.locate(tool) }
 
-/// Runs a tool to completion (stdin from /dev/null), collecting its output through files (no pipes, so no
-/// reader thread can be interrupted).
+/// Runs a tool to completion (stdin from /dev/null) and collects its output.
 func runTool(_ tool: String, _ arguments: [String]) throws -> ToolResult {
     guard let path = toolPath(tool) else {
         throw ToolError(description: "\(tool) not found on PATH (Tests/Scripts/install-deps.sh installs it)")
     }
-    let scratch = try scratchDirectory()
-    defer { try? FileManager.default.removeItem(atPath: scratch) }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    process.standardInput = FileHandle.nullDevice
-    process.standardOutput = try outputFile(scratch + "/out")
-    process.standardError = try outputFile(scratch + "/err")
-    try process.run()
-    process.waitUntilExit()
-    return ToolResult(
-        status: process.terminationStatus,
-        stdout: (try? String(contentsOfFile: scratch + "/out", encoding: .utf8)) ?? "",
-        stderr: (try? String(contentsOfFile: scratch + "/err", encoding: .utf8)) ?? "")
+    let result = try ChildProcess.run(path, arguments, timeout: 60)
+    return ToolResult(status: result.signaled ? 128 + result.status : result.status, stdout: result.stdout, stderr: result.stderr)
 }
 
 /// A new empty directory under /tmp.
@@ -112,12 +97,6 @@ func scratchDirectory() throws -> String {
         throw ToolError(description: "mkdtemp failed")
     }
     return String(cString: made)
-}
-
-/// A new empty file opened for writing.
-func outputFile(_ path: String) throws -> FileHandle {
-    _ = FileManager.default.createFile(atPath: path, contents: nil)
-    return try FileHandle(forWritingTo: URL(fileURLWithPath: path))
 }
 
 /// `curl` over HTTPS trusting `ca`: the exit status, the body, and the `Subject:` lines of the server's chain.
@@ -188,15 +167,10 @@ struct TLSTests {
         // A TLS connection to the old daemon, kept open by s_client (-quiet ignores end of input).
         let scratch = try scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: scratch) }
-        let client = Process()
-        client.executableURL = URL(fileURLWithPath: openssl)
-        client.arguments = ["s_client", "-quiet", "-connect", "127.0.0.1:\(port)", "-CAfile", pki.caPath]
-        let input = Pipe()
-        client.standardInput = input
-        client.standardOutput = try outputFile(scratch + "/out")
-        client.standardError = FileHandle.nullDevice
-        try client.run()
-        defer { if client.isRunning { client.terminate() } }
+        let client = try ChildProcess(
+            openssl, ["s_client", "-quiet", "-connect", "127.0.0.1:\(port)", "-CAfile", pki.caPath],
+            stdin: .pipe, stdout: .file(scratch + "/out"))
+        defer { client.kill() }
         #expect(eventually { server.openConnections == 1 })
 
         try server.reloadTLS(try pki.credentials("server-2"), drainTimeout: .seconds(30))
@@ -206,7 +180,7 @@ struct TLSTests {
         #expect(fresh.subjects.first?.contains("CN = server-2") == true)
 
         // The old connection still works, and is told to close; then s_client sees the close and exits.
-        try input.fileHandleForWriting.write(contentsOf: Data("GET /old HTTP/1.1\r\nHost: t\r\n\r\n".utf8))
+        #expect(client.write("GET /old HTTP/1.1\r\nHost: t\r\n\r\n"))
         #expect(eventually(within: 10) { !client.isRunning })
         let text = (try? String(contentsOfFile: scratch + "/out", encoding: .utf8)) ?? ""
         #expect(text.hasPrefix("HTTP/1.1 200"))

@@ -1,4 +1,5 @@
 import Foundation
+import ProcessTestSupport
 import QCOW2
 import QCOW2API
 import QCOW2TestSupport
@@ -8,47 +9,35 @@ import Testing
 /// commands from a pipe, or `qemu-nbd` serving on a unix socket. Killed with SIGKILL (test
 /// threads may block SIGTERM) by ``stop()``, which every test calls in a `defer`.
 final class QemuHolder: @unchecked Sendable {
-    let process = Process()
-    private let input = Pipe()
+    let process: ChildProcess
     let log: String
 
     init(_ tool: String, _ arguments: [String], directory: String) throws {
-        process.executableURL = URL(fileURLWithPath: try Self.locate(tool))
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
         var env = ProcessInfo.processInfo.environment
         env["LC_ALL"] = "C"
-        process.environment = env
-        process.standardInput = input
         log = "\(directory)/\(tool)-\(UUID().uuidString.prefix(8)).log"
-        FileManager.default.createFile(atPath: log, contents: nil)
-        let out = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        process.standardOutput = out
-        process.standardError = out
-        try process.run()
-        try? out.close()
+        process = try ChildProcess(
+            try Self.locate(tool), arguments, environment: env, directory: directory,
+            stdin: .pipe, stdout: .file(log), stderr: .file(log))
     }
 
     /// Sends one interactive command (qemu-io) on its standard input.
     func send(_ command: String) {
-        input.fileHandleForWriting.write(Data((command + "\n").utf8))
+        process.write(command + "\n")
     }
 
     /// Everything the process printed so far.
     var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
 
     func stop() {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-        try? input.fileHandleForWriting.close()
+        process.kill()
+        process.wait()
+        process.closeInput()
     }
 
     static func locate(_ tool: String) throws -> String {
-        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") + ["/usr/bin"] {
-            let p = "\(dir)/\(tool)"
-            if FileManager.default.isExecutableFile(atPath: p) { return p }
-        }
-        throw QemuToolError.toolNotFound(tool)
+        guard let path = ChildProcess.locate(tool) else { throw QemuToolError.toolNotFound(tool) }
+        return path
     }
 
     static var nbdAvailable: Bool { (try? locate("qemu-nbd")) != nil }

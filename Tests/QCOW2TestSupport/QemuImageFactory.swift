@@ -1,4 +1,5 @@
 import Foundation
+import ProcessTestSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -105,9 +106,6 @@ package final class QemuImageFactory: Sendable {
 
     // MARK: Running tools
 
-    /// Serialises `Process.run()` (see ``run(_:_:allowFailure:timeout:)``).
-    private static let launchLock = NSLock()
-
     /// Runs a tool found on `PATH` with ``directory`` as the working directory.
     ///
     /// - Parameters:
@@ -123,54 +121,18 @@ package final class QemuImageFactory: Sendable {
     ) throws -> ToolResult {
         let executable = try Self.locate(tool)
         let command = ([tool] + arguments).joined(separator: " ")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
         var environment = ProcessInfo.processInfo.environment
         environment["LC_ALL"] = "C"
-        process.environment = environment
-        process.standardInput = FileHandle.nullDevice
-        let outPipe = Pipe()
-        let errPipe = Pipe()
-        process.standardOutput = outPipe
-        process.standardError = errPipe
-
-        let exited = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in exited.signal() }
+        let result: ToolResult
         do {
-            // One launch at a time: Foundation's Process.run() has crashed in memmove when tests launched
-            // tools on several threads at once (twice in CI); the tools themselves still run in parallel.
-            try Self.launchLock.withLock { try process.run() }
+            let child = try ChildProcess.run(
+                executable, arguments, environment: environment, directory: directory, timeout: timeout ?? self.timeout)
+            result = ToolResult(status: child.status, signaled: child.signaled, stdout: child.stdout, stderr: child.stderr)
+        } catch let error as ChildProcess.TimedOut {
+            throw QemuToolError.timedOut(command: command, seconds: error.seconds)
         } catch {
             throw QemuToolError.launchFailed(command: command, reason: "\(error)")
         }
-        // Drain both pipes concurrently so a chatty tool cannot block on a full pipe.
-        let output = OutputCollector()
-        let readers = DispatchGroup()
-        for (pipe, isError) in [(outPipe, false), (errPipe, true)] {
-            let handle = pipe.fileHandleForReading
-            DispatchQueue.global().async(group: readers) {
-                output.store(handle.readDataToEndOfFile(), isError: isError)
-            }
-        }
-        let limit = timeout ?? self.timeout
-        if exited.wait(timeout: .now() + limit) == .timedOut {
-            process.terminate()
-            if exited.wait(timeout: .now() + 2) == .timedOut {
-                kill(process.processIdentifier, SIGKILL)
-                exited.wait()
-            }
-            readers.wait()
-            throw QemuToolError.timedOut(command: command, seconds: limit)
-        }
-        readers.wait()
-        let result = ToolResult(
-            status: process.terminationStatus,
-            signaled: process.terminationReason == .uncaughtSignal,
-            stdout: output.text(isError: false),
-            stderr: output.text(isError: true)
-        )
         if !allowFailure && (result.status != 0 || result.signaled) {
             throw QemuToolError.failed(
                 command: command, status: result.status, signaled: result.signaled,
@@ -382,40 +344,14 @@ package final class QemuImageFactory: Sendable {
     }
 
     /// Finds an executable on `PATH` (then `/usr/bin`, `/usr/local/bin`).
-    static func locate(_ tool: String) throws -> String {
+    package static func locate(_ tool: String) throws -> String {
         if tool.hasPrefix("/") { return tool }
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
-        let candidates = path.split(separator: ":").map(String.init) + ["/usr/bin", "/usr/local/bin"]
-        for directory in candidates where !directory.isEmpty {
-            let candidate = "\(directory)/\(tool)"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        throw QemuToolError.toolNotFound(tool)
+        guard let found = ChildProcess.locate(tool) else { throw QemuToolError.toolNotFound(tool) }
+        return found
     }
 
     /// Whether qemu-img and qemu-io are installed (use it to skip tests that need them).
     package static var toolsAvailable: Bool {
         (try? locate("qemu-img")) != nil && (try? locate("qemu-io")) != nil
-    }
-}
-
-/// Collects the two output streams of a child process from reader threads.
-private final class OutputCollector: @unchecked Sendable {
-    private let lock = NSLock()
-    private var out = Data()
-    private var err = Data()
-
-    /// Stores the complete contents of one stream.
-    func store(_ data: Data, isError: Bool) {
-        lock.lock()
-        defer { lock.unlock() }
-        if isError { err = data } else { out = data }
-    }
-
-    /// One stream decoded as UTF-8, replacing invalid sequences.
-    func text(isError: Bool) -> String {
-        lock.lock()
-        defer { lock.unlock() }
-        return String(decoding: isError ? err : out, as: UTF8.self)
     }
 }

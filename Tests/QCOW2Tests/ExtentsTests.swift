@@ -1,6 +1,7 @@
 import Foundation
 import QCOW2
 import QCOW2TestSupport
+import ProcessTestSupport
 import Testing
 
 /// Dirty extents and totals decoded from the file agree with what QEMU itself exports over NBD.
@@ -10,16 +11,10 @@ struct ExtentsTests {
     /// (what iotest 291 does); dirty ranges are the ones reported with `"data": false`.
     static func qemuDirtyRanges(_ f: QemuImageFactory, image: String, bitmap: String) throws -> [(UInt64, UInt64)] {
         let sock = f.path("nbd-\(bitmap).sock")
-        let nbd = Process()
-        nbd.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-nbd")
-        nbd.arguments = ["-r", "-t", "-k", sock, "-B", bitmap, "-f", "qcow2", f.path(image)]
-        nbd.standardOutput = FileHandle.nullDevice
-        nbd.standardError = FileHandle.nullDevice
-        try nbd.run()
+        let nbd = try ChildProcess("/usr/bin/qemu-nbd", ["-r", "-t", "-k", sock, "-B", bitmap, "-f", "qcow2", f.path(image)])
         defer {
-            // SIGKILL: test threads may block SIGTERM, and children inherit that mask.
-            kill(nbd.processIdentifier, SIGKILL)
-            nbd.waitUntilExit()
+            nbd.kill()
+            nbd.wait()
             try? FileManager.default.removeItem(atPath: sock)
         }
         for _ in 0..<100 where !FileManager.default.fileExists(atPath: sock) { usleep(20_000) }

@@ -1,6 +1,7 @@
 import Foundation
 import QCOW2
 import QCOW2TestSupport
+import ProcessTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -61,18 +62,12 @@ struct NbdinfoAgreementTests {
         let tool = try nbdinfo()
         let sock = f.path("nbd-\(bitmap).sock")
         let log = f.path("qemu-nbd-\(bitmap).log")
-        FileManager.default.createFile(atPath: log, contents: nil)
-        let nbd = Process()
-        nbd.executableURL = URL(fileURLWithPath: try #require(which("qemu-nbd"), "qemu-nbd not found (qemu-utils)"))
-        nbd.arguments = ["-r", "-t", "-k", sock, "-B", bitmap, "-f", "qcow2", f.path(image)]
-        nbd.standardInput = FileHandle.nullDevice
-        nbd.standardOutput = FileHandle.nullDevice
-        nbd.standardError = FileHandle(forWritingAtPath: log)
-        try nbd.run()
+        let nbd = try ChildProcess(
+            try #require(which("qemu-nbd"), "qemu-nbd not found (qemu-utils)"),
+            ["-r", "-t", "-k", sock, "-B", bitmap, "-f", "qcow2", f.path(image)], stderr: .file(log))
         defer {
-            // SIGKILL: test threads may block SIGTERM, and children inherit that mask.
-            kill(nbd.processIdentifier, SIGKILL)
-            nbd.waitUntilExit()
+            nbd.kill()
+            nbd.wait()
             try? FileManager.default.removeItem(atPath: sock)
         }
         for _ in 0..<250 where !FileManager.default.fileExists(atPath: sock) && nbd.isRunning { usleep(20_000) }
