@@ -10,23 +10,26 @@ enum SocketAddress {
         switch address.family {
         case .ipv4:
             var sin = sockaddr_in()
-            sin.sin_family = sa_family_t(AF_INET)
-            sin.sin_port = address.port.bigEndian
-            _ = unsafe inet_pton(AF_INET, address.host, &sin.sin_addr)
-            return unsafe withUnsafePointer(to: &sin) {
-                unsafe $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    unsafe body($0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
+            return fill(&sin, AF_INET, \.sin_family, \.sin_port, \.sin_addr, address, body)
         case .ipv6:
             var sin6 = sockaddr_in6()
-            sin6.sin6_family = sa_family_t(AF_INET6)
-            sin6.sin6_port = address.port.bigEndian
-            _ = unsafe inet_pton(AF_INET6, address.host, &sin6.sin6_addr)
-            return unsafe withUnsafePointer(to: &sin6) {
-                unsafe $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    unsafe body($0, socklen_t(MemoryLayout<sockaddr_in6>.size))
-                }
+            return fill(&sin6, AF_INET6, \.sin6_family, \.sin6_port, \.sin6_addr, address, body)
+        }
+    }
+
+    /// Sets the family, port and host of `socket` (a `sockaddr_in` or `sockaddr_in6`) from `address`,
+    /// then calls `body` with it seen as a `sockaddr`, and its size.
+    private static func fill<Socket, Host, R>(
+        _ socket: inout Socket, _ family: Int32, _ familyField: WritableKeyPath<Socket, sa_family_t>,
+        _ portField: WritableKeyPath<Socket, in_port_t>, _ hostField: WritableKeyPath<Socket, Host>,
+        _ address: ListenAddress, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R
+    ) -> R {
+        socket[keyPath: familyField] = sa_family_t(family)
+        socket[keyPath: portField] = address.port.bigEndian
+        _ = unsafe withUnsafeMutablePointer(to: &socket[keyPath: hostField]) { unsafe inet_pton(family, address.host, $0) }
+        return unsafe withUnsafePointer(to: &socket) {
+            unsafe $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                unsafe body($0, socklen_t(MemoryLayout<Socket>.size))
             }
         }
     }

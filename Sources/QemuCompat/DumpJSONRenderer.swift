@@ -6,24 +6,12 @@ import QCOW2
 /// extensions; `dump-header-exts -j` prints the array only (`[]` when there are none). Python prints a
 /// JSON document only once it is complete: when the dump stopped inside the extensions, `dump-header -j`
 /// prints the header object only and `dump-header-exts -j` prints nothing.
-public struct DumpJSONRenderer: DumpRenderer {
+struct DumpJSONRenderer {
     /// What to print.
-    public let dump: Qcow2PyDump
+    let dump: Qcow2PyDump
 
-    /// Creates a renderer.
-    public init(_ dump: Qcow2PyDump) {
-        self.dump = dump
-    }
-
-    /// Renders `dump-header -j` (`includeHeader`) or `dump-header-exts -j`, handing the text to `sink` in pieces.
-    ///
-    /// - Returns: the stop to report, `nil` when the output is exactly what qcow2.py prints.
-    @discardableResult
-    public func render(includeHeader: Bool, into sink: (String) -> Void) -> DumpStop? {
-        withoutActuallyEscaping(sink) { render(includeHeader: includeHeader, out: DumpOutput(sink: $0)) }
-    }
-
-    private func render(includeHeader: Bool, out: DumpOutput) -> DumpStop? {
+    /// Renders `dump-header -j` (`includeHeader`) or `dump-header-exts -j` into `out`; the stop to report, if any.
+    func render(includeHeader: Bool, out: DumpOutput) -> DumpStop? {
         var w = PythonJSONStream(out: out)
         let complete = dump.stop == nil || dump.stoppedAfterExtensions
         if includeHeader {

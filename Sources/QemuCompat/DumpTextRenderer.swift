@@ -6,25 +6,12 @@ import QCOW2
 /// `dump-header`), then each extension: `Header extension:`, magic with its name, length, then `data`
 /// or the bitmaps extension's fields, directory entries and table rows, and a blank line. When the dump
 /// stopped, the text ends where qcow2.py's output ends (Python prints as it goes).
-public struct DumpTextRenderer: DumpRenderer {
+struct DumpTextRenderer {
     /// What to print.
-    public let dump: Qcow2PyDump
+    let dump: Qcow2PyDump
 
-    /// Creates a renderer.
-    public init(_ dump: Qcow2PyDump) {
-        self.dump = dump
-    }
-
-    /// Renders `dump-header` (`includeHeader`) or `dump-header-exts`, handing the text to `sink` in pieces.
-    ///
-    /// - Returns: the stop to report (``Qcow2PyDump/firstStop``, or one met while reading or printing a
-    ///   table), `nil` when the output is exactly what qcow2.py prints.
-    @discardableResult
-    public func render(includeHeader: Bool, into sink: (String) -> Void) -> DumpStop? {
-        withoutActuallyEscaping(sink) { render(includeHeader: includeHeader, out: DumpOutput(sink: $0)) }
-    }
-
-    private func render(includeHeader: Bool, out: DumpOutput) -> DumpStop? {
+    /// Renders `dump-header` (`includeHeader`) or `dump-header-exts` into `out`; the stop to report, if any.
+    func render(includeHeader: Bool, out: DumpOutput) -> DumpStop? {
         var out = out
         let header = dump.header
         if includeHeader {

@@ -1,7 +1,7 @@
 public import QCOW2
 
 /// What QEMU's `tests/qemu-iotests/qcow2.py` reads for `dump-header` and `dump-header-exts`, read the
-/// same way, for ``DumpTextRenderer`` and ``DumpJSONRenderer`` to print byte for byte.
+/// same way, for ``DumpRenderer`` to print byte for byte.
 ///
 /// The walk mirrors `qcow2_format.py` (the final upstream form, with `-j`): the 104-byte header struct
 /// with v2 defaults, extensions from `header_length` up to `min(cluster_size, backing_file_offset)` until

@@ -75,8 +75,8 @@ enum QemuDumpRunner {
         var out = StandardOutput()
         let stop =
             json
-            ? DumpJSONRenderer(dump).render(includeHeader: includeHeader) { out.write($0) }
-            : DumpTextRenderer(dump).render(includeHeader: includeHeader) { out.write($0) }
+            ? DumpRenderer(dump, style: .json).render(includeHeader: includeHeader) { out.write($0) }
+            : DumpRenderer(dump, style: .text).render(includeHeader: includeHeader) { out.write($0) }
         out.flush()
         guard let stop else { return }
         let total = dump.stopCount

@@ -92,7 +92,7 @@ struct ConfigFile: Decodable, Equatable {
     /// - Throws: ``StartupError`` naming the file and the problem: unreadable, not JSON, not an object,
     ///   an unknown key, or a value of the wrong type.
     static func load(path: String) throws(StartupError) -> ConfigFile {
-        let bytes = try readAll(path)
+        let bytes = try SmallFile.read(path, what: "config file")
         do {
             return try JSONDecoder().decode(ConfigFile.self, from: Data(bytes))
         } catch let error as StartupError {
@@ -105,27 +105,6 @@ struct ConfigFile: Decodable, Equatable {
             throw StartupError("config file '\(path)': \(describe(context.codingPath)) has an invalid value")
         } catch {
             throw StartupError("config file '\(path)' is not valid JSON")
-        }
-    }
-
-    /// The whole content of a file, through `open`/`read`.
-    private static func readAll(_ path: String) throws(StartupError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw StartupError("cannot read config file '\(path)': \(String(cString: strerror(errno)))")
-        }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count >= 0 else {
-                throw StartupError("cannot read config file '\(path)': \(String(cString: strerror(errno)))")
-            }
-            if count == 0 { return bytes }
-            bytes += chunk[..<count]
-            if bytes.count > 1 << 20 { throw StartupError("config file '\(path)' is larger than 1 MiB") }
         }
     }
 

@@ -1,6 +1,6 @@
 import Glibc
 
-/// Reads small files (PEM certificates, keys, tokens) whole, through `open`/`read`.
+/// Reads small files (the config file, PEM certificates, keys, tokens) whole, through `open`/`read`.
 enum SmallFile {
     /// The whole content of the file at `path`, at most `limit` bytes.
     ///

@@ -11,10 +11,10 @@ struct QemuDumpTests {
         defer { factory.removeDirectory() }
         let disk = try Iotest303.makeImage(factory, compression: "zlib")
         let dump = try Qcow2PyDump(path: disk)
-        let full = DumpTextRenderer(dump).render(includeHeader: true)
+        let full = DumpRenderer(dump, style: .text).render(includeHeader: true)
         #expect(full.stop == nil)
         #expect(full.text == Iotest303.text)
-        let exts = DumpTextRenderer(dump).render(includeHeader: false)
+        let exts = DumpRenderer(dump, style: .text).render(includeHeader: false)
         #expect(exts.stop == nil)
         #expect(exts.text == Iotest303.extensionsText)
     }
@@ -24,10 +24,10 @@ struct QemuDumpTests {
         defer { factory.removeDirectory() }
         let disk = try Iotest303.makeImage(factory, compression: "zstd")
         let dump = try Qcow2PyDump(path: disk)
-        let full = DumpJSONRenderer(dump).render(includeHeader: true)
+        let full = DumpRenderer(dump, style: .json).render(includeHeader: true)
         #expect(full.stop == nil)
         #expect(full.text == Iotest303.json)
-        let exts = DumpJSONRenderer(dump).render(includeHeader: false)
+        let exts = DumpRenderer(dump, style: .json).render(includeHeader: false)
         #expect(exts.text == Iotest303.extensionsJSON)
     }
 
@@ -38,9 +38,9 @@ struct QemuDumpTests {
         let disk = try factory.create("small", size: 1 << 20, options: ["cluster_size=512", "compat=0.10"])
         let dump = try Qcow2PyDump(path: disk)
         #expect(dump.extensions.isEmpty)
-        #expect(DumpJSONRenderer(dump).render(includeHeader: false).text == "[]\n")
-        #expect(DumpTextRenderer(dump).render(includeHeader: false).text == "")
-        let text = DumpTextRenderer(dump).render(includeHeader: true).text
+        #expect(DumpRenderer(dump, style: .json).render(includeHeader: false).text == "[]\n")
+        #expect(DumpRenderer(dump, style: .text).render(includeHeader: false).text == "")
+        let text = DumpRenderer(dump, style: .text).render(includeHeader: true).text
         // v2: qcow2.py's set_defaults() replaces the v3 fields.
         #expect(text.hasSuffix("incompatible_features     []\ncompatible_features       []\nautoclear_features        []\nrefcount_order            4\nheader_length             72\n\n"))
         #expect(text.contains("\nversion                   2\n"))
@@ -52,10 +52,10 @@ struct QemuDumpTests {
         try factory.create("base", size: 1 << 20)
         let overlay = try factory.create("overlay", size: 1 << 20, backing: "base")
         let dump = try Qcow2PyDump(path: overlay)
-        let text = DumpTextRenderer(dump).render(includeHeader: true).text
+        let text = DumpRenderer(dump, style: .text).render(includeHeader: true).text
         #expect(text.contains("Header extension:\nmagic                     0xe2792aca (Backing format)\nlength                    5\ndata                      'qcow2'\n\n"))
         #expect(text.contains("\nbacking_file_size         0x4\n"))
-        let json = DumpJSONRenderer(dump).render(includeHeader: false).text
+        let json = DumpRenderer(dump, style: .json).render(includeHeader: false).text
         #expect(json.contains("        \"name\": \"Backing format\",\n        \"magic\": 3799591626,\n        \"length\": 5,\n        \"data_str\": \"'qcow2'\"\n"))
     }
 
@@ -67,7 +67,7 @@ struct QemuDumpTests {
         let nameAt = Iotest303.directoryOffset + 24
         try Iotest303.patch(disk, at: nameAt + 1, [0xc3, 0xbc])
         let dump = try Qcow2PyDump(path: disk)
-        let (text, stop) = DumpTextRenderer(dump).render(includeHeader: true)
+        let (text, stop) = DumpRenderer(dump, style: .text).render(includeHeader: true)
         #expect(text == Iotest303.text.replacingOccurrences(of: "bitmap-1", with: "b\\xc3\\xbcmap-1"))
         let p = try #require(stop)
         #expect(p.structure == "bitmap_directory[0]")
@@ -95,7 +95,7 @@ struct QemuDumpTests {
         #expect(readable > 0 && readable < 16)
 
         let dump = try Qcow2PyDump(path: disk)
-        let (text, stop) = DumpTextRenderer(dump).render(includeHeader: true)
+        let (text, stop) = DumpRenderer(dump, style: .text).render(includeHeader: true)
         let head = try #require(Iotest303.text.components(separatedBy: "bitmap_table_offset       0x9c0000").first)
         #expect(text.hasPrefix(head + "bitmap_table_offset       0x9d0000\nbitmap_table_size         16\n"))
         let tail = try #require(text.components(separatedBy: "Bitmap table   type            size         offset\n").last)
@@ -109,10 +109,10 @@ struct QemuDumpTests {
         #expect(p.kind == .structError)
         #expect(p.offset == UInt64(fileSize))
         // JSON prints complete documents only: the header, not the extension array.
-        let json = DumpJSONRenderer(dump).render(includeHeader: true)
+        let json = DumpRenderer(dump, style: .json).render(includeHeader: true)
         let zlibHeader = Iotest303.json.replacingOccurrences(of: "\"incompatible_features\": 8", with: "\"incompatible_features\": 0")
         #expect(json.text == (zlibHeader.components(separatedBy: "\n\n[").first ?? "") + "\n")
-        #expect(DumpJSONRenderer(dump).render(includeHeader: false).text == "")
+        #expect(DumpRenderer(dump, style: .json).render(includeHeader: false).text == "")
 
         let run = try CLI.run(factory, ["dump-header", disk])
         #expect(run.status == 1)
@@ -131,7 +131,7 @@ struct QemuDumpTests {
         // The bitmaps extension follows the 384-byte feature table: 112 + 8 + 384 = 504; data at 512.
         try Iotest303.patch(disk, at: 512 + 16, Iotest303.be(0x4000_0000, 8))
         let dump = try Qcow2PyDump(path: disk)
-        let (text, stop) = DumpTextRenderer(dump).render(includeHeader: true)
+        let (text, stop) = DumpRenderer(dump, style: .text).render(includeHeader: true)
         let upTo = try #require(Iotest303.text.components(separatedBy: "bitmap_directory_offset").first)
         #expect(text == upTo + "bitmap_directory_offset   0x40000000\n")
         let p = try #require(stop)
@@ -150,7 +150,7 @@ struct QemuDumpTests {
         let dir = Iotest303.directoryOffset
         try Iotest303.patch(disk, at: dir + 20, Iotest303.be(0x7fff_ffff, 4))
         let dump = try Qcow2PyDump(path: disk)
-        let (text, stop) = DumpTextRenderer(dump).render(includeHeader: false)
+        let (text, stop) = DumpRenderer(dump, style: .text).render(includeHeader: false)
         // Like Python: the name is read past the end of the file (empty), the table is still read,
         // and the next entry's 24 bytes cannot be.
         #expect(text.contains("\nBitmap name               \nbitmap_table_offset       0x9b0000\n"))
@@ -180,7 +180,7 @@ struct QemuDumpTests {
         // The parser refuses version 4; qcow2.py dumps it, without v2 defaults.
         #expect(throws: QCOW2Error.self) { try QCOW2Image(path: disk) }
         let dump = try Qcow2PyDump(path: disk)
-        let (text, stop) = DumpTextRenderer(dump).render(includeHeader: true)
+        let (text, stop) = DumpRenderer(dump, style: .text).render(includeHeader: true)
         #expect(stop == nil)
         #expect(text == Iotest303.text.replacingOccurrences(of: "\nversion                   3\n", with: "\nversion                   4\n"))
     }
@@ -196,10 +196,10 @@ struct QemuDumpTests {
         #expect(p.structure == "header" && p.field == "backing_file_offset" && p.offset == 8)
         #expect(dump.stoppedAfterExtensions)
         // Python raises only after reading every extension: both JSON documents are complete.
-        let json = DumpJSONRenderer(dump).render(includeHeader: true)
+        let json = DumpRenderer(dump, style: .json).render(includeHeader: true)
         #expect(json.stop == p)
         #expect(json.text == Iotest303.json.replacingOccurrences(of: "\"backing_file_offset\": 0,", with: "\"backing_file_offset\": 9223372036854775808,"))
-        #expect(DumpJSONRenderer(dump).render(includeHeader: false).text == Iotest303.extensionsJSON)
+        #expect(DumpRenderer(dump, style: .json).render(includeHeader: false).text == Iotest303.extensionsJSON)
 
         let run = try CLI.run(factory, ["dump-header-exts", "-j", disk])
         #expect(run.status == 1)
@@ -216,7 +216,7 @@ struct QemuDumpTests {
         let far: UInt64 = 1 << 50
         try Iotest303.patch(disk, at: dir, Iotest303.be(far, 8))
         let dump = try Qcow2PyDump(path: disk)
-        let (text, stop) = DumpTextRenderer(dump).render(includeHeader: false)
+        let (text, stop) = DumpRenderer(dump, style: .text).render(includeHeader: false)
         let p = try #require(stop)
         #expect(p.structure == "bitmap_table[0]")
         // ext4 refuses positions past 16 TiB (EINVAL), other file systems may not: ask the same source.

@@ -72,6 +72,41 @@ def threads_of(pid):
     return -1
 
 
+def explain_stuck_parses(base, work, pid):
+    """What to look at when parses do not finish: the daemon's threads, what they block on, the reads."""
+    print(f"storage-faults: daemon threads {threads_of(pid)}")
+    try:
+        states = {}
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            with open(f"/proc/{pid}/task/{tid}/wchan") as f:
+                wchan = f.read().strip() or "-"
+            states[(state, wchan)] = states.get((state, wchan), 0) + 1
+        print("storage-faults: daemon threads by state and wait channel:", dict(sorted(states.items())))
+    except OSError as e:
+        print(f"storage-faults: cannot read the daemon's threads: {e}")
+    try:
+        with open(os.path.join(work, "faultfs-stats.json")) as f:
+            stats = json.load(f)
+        print("storage-faults: faultfs ops per big file:",
+              {k: v["ops"] for k, v in stats["files"].items() if k.startswith("big-")})
+    except (OSError, ValueError, KeyError) as e:
+        print(f"storage-faults: no faultfs stats: {e}")
+    status, _, body, _ = get(base, "/metrics", timeout=5)
+    if status == 200 and isinstance(body, str):
+        for line in body.splitlines():
+            if "big-" in line or "executor" in line or "cache" in line:
+                print("storage-faults: metrics:", line)
+    for name in ["daemon.log", "faultfs.log"]:
+        try:
+            with open(os.path.join(work, name)) as f:
+                tail = f.read().splitlines()[-15:]
+            print(f"storage-faults: last lines of {name}:", *tail, sep="\n  ")
+        except OSError:
+            pass
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__)
@@ -98,12 +133,17 @@ def main():
                    check=True, stdout=subprocess.DEVNULL)
     for i in range(1, 4):
         shutil.copyfile(big, os.path.join(src, f"big-{i}.qcow2"))
+    # faultfs's stderr goes to a file: a pipe nobody reads would block its threads once full.
+    fs_log_path = os.path.join(work, "faultfs.log")
+    fs_log = open(fs_log_path, "w")
     fs = subprocess.Popen(
         ["/usr/bin/python3", os.path.join(HERE, "faultfs.py"), src, mnt, "--control", control],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=fs_log, text=True)
     line = fs.stdout.readline()
     if not line.startswith("faultfs: mounted"):
-        err = fs.stderr.read().strip().splitlines()
+        fs.wait(10)
+        with open(fs_log_path) as f:
+            err = f.read().strip().splitlines()
         print(f"storage-faults: FAIL: FUSE cannot be mounted here ({err[-1] if err else 'no message'}); "
               "these tests need /dev/fuse, fuse3 and python3-fusepy (Tests/Scripts/install-deps.sh test)")
         shutil.rmtree(work, ignore_errors=True)
@@ -150,6 +190,8 @@ def main():
                     ready.add(i)
             time.sleep(0.5)
         check(len(ready) == 4, f"the four large images answer 200 once parsed ({time.monotonic() - t0:.1f} s later)")
+        if len(ready) < 4:
+            explain_stuck_parses(base, work, proc.pid)
         status, _, doc, took = get(base, "/v1/images")
         check(status == 200 and all(i["status"] != "pending" for i in doc["images"]), f"listing with parsed images: {took:.3f} s, none pending")
 
@@ -268,6 +310,7 @@ def main():
             fs.kill()
             subprocess.run(["umount", "-l", mnt], stderr=subprocess.DEVNULL)
         log.close()
+        fs_log.close()
         if failures:
             print(f"storage-faults: daemon log kept in {work}/daemon.log")
         else:

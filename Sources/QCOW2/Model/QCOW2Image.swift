@@ -6,7 +6,7 @@
 /// checks the rules of the format against the image and turns those issues into findings.
 public struct QCOW2Image: Sendable {
     /// Where the bytes come from.
-    public let source: any ImageSource
+    public internal(set) var source: any ImageSource
     /// The header.
     public let header: Header
     /// Header extensions in file order (without the end-of-area marker).

@@ -53,6 +53,9 @@ public enum ImageValidator {
 
     /// ``allFindings(_:)`` reusing the ``findings(_:)`` a caller already holds for the image.
     public static func allFindings(_ image: QCOW2Image, eager: [Finding]) -> [Finding] {
+        // Thousands of small tables and refcount entries, close together: read them a window at a time.
+        var image = image
+        image.source = ReadAheadSource(image.source)
         var all = eager
         var budget = Limits.maxTableEntriesPerImage
         var skipped: [Int] = []

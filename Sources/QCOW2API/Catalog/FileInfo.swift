@@ -23,22 +23,6 @@ public struct FileInfo: Sendable, Hashable {
     /// Mixed into ``etag(view:)`` but not compared by ``sameVersion(as:)``, which is about this file.
     public var dependencies: UInt64 = 0
 
-    /// Creates file info.
-    public init(
-        name: String, device: UInt64, inode: UInt64, size: UInt64, allocatedBytes: UInt64, mtimeSec: Int64,
-        mtimeNsec: Int64, ctimeSec: Int64, ctimeNsec: Int64
-    ) {
-        self.name = name
-        self.device = device
-        self.inode = inode
-        self.size = size
-        self.allocatedBytes = allocatedBytes
-        self.mtimeSec = mtimeSec
-        self.mtimeNsec = mtimeNsec
-        self.ctimeSec = ctimeSec
-        self.ctimeNsec = ctimeNsec
-    }
-
     /// The modification time as RFC 3339 UTC.
     public var mtimeRFC3339: String { Timestamp.rfc3339(seconds: mtimeSec, nanoseconds: mtimeNsec) }
 
