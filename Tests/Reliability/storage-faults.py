@@ -13,6 +13,8 @@ runs qcowscoped on the mount with --io-timeout 2 and injects faults through faul
 - EIO on eio.qcow2: 503 io-error with the errno name and offset; nothing is cached (the same
   request succeeds once the fault is gone);
 - short reads are retried; a file whose reads end early (it shrank) gives a problem with the offset;
+- reads of a backing file (base.qcow2) stall: the overlay's map gets 504 io-timeout at the deadline,
+  and /healthz, other images and the overlay's own header answer at once;
 - SIGTERM while reads stall: the daemon exits within its 10 s drain time;
 - the CLI on a stalled file gives up after its --io-timeout with exit 1.
 
@@ -127,6 +129,13 @@ def main():
         qemu_img("create", "-q", "-f", "qcow2", path, "64M")
         qemu_img("bitmap", "--add", path, "b0")
         subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write 0 1M", path], check=True, stdout=subprocess.DEVNULL)
+    # A backing chain: top.qcow2's first MiB comes from base.qcow2.
+    qemu_img("create", "-q", "-f", "qcow2", os.path.join(src, "base.qcow2"), "64M")
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write 0 1M", os.path.join(src, "base.qcow2")], check=True,
+                   stdout=subprocess.DEVNULL)
+    qemu_img("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", os.path.join(src, "top.qcow2"))
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write 1M 1M", os.path.join(src, "top.qcow2")], check=True,
+                   stdout=subprocess.DEVNULL)
     # Four 65,535-bitmap images (QEMU's maximum): four cold parses at once are CPU-heavy.
     big = os.path.join(src, "big-0.qcow2")
     subprocess.run(["/usr/bin/python3", os.path.join(HERE, "..", "Benchmarks", "mkimages.py"), "bitmaps", big],
@@ -274,6 +283,28 @@ def main():
         check('qcowscope_image_status{image="eio.qcow2",status="ok"} 1' in text, "metrics follow the recovery")
         errors_line = [l for l in str(text).splitlines() if l.startswith('qcowscope_image_io_errors_total{image="eio.qcow2"}')]
         check(errors_line and float(errors_line[0].split()[-1]) >= 1, f"metrics count eio.qcow2's I/O errors: {errors_line}")
+
+        # --- a stalled backing layer: the overlay's map times out, nothing else waits -------------
+        base_stall = {"file": "base.qcow2", "op": "read", "from": 0, "fault": "stall", "seconds": 40, "interruptible": True}
+        set_rules(control, [stall, base_stall])
+        status, _, doc, took = get(base, "/v1/images/top.qcow2/map?length=2097152")
+        check(status == 504 and took < 3.0 and isinstance(doc, dict) and doc.get("type", "").endswith(":io-timeout")
+              and doc.get("image") == "top.qcow2" and doc.get("file") == "base.qcow2" and isinstance(doc.get("offset"), int),
+              f"map of top.qcow2 while its backing file stalls: {status} after {took:.2f} s (504 io-timeout at the 2 s "
+              f"deadline, naming base.qcow2 and the offset): {doc}")
+        for route in ["map", "chain", "allocation"]:
+            status, headers, doc, took = get(base, f"/v1/images/top.qcow2/{route}")
+            check(status == 503 and took < 0.5 and isinstance(doc, dict) and doc.get("type", "").endswith(":image-stalled")
+                  and doc.get("file") == "base.qcow2" and "Retry-After" in headers,
+                  f"then /{route} of top.qcow2: {status} in {took:.3f} s (503 image-stalled at once, file base.qcow2)")
+        for path in ["/healthz", "/v1/images/ok.qcow2", "/v1/images/ok.qcow2/map"]:
+            status, _, _, took = get(base, path)
+            check(status == 200 and took < 0.5, f"while base.qcow2 stalls: {path} {status} in {took:.3f} s (< 0.5 s)")
+        status, _, _, took = get(base, "/v1/images/top.qcow2/header")
+        check(status in (200, 503) and took < 0.5, f"top.qcow2's own header: {status} in {took:.3f} s, at once")
+        status, _, doc, took = get(base, "/v1/images")
+        check(status == 200 and took < 1.5, f"listing while base.qcow2 stalls: {status} in {took:.3f} s")
+        set_rules(control, [stall])
 
         # --- SIGTERM while reads stall -----------------------------------------------------------
         waiting = [threading.Thread(target=get, args=(base, "/v1/images/slow.qcow2/findings")) for _ in range(2)]

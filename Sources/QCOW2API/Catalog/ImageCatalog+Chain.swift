@@ -26,7 +26,9 @@ extension ImageCatalog {
             name: entry.file.name, format: "qcow2", source: top.source, image: top, dataFile: nil, locks: nil,
             findingCounts: [:], backingPresent: entry.backing?.present, stamp: Self.stamp(entry.file.device, entry.file.inode, entry.file.size, entry.file.mtimeSec, entry.file.mtimeNsec, entry.file.ctimeSec, entry.file.ctimeNsec))
         if let s = top.source as? FileImageSource { seen.insert(Self.identity(s.fd)) }
+        beginChainFiles(of: entry.file.name)
         first.dataFile = dataFile(of: top, layerName: entry.file.name, findings: &findings)
+        if let d = first.dataFile { noteChainFile(d.name, below: entry.file.name) }
         layers.append(first)
         var complete = true
         while let below = layers.last, let image = below.image, let stored = image.backingFile {
@@ -51,6 +53,7 @@ extension ImageCatalog {
                 end(missing ? .b1 : .b5, "backing file '\(name)' of \(below.name) \(why)")
                 layers[layers.count - 1].backingPresent = missing ? false : nil
             case .success(let (path, source)):
+                noteChainFile(path, below: entry.file.name)
                 layers[layers.count - 1].backingPresent = true
                 let id = Self.identity(source.fd)
                 if seen.contains(id) {
@@ -63,6 +66,7 @@ extension ImageCatalog {
                     end(.b5, "backing file '\(name)' of \(below.name) (\(path)) cannot be used: \(refusal.why)")
                 case .success(var l):
                     if let image = l.image { l.dataFile = dataFile(of: image, layerName: path, findings: &findings) }
+                    if let d = l.dataFile { noteChainFile(d.name, below: entry.file.name) }
                     layers.append(l)
                     continue
                 }

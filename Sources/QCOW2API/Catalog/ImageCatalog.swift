@@ -60,6 +60,9 @@ public final class ImageCatalog: Sendable {
     let preallocation = Mutex<[UInt64: Bool]>([:])
     /// Allocation totals per chain version, each computed once (see ``allocation(of:)``).
     let allocations = Mutex<[UInt64: Once<AllocationAnswer>]>([:])
+    /// The files opened below each image the last time its chain was followed (backing layers and data
+    /// files), by image name: a stall on one of them stalls the image's chain answers (``chainStall(named:after:)``).
+    let chainFiles = Mutex<[String: [String]]>([:])
     private let hits = Atomic<Int>(0)
     private let misses = Atomic<Int>(0)
 
@@ -172,6 +175,43 @@ public final class ImageCatalog: Sendable {
             return nil
         }
         return p
+    }
+
+    /// The oldest operation still running after `threshold` on `name` or on a file last opened below it
+    /// (a backing layer or data file of its chain), with the name of the file it is on. Nil when none.
+    public func chainStall(named name: String, after threshold: Duration) -> (file: String, pending: ReadActivity.Pending)? {
+        if let p = stall(named: name, after: threshold) { return (name, p) }
+        for file in chainFiles.withLock({ $0[name] ?? [] }) {
+            if let p = stall(named: file, after: threshold) { return (file, p) }
+        }
+        return nil
+    }
+
+    /// The oldest operation in progress on `name` or, when `chain`, on a file last opened below it,
+    /// with the name of the file it is on. Nil when nothing is being read.
+    public func pendingRead(named name: String, chain: Bool) -> (file: String, pending: ReadActivity.Pending)? {
+        var files = [name]
+        if chain { files += chainFiles.withLock { $0[name] ?? [] } }
+        let found = files.compactMap { f in activities.withLock { $0[f] }?.pending.map { (file: f, pending: $0) } }
+        return found.min { $0.pending.since < $1.pending.since }
+    }
+
+    /// Starts a new record of the files opened below `image` (its chain is being followed again).
+    func beginChainFiles(of image: String) {
+        chainFiles.withLock { c in
+            // Names come from image files; past this many images, the records start over.
+            if c.count >= 65_536 && c[image] == nil { c = [:] }
+            c[image] = []
+        }
+    }
+
+    /// Records that `file` was opened below `image` while following its chain.
+    func noteChainFile(_ file: String, below image: String) {
+        chainFiles.withLock { c in
+            guard var list = c[image], !list.contains(file), list.count <= 2 * ImageChain.depthLimit + 2 else { return }
+            list.append(file)
+            c[image] = list
+        }
     }
 
     /// The parsed image called `name`, from the cache when the file has not changed.

@@ -24,15 +24,25 @@ extension API {
             return answer(respond(request, target))
         }
         let image = String(decoding: PercentEncoding.decode(match.rawImage) ?? [], as: UTF8.self)
-        if !image.isEmpty, let pending = catalog.stall(named: image, after: io.stallAfter) {
-            return answer(finish(Problem.imageStalled(image: image, pending: pending, retryAfter: io.timeout), path, match.route))
+        // The map, the chain and the allocation read the backing files too: their stalls count.
+        let chain = match.route.readsBackingChain
+        if !image.isEmpty {
+            let stalled =
+                chain
+                ? catalog.chainStall(named: image, after: io.stallAfter)
+                : catalog.stall(named: image, after: io.stallAfter).map { (file: image, pending: $0) }
+            if let stalled {
+                let problem = Problem.imageStalled(image: image, file: stalled.file, pending: stalled.pending, retryAfter: io.timeout)
+                return answer(finish(problem, path, match.route))
+            }
         }
         let delivery = Delivery(answer)
         let timeout = io.timeout
         let deadline = io.deadlines.add(after: timeout) {
-            let pending = image.isEmpty ? nil : self.catalog.activity(named: image).pending
+            let read = image.isEmpty ? nil : self.catalog.pendingRead(named: image, chain: chain)
             let who = image.isEmpty ? "the images directory" : image
-            delivery.deliver(self.finish(Problem.ioTimeout(image: who, pending: pending, timeout: timeout), path, match.route))
+            let problem = Problem.ioTimeout(image: who, file: read?.file ?? who, pending: read?.pending, timeout: timeout)
+            delivery.deliver(self.finish(problem, path, match.route))
         }
         let pool = match.route.id == .images || match.route.id == .metrics ? io.coordinator : io.executor
         let submitted = pool.submit {

@@ -113,39 +113,42 @@ public struct Problem: Error, Sendable {
     }
 
     /// 504: the answer needed a read of `image` that did not return within the I/O deadline.
-    static func ioTimeout(image: String, pending: ReadActivity.Pending?, timeout: Duration) -> Problem {
+    static func ioTimeout(image: String, file: String, pending: ReadActivity.Pending?, timeout: Duration) -> Problem {
         var p = Problem(
             status: 504, slug: "io-timeout", title: "Storage timeout",
-            detail: "reading '\(image)' did not finish within \(Self.seconds(timeout)) (\(Self.describe(pending))); "
+            detail: "reading '\(image)' did not finish within \(Self.seconds(timeout)) (\(Self.describe(pending, image, file))); "
                 + "other images are not affected")
-        p.extra = Self.stallMembers(image, pending)
+        p.extra = Self.stallMembers(image, file, pending)
         p.fields[.cacheControl] = "no-store"
         return p
     }
 
-    /// 503 at once: a read of `image` is stalled, so no further request for it waits (nor takes a thread).
-    static func imageStalled(image: String, pending: ReadActivity.Pending, retryAfter: Duration) -> Problem {
+    /// 503 at once: a read of `image` (or of `file`, a backing or data file below it) is stalled, so no
+    /// further request for it waits (nor takes a thread).
+    static func imageStalled(image: String, file: String, pending: ReadActivity.Pending, retryAfter: Duration) -> Problem {
         var p = Problem(
             status: 503, slug: "image-stalled", title: "Image storage stalled",
-            detail: "a read of '\(image)' is stalled (\(Self.describe(pending))); its requests fail fast until it returns")
-        p.extra = Self.stallMembers(image, pending)
+            detail: "a read of '\(image)' is stalled (\(Self.describe(pending, image, file))); its requests fail fast until it returns")
+        p.extra = Self.stallMembers(image, file, pending)
         p.fields[.retryAfter] = String(max(1, retryAfter.components.seconds))
         p.fields[.cacheControl] = "no-store"
         return p
     }
 
-    /// `image`, `offset` (null while opening), `operation` and `waiting_seconds` of a stall.
-    static func stallMembers(_ image: String, _ pending: ReadActivity.Pending?) -> [(String, JSONValue)] {
+    /// `image`, `file` (when the stall is on a file below it), `offset` (null while opening), `operation`
+    /// and `waiting_seconds` of a stall.
+    static func stallMembers(_ image: String, _ file: String, _ pending: ReadActivity.Pending?) -> [(String, JSONValue)] {
         let waited = pending.map { ContinuousClock.now - $0.since }
-        return [
-            ("image", .string(image)), ("offset", pending?.offset.map { .num($0) } ?? .null),
+        return [("image", .string(image))] + (file == image ? [] : [("file", .string(file))]) + [
+            ("offset", pending?.offset.map { .num($0) } ?? .null),
             ("operation", .string(pending == nil ? "unknown" : pending?.offset == nil ? "open" : "read")),
             ("waiting_seconds", waited.map { .double(Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18) } ?? .null),
         ]
     }
 
-    private static func describe(_ pending: ReadActivity.Pending?) -> String {
+    private static func describe(_ pending: ReadActivity.Pending?, _ image: String, _ file: String) -> String {
         guard let pending else { return "no read in progress is known; the work itself was too slow" }
+        if file != image { return "its backing or data file '\(file)': " + describe(pending, file, file) }
         let waited = Self.seconds(ContinuousClock.now - pending.since)
         if let o = pending.offset { return "a read at file offset \(o) has been waiting \(waited)" }
         return "opening the file has been waiting \(waited)"

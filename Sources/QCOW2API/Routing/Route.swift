@@ -69,6 +69,15 @@ public struct Route: Sendable {
         }
     }
 
+    /// Whether answers read the image's backing files and data files too (the map, the chain and the
+    /// allocation totals): a stalled read on any of them makes these answers of the image stalled.
+    public var readsBackingChain: Bool {
+        switch id {
+        case .map, .chain, .allocation: true
+        default: false
+        }
+    }
+
     /// Declares a route; the pattern is split into segments here.
     init(
         _ id: RouteID, _ pattern: String, paging: PageLimits? = nil, caching: Caching = .imageVersion(keepBody: true),
