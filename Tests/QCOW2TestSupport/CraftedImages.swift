@@ -37,7 +37,7 @@ package enum CraftedImages {
             truncatedHeaderOnly, wrongMagic, version4, clusterBits30, headerLength100, unknownIncompatibleBit,
             hugeBitmapCountPastEOF,
             h1, h2, h3, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19,
-            x1, x2, x3, x4, x5, x6, x7,
+            x1, x2, x3, x4, x5, x6, x7, x8,
             s1, s2, s3, s4, s5, s6,
         ]
     }
@@ -627,6 +627,14 @@ package enum CraftedImages {
         var builder = baseline()
         builder.extensions = [.backingFormat("qcow2")]
         return make("X7-backing-format-without-file", "X7", builder, "backing format 'qcow2', backing_file_offset 0")
+    }
+
+    /// X8: the external data file bit without a data file name extension.
+    package static var x8: CraftedImage {
+        var builder = baseline()
+        builder.incompatibleFeatures = 1 << 2
+        return make("X8-data-file-bit-without-name", "X8", builder,
+            "incompatible bit 2 (external data file), no 0x44415441 extension; QEMU: 'data-file' is required for this image")
     }
 
     // MARK: Snapshot table rules (S)

@@ -14,6 +14,8 @@ struct CraftedRuleTests {
         "H1-cluster-bits-22": ["H10", "H19", "E7"],
         // Without a refcount table every refcount reads as 0.
         "H11-no-refcount-table": ["T5"],
+        // The external data file bit without a data file name: QEMU refuses the image before its snapshots.
+        "H18-snapshot-with-data-file": ["X8"],
     ]
 
     @Test("reports the rule and nothing else of severity error or warning", arguments: ruleCases)
@@ -29,6 +31,19 @@ struct CraftedRuleTests {
         for f in findings where f.code == c.code {
             #expect(!f.message.isEmpty && !f.structure.isEmpty)
         }
+    }
+
+    @Test("qemu-img refuses the X8 image (data file bit, no data file name) as the rule says")
+    func qemuRefusesDataFileBitWithoutName() throws {
+        let factory = try QemuImageFactory(prefix: "qcowscope-x8-")
+        let path = try factory.writeFile("x8.qcow2", bytes: CraftedImages.x8.bytes)
+        // `info` opens without I/O and succeeds; everything that reads (check, map, qemu-io) refuses.
+        for command in [["check"], ["map"]] {
+            let r = try factory.qemuImg(command + ["-f", "qcow2", path], allowFailure: true)
+            #expect(r.status != 0 && r.stderr.contains("'data-file' is required for this image"), "\(command): \(r.stderr)")
+        }
+        let clean = try factory.writeFile("clean.qcow2", bytes: CraftedImages.clean.bytes)
+        #expect(try factory.qemuImg(["check", "-f", "qcow2", clean], allowFailure: true).status == 0)
     }
 
     @Test("the clean baseline has no findings at all")

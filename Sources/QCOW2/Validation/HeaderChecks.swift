@@ -155,6 +155,11 @@ enum HeaderChecks {
                 break
             }
         }
+        if h.incompatibleFeatures & Header.externalDataFileBit != 0 && !seen.contains(HeaderExtension.Kind.dataFile.rawValue) {
+            f.append(
+                Finding(.x8, structure: "header", field: "incompatible_features", value: Hex.string(h.incompatibleFeatures), offset: 72,
+                    message: "external data file bit set but no data file name extension: 'data-file' is required for this image"))
+        }
         if h.cryptMethod == 2 && !seen.contains(HeaderExtension.Kind.cryptoHeader.rawValue) {
             f.append(
                 Finding(.x4, structure: "header", field: "crypt_method", value: "2", offset: 32, message: "Missing CRYPTO header for crypt method 2"))

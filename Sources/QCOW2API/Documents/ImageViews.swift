@@ -258,14 +258,16 @@ public enum ImageViews {
             ("actual_size", .num(file.allocatedBytes)), ("size_bytes", .num(file.size)),
             ("mtime", .string(file.mtimeRFC3339)), ("cluster_size", .num(h.clusterSize)),
             ("compat", .string(h.compat)), ("compression_type", .string(h.compressionTypeName)),
-            ("lazy_refcounts", .bool(h.compatibleFeatures & Header.lazyRefcountsBit != 0)),
+            // Lazy refcounts are a version 3 feature: qemu-img omits them for compat 0.10.
+            ("lazy_refcounts", h.version >= 3 ? .bool(h.compatibleFeatures & Header.lazyRefcountsBit != 0) : .null),
             ("extended_l2", .bool(h.incompatibleFeatures & Header.extendedL2Bit != 0)),
             ("refcount_bits", h.refcountBits.map { .num($0) } ?? .null),
             ("dirty", .bool(h.incompatibleFeatures & Header.dirtyBit != 0)),
             ("corrupt", .bool(h.incompatibleFeatures & Header.corruptBit != 0)),
         ]
         text("backing_file", image.backingFile, into: &o)
-        text("backing_file_format", image.backingFormat, into: &o)
+        // As qemu-img: a backing format extension means nothing without a backing file (X7 reports it).
+        text("backing_file_format", image.backingFile == nil ? nil : image.backingFormat, into: &o)
         o.append(("backing_file_present", backing?.present.map { .bool($0) } ?? .null))
         text("data_file", image.dataFile, into: &o)
         o.append(("data_file_raw", .bool(h.autoclearFeatures & Header.rawExternalDataBit != 0)))

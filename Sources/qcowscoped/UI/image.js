@@ -58,7 +58,7 @@ function summaryFields(s) {
     ["Cluster size", sizeNode(s.cluster_size)],
     ["Compat", s.compat],
     ["Compression", s.compression_type],
-    ["Lazy refcounts", yesNo(s.lazy_refcounts)],
+    ["Lazy refcounts", s.lazy_refcounts === null ? "— (version 2)" : yesNo(s.lazy_refcounts)],
     ["Extended L2", yesNo(s.extended_l2)],
     ["Refcount bits", s.refcount_bits === null ? "—" : int(s.refcount_bits)],
     ["Dirty bit", s.dirty ? badge("dirty", "warn") : "no"],

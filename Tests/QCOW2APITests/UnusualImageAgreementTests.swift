@@ -1,0 +1,56 @@
+import Foundation
+import QCOW2
+import QCOW2API
+import QCOW2TestSupport
+import Testing
+
+/// Agreement with qemu-img on images nobody here made (issue 16): each case compares the summary
+/// with `qemu-img info --output=json` on the same file.
+@Suite("Unusual images agree with qemu-img", .enabled(if: QemuImageFactory.toolsAvailable, "needs qemu-img"))
+struct UnusualImageAgreementTests {
+    /// The daemon's summary and qemu-img's `info` of `name` in `factory`'s directory.
+    static func both(_ factory: QemuImageFactory, _ name: String) throws -> (ours: [String: Any], qemu: [String: Any]) {
+        let api = API(catalog: try ImageCatalog(path: factory.directory), openAPI: Array("openapi: 3.1.0\n".utf8))
+        let r = api.handle(TestRequest(method: "GET", target: "/v1/images/\(name)"))
+        let ours = try #require(try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])
+        return (ours, try factory.infoJSON(name))
+    }
+
+    /// qemu-img's `format-specific.data` object.
+    static func specific(_ info: [String: Any]) -> [String: Any] {
+        (info["format-specific"] as? [String: Any])?["data"] as? [String: Any] ?? [:]
+    }
+
+    @Test("lazy_refcounts is null on v2 images, where qemu-img omits it, and qemu-img's value on v3", arguments: ["0.10", "1.1"])
+    func lazyRefcountsOnlyForVersion3(compat: String) throws {
+        let f = try QemuImageFactory(prefix: "qcowscope-unusual-")
+        defer { f.removeDirectory() }
+        let options = compat == "1.1" ? ["compat=1.1", "lazy_refcounts=on"] : ["compat=0.10"]
+        try f.create("a.qcow2", size: 1 << 20, options: options)
+        let (ours, qemu) = try Self.both(f, "a.qcow2")
+        let theirs = Self.specific(qemu)["lazy-refcounts"] as? Bool
+        #expect(ours["compat"] as? String == compat)
+        if compat == "0.10" {
+            #expect(theirs == nil, "qemu-img: \(Self.specific(qemu))")
+            #expect(ours["lazy_refcounts"] is NSNull, "ours: \(String(describing: ours["lazy_refcounts"]))")
+        } else {
+            #expect(theirs == true)
+            #expect(ours["lazy_refcounts"] as? Bool == true)
+        }
+    }
+
+    @Test("a backing format extension without a backing file: no backing_file_format, as qemu-img shows none", arguments: [2, 3] as [UInt32])
+    func backingFormatWithoutBackingFile(version: UInt32) throws {
+        let f = try QemuImageFactory(prefix: "qcowscope-unusual-")
+        defer { f.removeDirectory() }
+        var builder = ImageBuilder(version: version, clusterBits: 16, size: 1 << 20)
+        builder.extensions = [.backingFormat("qcow2")]
+        try f.writeFile("x.qcow2", bytes: builder.build())
+        let (ours, qemu) = try Self.both(f, "x.qcow2")
+        #expect(qemu["backing-filename-format"] == nil && qemu["backing-filename"] == nil, "qemu-img: \(qemu)")
+        #expect(ours["backing_file"] is NSNull && ours["backing_file_format"] is NSNull, "ours: \(ours)")
+        // The stray extension is still reported.
+        let findings = try ImageValidator.allFindings(QCOW2Image(path: f.path("x.qcow2")))
+        #expect(findings.contains { $0.code == "X7" })
+    }
+}
