@@ -53,4 +53,21 @@ struct UnusualImageAgreementTests {
         let findings = try ImageValidator.allFindings(QCOW2Image(path: f.path("x.qcow2")))
         #expect(findings.contains { $0.code == "X7" })
     }
+
+    @Test("a backslash in a valid UTF-8 name is shown once, as qemu-img shows it")
+    func backslashesAreText() throws {
+        let f = try QemuImageFactory(prefix: "qcowscope-unusual-")
+        defer { f.removeDirectory() }
+        try f.create("b.qcow2", size: 1 << 20, backing: "C:\\images\\base.qcow2", extraArguments: ["-u"])
+        try f.bitmapAdd("b.qcow2", "back\\slash")
+        let (ours, qemu) = try Self.both(f, "b.qcow2")
+        #expect(qemu["backing-filename"] as? String == "C:\\images\\base.qcow2")
+        #expect(ours["backing_file"] as? String == qemu["backing-filename"] as? String, "ours: \(String(describing: ours["backing_file"]))")
+        let theirs = (Self.specific(qemu)["bitmaps"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
+        let mine = (ours["bitmaps"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
+        #expect(theirs == ["back\\slash"])
+        #expect(mine == theirs)
+        // Not valid UTF-8: still lossless, the backslash escaped so that the form reverses.
+        #expect(ByteString([0x61, 0x5c, 0xff]).escaped == "a\\\\\\xff")
+    }
 }

@@ -1,8 +1,8 @@
 /// Bytes from the image that are meant to be text (names, file names), kept losslessly.
 ///
-/// Valid UTF-8 renders as itself. Anything else renders in ``escaped`` form, where each byte
-/// that is not part of valid UTF-8 becomes `\xNN` and a backslash becomes `\\`, so the form
-/// is reversible and never drops a byte; ``hex`` gives the raw bytes.
+/// Valid UTF-8 renders as itself, backslashes included (as qemu-img shows it). Anything else renders
+/// in ``escaped`` form, where each byte that is not part of valid UTF-8 becomes `\xNN` and a
+/// backslash becomes `\\`, so that form is reversible and never drops a byte; ``hex`` gives the raw bytes.
 public struct ByteString: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// The raw bytes.
     public let bytes: [UInt8]
@@ -36,9 +36,10 @@ public struct ByteString: Sendable, Hashable, Comparable, CustomStringConvertibl
         bytes.allSatisfy { $0 >= 0x20 && $0 < 0x7f }
     }
 
-    /// Lossless text: valid UTF-8 sequences as is, `\` as `\\`, every other byte as `\xNN`.
+    /// The text: valid UTF-8 exactly as it is; otherwise lossless, with valid sequences as they are,
+    /// `\` as `\\` and every other byte as `\xNN`.
     public var escaped: String {
-        if let s = utf8, !s.contains("\\") { return s }
+        if let s = utf8 { return s }
         var out = ""
         var i = 0
         while i < bytes.count {
