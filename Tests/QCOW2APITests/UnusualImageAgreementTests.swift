@@ -70,4 +70,23 @@ struct UnusualImageAgreementTests {
         // Not valid UTF-8: still lossless, the backslash escaped so that the form reverses.
         #expect(ByteString([0x61, 0x5c, 0xff]).escaped == "a\\\\\\xff")
     }
+
+    @Test("backing_file_offset inside the header: no extensions are read, as QEMU reads none, and H20 says so")
+    func backingOffsetInsideHeader() throws {
+        let f = try QemuImageFactory(prefix: "qcowscope-unusual-")
+        defer { f.removeDirectory() }
+        try f.create("h.qcow2", size: 1 << 20)
+        try f.bitmapAdd("h.qcow2", "b1")
+        try f.bitmapAdd("h.qcow2", "b2")
+        let before = try Self.both(f, "h.qcow2")
+        #expect(before.ours["bitmaps_total"] as? Int == 2)
+        // backing_file_offset 50, backing_file_size 10: a "name" made of header bytes.
+        try ImagePatch.poke64(f.path("h.qcow2"), 8, 50)
+        try ImagePatch.poke(f.path("h.qcow2"), 16, [0, 0, 0, 10])
+        let (ours, qemu) = try Self.both(f, "h.qcow2")
+        #expect(Self.specific(qemu)["bitmaps"] == nil, "qemu-img: \(Self.specific(qemu))")
+        #expect(ours["bitmaps_total"] as? Int == 0, "ours: \(String(describing: ours["bitmaps_total"]))")
+        let findings = try ImageValidator.allFindings(QCOW2Image(path: f.path("h.qcow2")))
+        #expect(findings.contains { $0.code == "H20" && $0.offset == 8 }, "\(findings.map(\.code))")
+    }
 }

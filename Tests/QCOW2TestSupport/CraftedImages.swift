@@ -36,7 +36,7 @@ package enum CraftedImages {
             nameNotUTF8, nameWithSlash, nameWithMarkup,
             truncatedHeaderOnly, wrongMagic, version4, clusterBits30, headerLength100, unknownIncompatibleBit,
             hugeBitmapCountPastEOF,
-            h1, h2, h3, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19,
+            h1, h2, h3, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20,
             x1, x2, x3, x4, x5, x6, x7, x8,
             s1, s2, s3, s4, s5, s6,
         ]
@@ -627,6 +627,16 @@ package enum CraftedImages {
         var builder = baseline()
         builder.extensions = [.backingFormat("qcow2")]
         return make("X7-backing-format-without-file", "X7", builder, "backing format 'qcow2', backing_file_offset 0")
+    }
+
+    /// H20: backing_file_offset inside the header (no bitmaps, so nothing else depends on the extensions).
+    package static var h20: CraftedImage {
+        var builder = baseline(bitmapCount: 0)
+        builder.backingFile = Array("base.qcow2".utf8)
+        builder.backingFileOffset = 50
+        builder.backingFileSize = 4
+        return make("H20-backing-name-inside-header", "H20", builder,
+            "backing_file_offset 50, size 4 (bytes of the header itself); QEMU reads no extensions")
     }
 
     /// X8: the external data file bit without a data file name extension.

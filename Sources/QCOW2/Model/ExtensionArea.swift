@@ -6,11 +6,14 @@ struct ExtensionArea {
     var end: UInt64 = 0
 
     /// Reads extensions from header_length up to the backing file name or the end of cluster 0.
+    ///
+    /// As QEMU's `qcow2_read_extensions`, the area ends at backing_file_offset whenever that is set,
+    /// so a backing file name inside the header (below header_length) leaves no extensions (H20).
     static func parse(header: Header, source: any ImageSource) throws(QCOW2Error) -> ExtensionArea {
         var area = ExtensionArea()
         let start = header.extensionsStart
         var end = min(header.clusterSize, start +? Limits.maxExtensionArea ?? start)
-        if header.backingFileOffset > start { end = min(end, header.backingFileOffset) }
+        if header.backingFileOffset != 0 { end = max(start, min(end, header.backingFileOffset)) }
         area.end = end
         var pos = start
         // Read the area in one bounded pread (at most the cluster, at most 2 MiB), clipped to the file.

@@ -46,6 +46,9 @@ enum HeaderChecks {
             if h.backingFileOffset > cs {
                 add(.h9, field: "backing_file_offset", value: Hex.string(h.backingFileOffset), offset: 8, message: "backing file name must lie inside cluster 0 (\(cs) bytes)")
             }
+            if h.backingFileOffset < h.extensionsStart {
+                add(.h20, field: "backing_file_offset", value: "\(h.backingFileOffset)", offset: 8, message: "backing file name at \(h.backingFileOffset), inside the header (header_length \(h.headerLength)): QEMU reads no header extensions (no bitmaps, no feature names)")
+            }
             if UInt64(h.backingFileSize) > Limits.maxBackingFileName {
                 add(.h9, field: "backing_file_size", value: "\(h.backingFileSize)", offset: 16, message: "backing file name longer than 1023 bytes")
             } else if let end = h.backingFileOffset +? UInt64(h.backingFileSize), end > min(cs, fileSize) {

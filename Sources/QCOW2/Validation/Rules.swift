@@ -4,7 +4,7 @@
 extension Rule {
     /// Every rule, in documentation order: header, extensions, snapshots, backing chain, cluster mapping, then the bitmap rules of §2.5.
     public static let all: [Rule] = [
-        h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19,
+        h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20,
         x1, x2, x3, x4, x5, x6, x7, x8,
         s1, s2, s3, s4, s5, s6,
         b1, b2, b3, b4, b5, b6,
@@ -130,6 +130,12 @@ extension Rule {
         summary: "The active L1 table and the refcount table must lie inside the file.",
         action: "The file is truncated: copy it again from its source, or restore it from a backup.",
         reference: "qcow2-format.md §1.7, §1.8")
+    /// H20: the backing file name lies after the header, not inside it.
+    public static let h20 = Rule(
+        "H20", .warning, .header,
+        summary: "backing_file_offset, when set, must not lie inside the header (below header_length): QEMU then reads no header extensions.",
+        action: "The image's bitmaps and feature names are invisible to QEMU: set the backing file again with `qemu-img rebase -u -b NAME -F FORMAT` on a copy, or restore the image from a backup.",
+        reference: "qcow2-format.md §1.5, §1.6; QEMU qcow2_do_open, qcow2_read_extensions")
 
     // MARK: Header extensions (X)
 
