@@ -89,4 +89,29 @@ struct UnusualImageAgreementTests {
         let findings = try ImageValidator.allFindings(QCOW2Image(path: f.path("h.qcow2")))
         #expect(findings.contains { $0.code == "H20" && $0.offset == 8 }, "\(findings.map(\.code))")
     }
+
+    @Test("QEMU's 'Header extension too large': an end marker with a huge length, an extension header cut by backing_file_offset", arguments: ["end-marker", "cut-header"])
+    func headerExtensionTooLarge(kind: String) throws {
+        let f = try QemuImageFactory(prefix: "qcowscope-unusual-")
+        defer { f.removeDirectory() }
+        let path = try f.create("e.qcow2", size: 1 << 20)
+        let image = try QCOW2Image(path: path)
+        let marker = try #require(image.extensionsEndMarker)
+        if kind == "end-marker" {
+            try ImagePatch.poke(path, marker + 4, [0xff, 0xff, 0xff, 0xff])
+        } else {
+            // The backing file name starts 4 bytes into the first extension header; its size is 1.
+            try ImagePatch.poke64(path, 8, image.header.extensionsStart + 4)
+            try ImagePatch.poke(path, 16, [0, 0, 0, 1])
+        }
+        let refused = try f.qemuImg(["info", path], allowFailure: true)
+        #expect(refused.status != 0 && refused.stderr.contains("Header extension too large"), "\(refused.stderr)")
+        let findings = try ImageValidator.allFindings(QCOW2Image(path: path))
+        let x1 = findings.filter { $0.code == "X1" }
+        #expect(x1.count == 1 && x1[0].severity == .error && x1[0].message.contains("Header extension too large"), "\(findings.map { "\($0.code) \($0.message)" })")
+        #expect(x1.first?.offset == (kind == "end-marker" ? marker + 4 : image.header.extensionsStart), "\(x1)")
+        // Tolerated and reported: the image is still served.
+        let api = API(catalog: try ImageCatalog(path: f.directory), openAPI: Array("openapi: 3.1.0\n".utf8))
+        #expect(api.handle(TestRequest(method: "GET", target: "/v1/images/e.qcow2")).status == 200)
+    }
 }

@@ -9,6 +9,9 @@ public enum DecodeIssue: Sendable, Hashable {
     /// The extension at `offset` declares data ending at `dataEnd`, past the end of the extension
     /// area (`areaEnd`) or of the file; only the bytes that exist were kept.
     case extensionPastArea(offset: UInt64, magic: UInt32, length: UInt32, dataEnd: UInt64, areaEnd: UInt64)
+    /// An extension header (8 bytes) starts at `offset` but does not fit before the end of the
+    /// extension area (`areaEnd`): QEMU's "Header extension too large".
+    case extensionHeaderCut(offset: UInt64, areaEnd: UInt64)
     /// The bitmap directory starts at or past the end of the file (`fileSize` bytes): nothing was read.
     case bitmapDirectoryStartsPastEnd(directoryOffset: UInt64, fileSize: UInt64)
     /// The bitmap directory ends at `end`, past the end of the file: only the bytes that exist were read.

@@ -23,18 +23,28 @@ struct ExtensionArea {
         func at(_ off: UInt64, _ width: Int) -> UInt64 {
             ByteReader.uint(bytes, at: Int(off - start), width: width)
         }
-        while let next = pos +? 8, next <= readEnd {
+        while pos < end {
+            // QEMU reads an extension header wherever the area has not ended, and refuses one that does not fit.
+            guard let next = pos +? 8, next <= end else {
+                area.issues.append(.extensionHeaderCut(offset: pos, areaEnd: end))
+                break
+            }
+            guard next <= readEnd else { break }  // the file ends first (H-rules report a short file)
             if area.extensions.count >= Limits.maxExtensions {
                 area.issues.append(.tooManyExtensions(offset: pos))
                 break
             }
             let magic = UInt32(truncatingIfNeeded: at(pos, 4))
             let length = UInt32(truncatingIfNeeded: at(pos + 4, 4))
+            let dataEnd = next + UInt64(length)
             if magic == 0 {
+                // QEMU checks the length before it looks at the magic: even the end marker must fit.
+                if dataEnd > end {
+                    area.issues.append(.extensionPastArea(offset: pos, magic: 0, length: length, dataEnd: dataEnd, areaEnd: end))
+                }
                 area.endMarker = pos
                 break
             }
-            let dataEnd = next + UInt64(length)
             var dataCount = UInt64(length)
             if dataEnd > end || dataEnd > readEnd {
                 let avail = readEnd - next

@@ -185,6 +185,10 @@ extension HeaderChecks {
                 f.append(
                     Finding(.x1, structure: "header_extension", field: "length", value: "\(length)", offset: offset + 4,
                         message: "Header extension too large: \(Hex.string(magic)) data would end at \(dataEnd), past the end of the extension area (\(areaEnd))"))
+            case .extensionHeaderCut(let offset, let areaEnd):
+                f.append(
+                    Finding(.x1, structure: "header_extension", field: "magic", offset: offset,
+                        message: "Header extension too large: the 8-byte extension header at \(offset) does not fit before the end of the extension area (\(areaEnd))"))
             default:
                 break
             }
