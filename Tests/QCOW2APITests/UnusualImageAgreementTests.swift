@@ -114,4 +114,22 @@ struct UnusualImageAgreementTests {
         let api = API(catalog: try ImageCatalog(path: f.directory), openAPI: Array("openapi: 3.1.0\n".utf8))
         #expect(api.handle(TestRequest(method: "GET", target: "/v1/images/e.qcow2")).status == 200)
     }
+
+    @Test("a NUL ends a name as in QEMU: backing file 'base\\0junk' is 'base', bitmap 'b\\0t\\x1b' is 'b'; the stored bytes stay in _hex")
+    func nulEndsNames() throws {
+        let f = try QemuImageFactory(prefix: "qcowscope-unusual-")
+        defer { f.removeDirectory() }
+        try f.writeFile("h21.qcow2", bytes: CraftedImages.h21.bytes)
+        try f.writeFile("d16.qcow2", bytes: CraftedImages.d16.bytes)
+        let (backing, qemuBacking) = try Self.both(f, "h21.qcow2")
+        #expect(qemuBacking["backing-filename"] as? String == "base", "qemu-img: \(qemuBacking)")
+        #expect(backing["backing_file"] as? String == "base")
+        #expect(backing["backing_file_hex"] as? String == "62617365006a756e6b")
+        let (bitmaps, qemuBitmaps) = try Self.both(f, "d16.qcow2")
+        let theirs = (Self.specific(qemuBitmaps)["bitmaps"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
+        let mine = bitmaps["bitmaps"] as? [[String: Any]]
+        #expect(theirs == ["b"], "qemu-img: \(Self.specific(qemuBitmaps))")
+        #expect(mine?.compactMap { $0["name"] as? String } == theirs)
+        #expect(mine?.first?["name_hex"] as? String == "6200741b")
+    }
 }

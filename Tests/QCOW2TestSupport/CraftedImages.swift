@@ -31,12 +31,12 @@ package enum CraftedImages {
             clean,
             e1, e2, e3, e4, e5, e6, e7, e8, e9, e10SizeMismatch, e10EntryOverflow, e11More, e11Less, e12,
             d1, d2, d3, d4, d5, d6, d7, d8, d9, d10TableTooSmall, d11TableTooLarge, d12, d13, d14,
-            d15InUseWrongSize,
+            d15InUseWrongSize, d16,
             t1, t2, t3, t4, t5,
             nameNotUTF8, nameWithSlash, nameWithMarkup,
             truncatedHeaderOnly, wrongMagic, version4, clusterBits30, headerLength100, unknownIncompatibleBit,
             hugeBitmapCountPastEOF,
-            h1, h2, h3, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20,
+            h1, h2, h3, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20, h21,
             x1, x2, x3, x4, x5, x6, x7, x8,
             s1, s2, s3, s4, s5, s6,
         ]
@@ -637,6 +637,20 @@ package enum CraftedImages {
         builder.backingFileSize = 4
         return make("H20-backing-name-inside-header", "H20", builder,
             "backing_file_offset 50, size 4 (bytes of the header itself); QEMU reads no extensions")
+    }
+
+    /// H21: a backing file name with a NUL inside (QEMU uses `base`).
+    package static var h21: CraftedImage {
+        var builder = baseline()
+        builder.backingFile = Array("base".utf8) + [0] + Array("junk".utf8)
+        return make("H21-backing-name-with-nul", "H21", builder, "backing file name 'base\\0junk'; QEMU: backing file 'base'")
+    }
+
+    /// D16: a bitmap name with a NUL inside (QEMU shows `b`).
+    package static var d16: CraftedImage {
+        var builder = baseline()
+        builder.bitmaps[0].name = [0x62, 0x00, 0x74, 0x1b]
+        return make("D16-name-with-nul", "D16", builder, "bitmap name 'b\\0t\\x1b' (name_size 4); QEMU lists bitmap 'b'")
     }
 
     /// X8: the external data file bit without a data file name extension.

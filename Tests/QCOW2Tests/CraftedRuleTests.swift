@@ -16,6 +16,8 @@ struct CraftedRuleTests {
         "H11-no-refcount-table": ["T5"],
         // The external data file bit without a data file name: QEMU refuses the image before its snapshots.
         "H18-snapshot-with-data-file": ["X8"],
+        // A backing name read from the header's own bytes starts with a NUL.
+        "H20-backing-name-inside-header": ["H21"],
     ]
 
     @Test("reports the rule and nothing else of severity error or warning", arguments: ruleCases)

@@ -58,6 +58,15 @@ public struct ByteString: Sendable, Hashable, Comparable, CustomStringConvertibl
         return out
     }
 
+    /// The bytes before the first NUL: the name QEMU shows and uses (it keeps names as C strings).
+    public var beforeNUL: ByteString {
+        guard let i = bytes.firstIndex(of: 0) else { return self }
+        return ByteString(Array(bytes[..<i]))
+    }
+
+    /// Whether a NUL byte is stored inside the name.
+    public var containsNUL: Bool { bytes.contains(0) }
+
     /// Lowercase hex of the bytes.
     public var hex: String { Hex.bytes(bytes) }
 

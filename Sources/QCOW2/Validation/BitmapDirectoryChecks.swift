@@ -180,6 +180,10 @@ enum BitmapDirectoryChecks {
         if e.nameSize == 0 {
             add(.d13, field: "name_size", value: "0", offset: o + 18, why: "the name is empty")
         }
+        if e.name.containsNUL {
+            add(.d16, field: "name", value: e.name.hex, offset: o &+ 24 &+ UInt64(e.extraDataSize),
+                why: "the name holds a NUL byte: QEMU shows it as '\(e.name.beforeNUL.escaped)'")
+        }
         if e.padding.contains(where: { $0 != 0 }) {
             let padOff = o + 24 + UInt64(e.extraDataSize) + UInt64(e.nameSize)
             add(.d14, field: "padding", value: Hex.bytes(e.padding), offset: padOff, why: "padding bytes after the name are not zero")

@@ -158,6 +158,11 @@ enum HeaderChecks {
                 break
             }
         }
+        if let b = backingFile, b.containsNUL {
+            f.append(
+                Finding(.h21, structure: "header", field: "backing_file", value: b.hex, offset: h.backingFileOffset,
+                    message: "the backing file name holds a NUL byte: QEMU uses '\(b.beforeNUL.escaped)'"))
+        }
         if h.incompatibleFeatures & Header.externalDataFileBit != 0 && !seen.contains(HeaderExtension.Kind.dataFile.rawValue) {
             f.append(
                 Finding(.x8, structure: "header", field: "incompatible_features", value: Hex.string(h.incompatibleFeatures), offset: 72,

@@ -4,13 +4,13 @@
 extension Rule {
     /// Every rule, in documentation order: header, extensions, snapshots, backing chain, cluster mapping, then the bitmap rules of §2.5.
     public static let all: [Rule] = [
-        h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20,
+        h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20, h21,
         x1, x2, x3, x4, x5, x6, x7, x8,
         s1, s2, s3, s4, s5, s6,
         b1, b2, b3, b4, b5, b6,
         m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11,
         e1, e2, e3, e4, e5, e6, e7, e8, e9, e10, e11, e12,
-        d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11, d12, d13, d14, d15,
+        d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11, d12, d13, d14, d15, d16,
         t1, t2, t3, t4, t5,
     ]
 
@@ -136,6 +136,13 @@ extension Rule {
         summary: "backing_file_offset, when set, must not lie inside the header (below header_length): QEMU then reads no header extensions.",
         action: "The image's bitmaps and feature names are invisible to QEMU: set the backing file again with `qemu-img rebase -u -b NAME -F FORMAT` on a copy, or restore the image from a backup.",
         reference: "qcow2-format.md §1.5, §1.6; QEMU qcow2_do_open, qcow2_read_extensions")
+
+    /// H21: no NUL inside the backing file name.
+    public static let h21 = Rule(
+        "H21", .warning, .header,
+        summary: "The backing file name should not contain a NUL byte: QEMU uses the name up to it.",
+        action: "Set the backing file again with `qemu-img rebase -u -b NAME -F FORMAT` on a copy.",
+        reference: "qcow2-format.md §1.6; QEMU qcow2_do_open (bs->auto_backing_file is a C string)")
 
     // MARK: Header extensions (X)
 
@@ -505,6 +512,13 @@ extension Rule {
         summary: "The bitmap is in use: a writer has it open or crashed; its table and data may be stale (D10/D11 are not checked).",
         action: "Normal while a VM runs; after a crash do not use the bitmap for incremental backups: take a full backup and recreate it.",
         reference: "qcow2-format.md §2.5, §2.6; QEMU load_bitmap")
+
+    /// D16: no NUL inside a bitmap name.
+    public static let d16 = Rule(
+        "D16", .warning, .bitmapDirectory,
+        summary: "A bitmap name should not contain a NUL byte: QEMU shows and finds the bitmap by the name up to it.",
+        action: "Address the bitmap by its stored bytes (`name_hex`); to fix it, remove the bitmap and add it again under a clean name with `qemu-img bitmap`.",
+        reference: "qcow2-format.md §2.2; QEMU bitmap_list_load (names are C strings)")
 
     // MARK: Bitmap tables and data (T)
 

@@ -141,7 +141,8 @@ extension ImageCatalog {
     /// - Returns: its path relative to the directory and its source, or why not ("is missing: …",
     ///   "is not followed: …", "cannot be opened: …").
     func openLayer(_ stored: ByteString, from layerName: String) -> Result<(String, FileImageSource), LayerRefusal> {
-        guard let text = stored.utf8, !text.isEmpty, !text.utf8.contains(0) else {
+        // QEMU uses the name up to its first NUL (H21 reports one).
+        guard let text = stored.beforeNUL.utf8, !text.isEmpty else {
             return .failure("is not followed: the name is empty or not UTF-8 text")
         }
         if text.hasPrefix("json:") || text.contains("://") {

@@ -306,7 +306,8 @@ public final class ImageCatalog: Sendable {
         func notFollowed(_ why: String) -> BackingFileCheck {
             BackingFileCheck(stored: stored, lookedFor: nil, state: .notFollowed(why), stamp: 1)
         }
-        guard let text = stored.utf8, !text.isEmpty, !text.utf8.contains(0) else {
+        // QEMU uses the name up to its first NUL (H21 reports one).
+        guard let text = stored.beforeNUL.utf8, !text.isEmpty else {
             return notFollowed("the name is empty or not UTF-8 text")
         }
         if text.hasPrefix("json:") || text.contains("://") {

@@ -5,14 +5,16 @@ public import QCOW2
 /// One function per view; field names are qcow2.py's where it has one, snake_case otherwise.
 /// Every number is exact (u64 values above 2^53 are printed in full).
 public enum ImageViews {
-    /// A byte string as `name` (lossless escaped text) plus `name_hex` when it is not valid UTF-8.
+    /// A byte string as `name` (its text up to a NUL, as QEMU shows it) plus `name_hex` when it is not
+    /// valid UTF-8 or holds a NUL.
     static func text(_ key: String, _ b: ByteString?, into o: inout [(String, JSONValue)], alwaysHex: Bool = false) {
         guard let b else {
             o.append((key, .null))
             return
         }
-        o.append((key, .string(b.escaped)))
-        if alwaysHex || b.utf8 == nil { o.append((key + "_hex", .string(b.hex))) }
+        // As QEMU shows it: up to the first NUL (D16, H21 report one); the stored bytes are in `_hex` then.
+        o.append((key, .string(b.beforeNUL.escaped)))
+        if alwaysHex || b.utf8 == nil || b.containsNUL { o.append((key + "_hex", .string(b.hex))) }
     }
 
     /// `/v1/images/{image}/header`.
