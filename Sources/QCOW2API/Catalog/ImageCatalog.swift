@@ -61,7 +61,7 @@ public final class ImageCatalog: Sendable {
     /// Allocation totals per chain version, each computed once (see ``allocation(of:)``).
     let allocations = Mutex<[UInt64: Once<AllocationAnswer>]>([:])
     /// The files opened below each image the last time its chain was followed (backing layers and data
-    /// files), by image name: a stall on one of them stalls the image's chain answers (``chainStall(named:after:)``).
+    /// files), by image name: a stall on one of them stalls the image's chain answers (``stall(named:after:chain:)``).
     let chainFiles = Mutex<[String: [String]]>([:])
     private let hits = Atomic<Int>(0)
     private let misses = Atomic<Int>(0)
@@ -177,11 +177,15 @@ public final class ImageCatalog: Sendable {
         return p
     }
 
-    /// The oldest operation still running after `threshold` on `name` or on a file last opened below it
-    /// (a backing layer or data file of its chain), with the name of the file it is on. Nil when none.
-    public func chainStall(named name: String, after threshold: Duration) -> (file: String, pending: ReadActivity.Pending)? {
-        if let p = stall(named: name, after: threshold) { return (name, p) }
-        for file in chainFiles.withLock({ $0[name] ?? [] }) {
+    /// `name`, then, when `chain`, the files last opened below it (its backing layers and data files).
+    private func watchedFiles(_ name: String, chain: Bool) -> [String] {
+        chain ? [name] + chainFiles.withLock { $0[name] ?? [] } : [name]
+    }
+
+    /// The oldest operation still running after `threshold` on `name` or, when `chain`, on a file last
+    /// opened below it, with the name of the file it is on. Nil when none.
+    public func stall(named name: String, after threshold: Duration, chain: Bool) -> (file: String, pending: ReadActivity.Pending)? {
+        for file in watchedFiles(name, chain: chain) {
             if let p = stall(named: file, after: threshold) { return (file, p) }
         }
         return nil
@@ -190,9 +194,9 @@ public final class ImageCatalog: Sendable {
     /// The oldest operation in progress on `name` or, when `chain`, on a file last opened below it,
     /// with the name of the file it is on. Nil when nothing is being read.
     public func pendingRead(named name: String, chain: Bool) -> (file: String, pending: ReadActivity.Pending)? {
-        var files = [name]
-        if chain { files += chainFiles.withLock { $0[name] ?? [] } }
-        let found = files.compactMap { f in activities.withLock { $0[f] }?.pending.map { (file: f, pending: $0) } }
+        let found = watchedFiles(name, chain: chain).compactMap { f in
+            activities.withLock { $0[f] }?.pending.map { (file: f, pending: $0) }
+        }
         return found.min { $0.pending.since < $1.pending.since }
     }
 

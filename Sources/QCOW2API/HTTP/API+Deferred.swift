@@ -26,15 +26,9 @@ extension API {
         let image = String(decoding: PercentEncoding.decode(match.rawImage) ?? [], as: UTF8.self)
         // The map, the chain and the allocation read the backing files too: their stalls count.
         let chain = match.route.readsBackingChain
-        if !image.isEmpty {
-            let stalled =
-                chain
-                ? catalog.chainStall(named: image, after: io.stallAfter)
-                : catalog.stall(named: image, after: io.stallAfter).map { (file: image, pending: $0) }
-            if let stalled {
-                let problem = Problem.imageStalled(image: image, file: stalled.file, pending: stalled.pending, retryAfter: io.timeout)
-                return answer(finish(problem, path, match.route))
-            }
+        if !image.isEmpty, let stalled = catalog.stall(named: image, after: io.stallAfter, chain: chain) {
+            let problem = Problem.imageStalled(image: image, file: stalled.file, pending: stalled.pending, retryAfter: io.timeout)
+            return answer(finish(problem, path, match.route))
         }
         let delivery = Delivery(answer)
         let timeout = io.timeout
