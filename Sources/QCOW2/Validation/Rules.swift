@@ -9,6 +9,7 @@ extension Rule {
         s1, s2, s3, s4, s5, s6,
         b1, b2, b3, b4, b5, b6,
         m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11,
+        c1, c2, c3, c4, c5, c6, c7, c8, c9,
         e1, e2, e3, e4, e5, e6, e7, e8, e9, e10, e11, e12,
         d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11, d12, d13, d14, d15, d16,
         t1, t2, t3, t4, t5,
@@ -344,6 +345,63 @@ extension Rule {
         summary: "With an external data file, a cluster's host offset must equal its guest offset.",
         action: "QEMU fails reads there (EIO). Restore the image from a backup.",
         reference: "qcow2-format.md §1.7; QEMU qcow2_get_host_offset")
+
+    // MARK: Refcounts (C): found by the read-only check (`/check`, `qcowscope check`)
+
+    /// C1: no cluster is referenced more often than its refcount says.
+    public static let c1 = Rule(
+        "C1", .error, .refcounts,
+        summary: "A cluster's refcount must not be lower than the number of references to it.",
+        action: "A writer may reuse the cluster and overwrite data: stop writing, repair a copy with `qemu-img check -r all`, or restore from a backup.",
+        reference: "qcow2-format.md §1.8; QEMU compare_refcounts (`ERROR cluster N refcount=R reference=K`)")
+    /// C2: leaked clusters.
+    public static let c2 = Rule(
+        "C2", .warning, .refcounts,
+        summary: "A cluster's refcount should not be higher than the number of references to it (a leaked cluster).",
+        action: "Wasted space, no harm to data; `qemu-img check -r leaks` on the image (no writer present) frees it.",
+        reference: "qcow2-format.md §1.8; QEMU compare_refcounts (`Leaked cluster N refcount=R reference=K`)")
+    /// C3: the copied flag says refcount 1.
+    public static let c3 = Rule(
+        "C3", .error, .refcounts,
+        summary: "The copied flag (bit 63) of an L1 or active L2 entry must be set exactly when the cluster's refcount is 1.",
+        action: "Writes may go to a shared cluster or copy needlessly: repair a copy with `qemu-img check -r all`.",
+        reference: "qcow2-format.md §1.7, §1.8; QEMU check_oflag_copied")
+    /// C4: references stay inside the file.
+    public static let c4 = Rule(
+        "C4", .error, .refcounts,
+        summary: "A referenced range must not end one cluster or more past the end of the file.",
+        action: "The file was truncated or an entry is damaged; what lies there reads as zeros. Restore the image from a backup.",
+        reference: "qcow2-format.md §1.8; QEMU qcow2_inc_refcounts_imrt")
+    /// C5: refcounts do not overflow.
+    public static let c5 = Rule(
+        "C5", .error, .refcounts,
+        summary: "A cluster must not be referenced more often than refcount_bits can count.",
+        action: "Raise the width with `qemu-img amend -o refcount_bits=16` on a copy, or `qemu-img convert` to a clean copy.",
+        reference: "qcow2-format.md §1.8; QEMU qcow2_inc_refcounts_imrt (`ERROR: overflow cluster`)")
+    /// C6: refcount table entries and refcount blocks.
+    public static let c6 = Rule(
+        "C6", .error, .refcounts,
+        summary: "A refcount table entry must have reserved bits 0-8 clear and point at a cluster-aligned refcount block inside the file, referenced once.",
+        action: "The refcount structure is damaged: rebuild it on a copy with `qemu-img check -r all`.",
+        reference: "qcow2-format.md §1.8; QEMU check_refblocks")
+    /// C7: every refcount can be read.
+    public static let c7 = Rule(
+        "C7", .error, .refcounts,
+        summary: "Every cluster's refcount must be readable (its refcount block cluster aligned and readable).",
+        action: "`qemu-img check` counts an internal error per cluster; rebuild the refcounts on a copy with `qemu-img check -r all`.",
+        reference: "qcow2-format.md §1.8; QEMU qcow2_get_refcount (`Can't get refcount for cluster N`)")
+    /// C8: no internal snapshots with an external data file.
+    public static let c8 = Rule(
+        "C8", .error, .snapshotTable,
+        summary: "An image with an external data file must not have internal snapshots.",
+        action: "QEMU never writes this; delete the snapshots with `qemu-img snapshot -d` on a copy.",
+        reference: "qcow2-format.md §1.9; QEMU calculate_refcounts")
+    /// C9: the check ran to the end.
+    public static let c9 = Rule(
+        "C9", .error, .refcounts,
+        summary: "The refcount check must be able to read every table it needs, within its memory limit.",
+        action: "Read the message: raise `--check-memory`, fix the storage, or restore the image; `qemu-img check` fails on it too (`Check failed`).",
+        reference: "QEMU qcow2_check_refcounts, qcow2_check_read_snapshot_table")
 
     // MARK: Bitmaps extension (E)
 

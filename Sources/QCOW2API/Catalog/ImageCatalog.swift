@@ -63,6 +63,8 @@ public final class ImageCatalog: Sendable {
     /// The files opened below each image the last time its chain was followed (backing layers and data
     /// files), by image name: a stall on one of them stalls the image's chain answers (``stall(named:after:chain:)``).
     let chainFiles = Mutex<[String: [String]]>([:])
+    /// The refcount checks of the images and their last verdicts.
+    public let checks = CheckRunner()
     private let hits = Atomic<Int>(0)
     private let misses = Atomic<Int>(0)
 

@@ -137,6 +137,8 @@ public struct Documents: Sendable {
             }
             plan.version = chain.version
             return plan
+        case .check:
+            return try checkPlan(entry, locks: locks)
         case .root, .ui, .health, .metrics, .openapi, .images:
             throw .unavailable("\(RouteTable.route(route).pattern) is not a document about one image")
         }

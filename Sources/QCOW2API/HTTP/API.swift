@@ -239,7 +239,8 @@ public final class API: Sendable {
                 return .success(
                     .init(
                         body: JSONWriter(style: .compact).bytes(doc.value) + [0x0a], link: Self.link(base, doc.next),
-                        cacheable: entry.activity?.failureCount == failures))
+                        cacheable: entry.activity?.failureCount == failures && doc.retryAfter == nil,
+                        retryAfter: doc.retryAfter))
             } catch {
                 return .failure(Problem(error))
             }
@@ -251,6 +252,13 @@ public final class API: Sendable {
         case .success(let r):
             fields[.contentType] = "application/json"
             if let link = r.link { fields[.link] = link }
+            if let retry = r.retryAfter {
+                // Not final (a check still running): no validator, not stored, ask again later.
+                fields[.eTag] = nil
+                fields[.cacheControl] = "no-store"
+                fields[.retryAfter] = String(retry)
+                return Response(head: HTTPResponse(status: .accepted, headerFields: fields), body: r.body)
+            }
             return Response(head: HTTPResponse(status: .ok, headerFields: fields), body: r.body)
         case .failure(let p):
             return p.response(instance: path)

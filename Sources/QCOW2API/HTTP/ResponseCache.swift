@@ -12,6 +12,8 @@ final class ResponseCache: Sendable {
         var link: String?
         /// False when a read failed while rendering: answered, but not kept.
         var cacheable = true
+        /// Set for an answer that is not final (`202 Accepted`): never kept, no validator.
+        var retryAfter: Int? = nil
     }
 
     /// Bodies larger than this are rendered each time and never kept.

@@ -44,4 +44,6 @@ public enum RouteID: String, Sendable, Hashable, CaseIterable {
     case chain
     /// `/v1/images/{image}/allocation`
     case allocation
+    /// `/v1/images/{image}/check`: the read-only refcount check (202 while it runs).
+    case check
 }

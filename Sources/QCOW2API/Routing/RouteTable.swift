@@ -24,6 +24,7 @@ public enum RouteTable {
         Route(.map, "/v1/images/{image}/map", paging: PageLimits(default: 1000, maximum: 10000), caching: .imageVersion(keepBody: false)),
         Route(.chain, "/v1/images/{image}/chain", probesLocks: true),
         Route(.allocation, "/v1/images/{image}/allocation"),
+        Route(.check, "/v1/images/{image}/check", caching: .imageVersion(keepBody: false), probesLocks: true),
         Route(.metrics, "/metrics", caching: .noStore, access: .metrics, documented: false),
         Route(.root, "/", caching: .revalidate, access: .open, documented: false),
         Route(.ui, "/ui/{asset}", caching: .content, access: .open, documented: false),
