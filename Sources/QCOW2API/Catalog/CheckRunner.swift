@@ -20,6 +20,7 @@ public final class CheckRunner: Sendable {
         public let startedAt: Int64
         private let started = ContinuousClock.now
         private let state = Mutex<State>(.running(done: 0, total: 0))
+        private let merged = Once<FindingIndex>()
 
         enum State {
             case running(done: UInt64, total: UInt64)
@@ -63,6 +64,13 @@ public final class CheckRunner: Sendable {
                 report: report, file: file, checkedAt: now.seconds, checkedAtNanoseconds: now.nanoseconds,
                 durationMilliseconds: ms, writerPresent: writerPresent)
             state.withLock { $0 = .finished(o) }
+        }
+
+        /// `base` (the image's other findings) with the problems this finished check found, indexed once;
+        /// `base` itself while the check runs, or when a writer held the image (its figures are unreliable).
+        public func findings(merging base: FindingIndex) -> FindingIndex {
+            guard let o = outcome, o.state != "busy", !o.report.problems.isEmpty else { return base }
+            return merged.value { FindingIndex(base.sorted + o.report.problems) }
         }
 
         /// Waits until the check finishes or `timeout` passes; the outcome, nil when still running.
@@ -138,6 +146,12 @@ public final class CheckRunner: Sendable {
     /// The last finished check of image `name`, whatever version it was for (nil: never checked).
     public func lastOutcome(named name: String) -> CheckOutcome? {
         jobs.withLock { $0[name] }?.outcome
+    }
+
+    /// The job of `entry`'s file version of image `name`, if one was started.
+    public func job(of entry: ImageEntry, named name: String) -> Job? {
+        guard let j = jobs.withLock({ $0[name] }), j.file.sameVersion(as: entry.file) else { return nil }
+        return j
     }
 
     /// The job of image `name`, running or finished, whatever version it is for.

@@ -51,19 +51,31 @@ public struct Documents: Sendable {
         func plan(_ body: @escaping @Sendable () throws(DocumentError) -> Document) -> Plan { Plan(render: body) }
         switch route {
         case .summary:
-            return plan { () throws(DocumentError) in
-                Document(
+            let job = catalog.checks.job(of: entry, named: name)
+            let outcome = job?.outcome
+            var p = plan { () throws(DocumentError) in
+                var doc = Document(
                     ImageViews.summary(
-                        image, file: entry.file, findings: entry.findingIndex, dirty: entry.dirtyCount, locks: locks,
-                        backing: entry.backing))
+                        image, file: entry.file, findings: job?.findings(merging: entry.findingIndex) ?? entry.findingIndex,
+                        dirty: entry.dirtyCount, locks: locks, backing: entry.backing))
+                doc.value.set("check", ImageViews.checkState(outcome))
+                return doc
             }
+            p.version = outcome == nil ? 0 : 1
+            return p
         case .header: return plan { () throws(DocumentError) in Document(ImageViews.header(image)) }
         case .extensions: return plan { () throws(DocumentError) in Document(ImageViews.extensions(image)) }
         case .findings:
             let paging = Self.paging(route)
             let limit = try p.limit(paging)
             let cursor = try p.integer("cursor", default: 0, range: 0...UInt64(Int64.max))
-            return plan { () throws(DocumentError) in Self.findingsPage(entry, limit: limit, cursor: cursor) }
+            let job = catalog.checks.job(of: entry, named: name)
+            let checked = job?.outcome != nil
+            var p = plan { () throws(DocumentError) in
+                Self.findingsPage(entry, job?.findings(merging: entry.findingIndex) ?? entry.findingIndex, limit: limit, cursor: cursor)
+            }
+            p.version = checked ? 1 : 0
+            return p
         case .locks:
             guard let locks else { throw .unavailable("the lock state was not probed") }
             return plan { () throws(DocumentError) in Document(ImageViews.locks(locks, image: name)) }
@@ -191,8 +203,7 @@ public struct Documents: Sendable {
     }
 
     /// `/v1/images/{image}/findings`: one page, with the counts by severity and by code of them all.
-    static func findingsPage(_ entry: ImageEntry, limit: UInt64, cursor: UInt64) -> Document {
-        let index = entry.findingIndex
+    static func findingsPage(_ entry: ImageEntry, _ index: FindingIndex, limit: UInt64, cursor: UInt64) -> Document {
         let all = index.sorted
         // A cursor at or past the end is an empty last page (the total can shrink when the file changes).
         let start = Int(clamping: min(cursor, UInt64(all.count)))
@@ -453,12 +464,15 @@ public struct Documents: Sendable {
     public func listItem(_ name: String) -> JSONValue {
         do {
             let e = try catalog.image(named: name)
-            let f = e.findingIndex
+            let job = catalog.checks.job(of: e, named: name)
+            let f = job?.findings(merging: e.findingIndex) ?? e.findingIndex
+            let outcome = job?.outcome
+            let status = outcome?.state == "corrupt" ? "errors" : f.hasSerious ? "findings" : "ok"
             return .obj([
                 "name": .string(name), "size_bytes": .num(e.file.size), "mtime": .string(e.file.mtimeRFC3339),
                 "virtual_size": .num(e.image.header.size), "bitmaps": .num(e.image.bitmaps.count),
-                "status": .string(f.hasSerious ? "findings" : "ok"), "finding_counts": ImageViews.findingCounts(f),
-                "error": .null,
+                "status": .string(status), "finding_counts": ImageViews.findingCounts(f),
+                "check": ImageViews.checkState(outcome), "error": .null,
             ])
         } catch {
             let info = try? catalog.fileInfo(named: name)

@@ -213,6 +213,20 @@ public enum ImageViews {
         ])
     }
 
+    /// The check verdict the listing and the summary carry: `{state, checked_at, check_errors, corruptions,
+    /// leaks}`; `pending` with nulls when this file version was not checked yet.
+    public static func checkState(_ outcome: CheckOutcome?) -> JSONValue {
+        guard let o = outcome else {
+            return .obj([
+                "state": .string("pending"), "checked_at": .null, "check_errors": .null, "corruptions": .null, "leaks": .null,
+            ])
+        }
+        return .obj([
+            "state": .string(o.state), "checked_at": .string(Timestamp.rfc3339(seconds: o.checkedAt)),
+            "check_errors": .num(o.report.checkErrors), "corruptions": .num(o.report.corruptions), "leaks": .num(o.report.leaks),
+        ])
+    }
+
     /// Counts of findings by severity: `{error, warning, info}`.
     public static func findingCounts(_ index: FindingIndex) -> JSONValue {
         .object(Finding.Severity.allCases.map { s in (s.rawValue, .num(index.count(s))) })
