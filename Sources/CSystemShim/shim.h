@@ -81,6 +81,27 @@ static inline int css_lower_thread_priority(int nice) {
 #endif
 }
 
+/// Puts the calling thread's I/O in the idle class (ioprio_set IOPRIO_WHO_PROCESS with who 0: this
+/// thread), so its reads are served only when no other I/O waits. Returns 0, or -1 with errno.
+static inline int css_ioprio_idle_thread(void) {
+#if defined(__linux__) && defined(SYS_ioprio_set)
+    return (int)syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, 3 << 13 /* IOPRIO_CLASS_IDLE */);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+/// The calling thread's I/O priority (ioprio_get for this thread): class in bits 13-15; -1 on error.
+static inline int css_ioprio_get_thread(void) {
+#if defined(__linux__) && defined(SYS_ioprio_get)
+    return (int)syscall(SYS_ioprio_get, 1, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
 /// The number of CPUs this process may run on (its affinity mask, as taskset or a cgroup cpuset set
 /// it), read with the raw sched_getaffinity system call; 0 when it cannot be read.
 static inline int css_affinity_cpu_count(void) {

@@ -9,7 +9,7 @@ import Glibc
 ///
 /// Keys: `images`, `listen` (array of `HOST:PORT`), `log_level`, `threads`, `connection_limit`,
 /// `per_ip_connection_limit`, `connection_timeout`, `tls_cert`, `tls_key`, `token_file`, `open_health`,
-/// `open_metrics`, `insecure_no_auth`, `metrics_max_images`, `io_timeout`, `io_threads`. `null` counts as absent. See `deploy/qcowscoped.json`.
+/// `open_metrics`, `insecure_no_auth`, `metrics_max_images`, `io_timeout`, `io_threads`, `check_memory`, `scrub`, `scrub_rate`. `null` counts as absent. See `deploy/qcowscoped.json`.
 struct ConfigFile: Decodable, Equatable {
     /// `images`: the images directory.
     var images: String?
@@ -43,12 +43,18 @@ struct ConfigFile: Decodable, Equatable {
     var ioTimeout: Double?
     /// `io_threads`: worker threads for file reads and parsing.
     var ioThreads: Int?
+    /// `check_memory`: MiB of counters one refcount check may use.
+    var checkMemory: Int?
+    /// `scrub`: whether the background scrubber checks every image (`true` by default).
+    var scrub: Bool?
+    /// `scrub_rate`: bytes of metadata per second the scrubber reads at most; 0 means no limit.
+    var scrubRate: Int?
 
     /// The keys the file may contain, in documentation order.
     static let knownKeys = [
         "images", "listen", "log_level", "threads", "connection_limit", "per_ip_connection_limit",
         "connection_timeout", "tls_cert", "tls_key", "token_file", "open_health", "open_metrics",
-        "insecure_no_auth", "metrics_max_images", "io_timeout", "io_threads",
+        "insecure_no_auth", "metrics_max_images", "io_timeout", "io_threads", "check_memory", "scrub", "scrub_rate",
     ]
 
     /// A coding key for any string, so unknown keys can be found.
@@ -85,6 +91,9 @@ struct ConfigFile: Decodable, Equatable {
         metricsMaxImages = try container.decodeIfPresent(Int.self, forKey: Key(stringValue: "metrics_max_images"))
         ioTimeout = try container.decodeIfPresent(Double.self, forKey: Key(stringValue: "io_timeout"))
         ioThreads = try container.decodeIfPresent(Int.self, forKey: Key(stringValue: "io_threads"))
+        checkMemory = try container.decodeIfPresent(Int.self, forKey: Key(stringValue: "check_memory"))
+        scrub = try container.decodeIfPresent(Bool.self, forKey: Key(stringValue: "scrub"))
+        scrubRate = try container.decodeIfPresent(Int.self, forKey: Key(stringValue: "scrub_rate"))
     }
 
     /// Reads and decodes the file at `path`.

@@ -83,6 +83,24 @@ struct DaemonCommand: ParsableCommand {
         help: "Worker threads for file reads and parsing; stalled ones are replaced, up to 8 times as many (default: twice the CPUs it may run on, at least 2).")
     var ioThreads: Int?
 
+    @Option(
+        name: .customLong("check-memory"),
+        help: "MiB of counters one refcount check may use (2 bytes per host cluster; default 256: files of up to 128M clusters).")
+    var checkMemory: Int?
+
+    /// `--scrub on|off`.
+    enum Switch: String, ExpressibleByArgument, Sendable {
+        case on, off
+    }
+
+    @Option(name: .long, help: "Check every image in the background and keep its verdict current: on or off (default on).")
+    var scrub: Switch?
+
+    @Option(
+        name: .customLong("scrub-rate"),
+        help: "Bytes of metadata per second the scrubber reads at most; 0 means no limit (default 33554432: 32 MiB/s).")
+    var scrubRate: Int?
+
     /// How long in-flight requests may take to finish after SIGTERM or SIGINT.
     static let shutdownGracePeriod = Duration.seconds(10)
 
@@ -136,8 +154,19 @@ struct DaemonCommand: ParsableCommand {
         let executor = IOExecutor(
             threads: configuration.ioThreads, maxThreads: configuration.ioThreads * 8, stuckAfter: configuration.ioTimeout)
         let io = IOPolicy(executor: executor, timeout: configuration.ioTimeout)
+        // Checks asked for over HTTP run on a pool of their own (they can take long: never on the
+        // threads that answer requests); the scrubber runs its checks on its own thread.
+        let checkPool = IOExecutor(threads: 1, maxThreads: 4, stuckAfter: .seconds(60), maxQueued: 64)
+        var checkOptions = CheckOptions()
+        checkOptions.memoryLimit = configuration.checkMemory
+        catalog.checks.configure(launch: { checkPool.submit($0) }, options: checkOptions)
+        var scrubSettings = Scrubber.Settings()
+        scrubSettings.rate = configuration.scrubRate
+        scrubSettings.options = checkOptions
+        let scrubber = configuration.scrub ? Scrubber(catalog: catalog, settings: scrubSettings) : nil
         let metrics = DaemonMetrics(
-            catalog: catalog, tls: configuration.tlsFiles != nil, maxImages: configuration.metricsMaxImages, io: io)
+            catalog: catalog, tls: configuration.tlsFiles != nil, maxImages: configuration.metricsMaxImages, io: io,
+            scrubber: scrubber)
         let access = configuration.token.map { token in
             API.AccessPolicy(
                 accepts: { token.accepts(authorization: $0) }, openHealth: configuration.openHealth,
@@ -156,11 +185,13 @@ struct DaemonCommand: ParsableCommand {
         } catch {
             throw StartupError(error.description)
         }
+        scrubber?.start()
         let signal = DaemonRuntime(
             server: server, configuration: configuration, notifier: notifier, logger: logger,
             drainTimeout: Self.shutdownGracePeriod
         ).run()
         logger.notice("received \(signal): finishing requests in flight, then stopping")
+        scrubber?.stop()
         if !server.shutdown(gracePeriod: Self.shutdownGracePeriod) {
             logger.warning("requests still in flight after \(Self.shutdownGracePeriod) were abandoned")
         }

@@ -1,6 +1,7 @@
 import Glibc
 import Logging
 import MicroHTTPD
+import QCOW2
 import QCOW2API
 
 /// The daemon's settings after merging command line, config file and defaults, all checked.
@@ -30,6 +31,12 @@ struct DaemonConfiguration {
     var ioTimeout: Duration
     /// Worker threads for file reads and parsing.
     var ioThreads: Int
+    /// Bytes of counters one refcount check may use.
+    var checkMemory: UInt64
+    /// Whether the background scrubber runs.
+    var scrub: Bool
+    /// Bytes of metadata per second the scrubber reads at most (0: no limit).
+    var scrubRate: UInt64
     /// Whether the sockets came from systemd (`LISTEN_FDS`), in which case `listen` was ignored.
     var socketActivated: Bool { !server.listenDescriptors.isEmpty }
 
@@ -49,6 +56,9 @@ struct DaemonConfiguration {
         static let metricsMaxImages = 1000
         static let ioTimeout = 5.0
         static var ioThreads: Int { IOExecutor.defaultThreads }
+        static let checkMemory = Int(CheckOptions.defaultMemoryLimit >> 20)
+        static let scrub = true
+        static let scrubRate = Int(Scrubber.Settings.defaultRate)
     }
 
     /// Merges the command line over the config file over the defaults, and checks every value.
@@ -115,6 +125,9 @@ struct DaemonConfiguration {
             throw StartupError("invalid io timeout \(ioSeconds) (expected 0.1 to 3600 seconds)")
         }
         let ioThreads = try checked(command.ioThreads ?? file.ioThreads ?? Defaults.ioThreads, "io threads", 1...256)
+        let checkMemory = try checked(command.checkMemory ?? file.checkMemory ?? Defaults.checkMemory, "check memory (MiB)", 1...1_048_576)
+        let scrubRate = try checked(command.scrubRate ?? file.scrubRate ?? Defaults.scrubRate, "scrub rate (bytes per second)", 0...Int.max)
+        let scrub = command.scrub.map { $0 == .on } ?? file.scrub ?? Defaults.scrub
 
         var exposed = addresses.filter { !$0.isLoopback }.map(\.description)
         for fd in descriptors {
@@ -152,7 +165,8 @@ struct DaemonConfiguration {
             openHealth: command.openHealth || (file.openHealth ?? Defaults.openHealth),
             openMetrics: command.openMetrics || (file.openMetrics ?? Defaults.openMetrics),
             insecureNoAuth: insecureNoAuth, metricsMaxImages: metricsMaxImages,
-            ioTimeout: .milliseconds(Int((ioSeconds * 1000).rounded())), ioThreads: ioThreads)
+            ioTimeout: .milliseconds(Int((ioSeconds * 1000).rounded())), ioThreads: ioThreads,
+            checkMemory: UInt64(checkMemory) << 20, scrub: scrub, scrubRate: UInt64(scrubRate))
     }
 
     /// Returns `value` if it lies in `range`, else throws naming the setting.

@@ -42,10 +42,16 @@ final class DaemonMetrics: Sendable {
     private let io: IOPolicy?
     /// Requests being answered now (``Service`` brackets every request with begin/end).
     private let inFlight = Atomic<Int>(0)
+    /// The background scrubber, when it runs.
+    private let scrubber: Scrubber?
 
     /// Creates the registry and sets `qcowscope_build_info`.
-    init(catalog: ImageCatalog, tls: Bool, maxImages: Int = ImageMetrics.defaultMaxImages, io: IOPolicy? = nil) {
+    init(
+        catalog: ImageCatalog, tls: Bool, maxImages: Int = ImageMetrics.defaultMaxImages, io: IOPolicy? = nil,
+        scrubber: Scrubber? = nil
+    ) {
         self.catalog = catalog
+        self.scrubber = scrubber
         self.io = io
         self.maxImages = maxImages
         registry = PrometheusCollectorRegistry()
@@ -122,6 +128,28 @@ final class DaemonMetrics: Sendable {
 
                 """
         }
-        return Array((text + executor).utf8) + ImageMetrics.collect(catalog, maxImages: maxImages, io: io)
+        var scrub = ""
+        if let s = scrubber?.stats {
+            scrub = """
+                # HELP qcowscope_scrub_images Images in the directory at the scrubber's last pass, and those whose check verdict is for their current file version.
+                # TYPE qcowscope_scrub_images gauge
+                qcowscope_scrub_images{state="total"} \(s.images)
+                qcowscope_scrub_images{state="current"} \(s.current)
+                # HELP qcowscope_scrub_checks_total Checks the scrubber ran, since start.
+                # TYPE qcowscope_scrub_checks_total counter
+                qcowscope_scrub_checks_total \(s.checks)
+                # HELP qcowscope_scrub_read_bytes_total Metadata bytes the scrubber's checks read, since start.
+                # TYPE qcowscope_scrub_read_bytes_total counter
+                qcowscope_scrub_read_bytes_total \(s.bytesRead)
+                # HELP qcowscope_scrub_passes_total Passes of the scrubber over the images directory, since start.
+                # TYPE qcowscope_scrub_passes_total counter
+                qcowscope_scrub_passes_total \(s.passes)
+                # HELP qcowscope_scrub_busy 1 while the scrubber is checking an image.
+                # TYPE qcowscope_scrub_busy gauge
+                qcowscope_scrub_busy \(s.checking == nil ? 0 : 1)
+
+                """
+        }
+        return Array((text + executor + scrub).utf8) + ImageMetrics.collect(catalog, maxImages: maxImages, io: io)
     }
 }

@@ -67,6 +67,7 @@ enum ImageMetrics {
                 if let lookup {
                     let (entry, allocation) = try lookup.get()
                     status = record(entry, allocation: allocation, image: image, gauge: gauge)
+                    recordCheck(catalog.checks.lastOutcome(named: name), image: image, gauge: gauge)
                 } else {
                     // Not done within the wait: a read of it is stuck, or it is still being parsed.
                     status = io.flatMap { catalog.stall(named: name, after: $0.stallAfter) } != nil ? "stalled" : "pending"
@@ -105,6 +106,23 @@ enum ImageMetrics {
     }
 
     /// Sets the gauges of one readable image and returns its status (`ok` or `findings`).
+    /// The last check verdict of an image (whatever file version it was for; the age tells how old).
+    private static func recordCheck(
+        _ outcome: CheckOutcome?, image: [(String, String)], gauge: (String, String, [(String, String)]) -> Gauge
+    ) {
+        guard let o = outcome else { return }
+        gauge("image_check_corruptions", "Corruptions the last refcount check found (as qemu-img check counts them).", image)
+            .set(Int64(clamping: o.report.corruptions))
+        gauge("image_check_leaks", "Leaked clusters the last refcount check found.", image).set(Int64(clamping: o.report.leaks))
+        gauge("image_check_errors", "Internal errors of the last refcount check (unreadable refcounts, a check that could not finish).", image)
+            .set(Int64(clamping: o.report.checkErrors + (o.report.incomplete == nil ? 0 : 1)))
+        gauge("image_check_busy", "1 when a writer held the image during the last check (its figures are unreliable).", image)
+            .set(Int64(o.state == "busy" ? 1 : 0))
+        let age = ContinuousClock.now - o.finished
+        gauge("image_check_age_seconds", "Seconds since the last refcount check of the image finished.", image)
+            .set(Int64(age.components.seconds))
+    }
+
     private static func record(
         _ entry: ImageEntry, allocation: AllocationAnswer, image: [(String, String)],
         gauge: (String, String, [(String, String)]) -> Gauge

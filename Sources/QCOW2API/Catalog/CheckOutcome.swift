@@ -14,6 +14,8 @@ public struct CheckOutcome: Sendable {
     public var durationMilliseconds: Int64
     /// Whether a writer held the image when the check was asked for (nil: unknown).
     public var writerPresent: Bool?
+    /// When the check finished, on the monotonic clock (for ages).
+    public var finished: ContinuousClock.Instant
 
     /// The verdict: `busy` when a writer held the image (its figures are unreliable), else the report's.
     public var state: String {

@@ -62,7 +62,7 @@ public final class CheckRunner: Sendable {
             let now = CheckRunner.wallClock()
             let o = CheckOutcome(
                 report: report, file: file, checkedAt: now.seconds, checkedAtNanoseconds: now.nanoseconds,
-                durationMilliseconds: ms, writerPresent: writerPresent)
+                durationMilliseconds: ms, writerPresent: writerPresent, finished: ContinuousClock.now)
             state.withLock { $0 = .finished(o) }
         }
 
@@ -112,9 +112,17 @@ public final class CheckRunner: Sendable {
     /// started now. `writerPresent` is what a lock probe said when the request came.
     ///
     /// Returns nil when the check could not be started (the pool refused it: overloaded).
-    public func job(for entry: ImageEntry, named name: String, writerPresent: Bool?, options extra: CheckOptions? = nil) -> Job? {
+    ///
+    /// - Parameters:
+    ///   - options: the check's options instead of the configured ones (the scrubber's pacing).
+    ///   - inline: run on the calling thread instead of the launcher's (the scrubber's own thread).
+    ///   - again: check again even when this version has a finished check (a running one is still joined).
+    public func job(
+        for entry: ImageEntry, named name: String, writerPresent: Bool?, options extra: CheckOptions? = nil,
+        inline: Bool = false, again: Bool = false
+    ) -> Job? {
         let (job, isNew) = jobs.withLock { jobs -> (Job, Bool) in
-            if let j = jobs[name], j.file.sameVersion(as: entry.file) { return (j, false) }
+            if let j = jobs[name], j.file.sameVersion(as: entry.file), !again || j.outcome == nil { return (j, false) }
             let j = Job(file: entry.file)
             jobs[name] = j
             return (j, true)
@@ -132,7 +140,7 @@ public final class CheckRunner: Sendable {
             let report = entry.watchingFailures { ImageCheck.run(entry.image, options: options) }
             job.finish(report, writerPresent: writerPresent)
         }
-        if let launch {
+        if let launch, !inline {
             if !launch(work) {
                 jobs.withLock { if $0[name] === job { $0[name] = nil } }
                 return nil
