@@ -39,6 +39,10 @@ public struct ImageCheck {
     /// The references found, for clusters `0...clusters`; ``foundCount`` of them are in use.
     private var found = ClusterCounts(count: 0)
     private var foundCount = 0
+    /// Counter pages each of ``stored`` and ``found`` may allocate (``CheckOptions/memoryLimit``).
+    private var pageLimit = 0
+    /// Set by ``count(_:_:_:offset:)`` when a counter page could not be allocated; checked after each table.
+    private var memoryExceeded = false
 
     private struct Snapshot {
         var l1Offset: UInt64
@@ -109,11 +113,9 @@ public struct ImageCheck {
             report.checkErrors += 1
             throw Stop(message: "the file has \(n) clusters, more than 2^31 - 1: qemu-img check fails with `File too large`")
         }
-        let memory = (n + 1) * 2
-        guard memory <= options.memoryLimit else {
-            throw Stop(message: "checking needs \(memory >> 20) MiB of counters (2 bytes for each of \(n) clusters), above the limit of \(options.memoryLimit >> 20) MiB (--check-memory)")
-        }
         clusters = Int(n)
+        // Counters come in pages of 64 Ki clusters, two arrays of them: the limit in pages of each.
+        pageLimit = Int(clamping: (options.memoryLimit / 2) >> UInt64(ClusterCounts.pageBits))
         let virtual = h.size / 512 * 512
         report.totalClusters = virtual / cs + (virtual % cs == 0 ? 0 : 1)
 
@@ -248,7 +250,7 @@ public struct ImageCheck {
             let last = min(first + perBlock, clusters + 1)
             for i in first..<last {
                 let v = decode(block, i - first)
-                if v != 0 { stored[i] = v }
+                if v != 0, !stored.set(i, v, pageLimit: pageLimit) { throw memoryStop() }
             }
         }
     }
@@ -305,6 +307,7 @@ public struct ImageCheck {
         }
         try countBitmaps()
         countRefcountBlocks()
+        if memoryExceeded { throw memoryStop() }
     }
 
     /// `check_refcounts_l1` and `check_refcounts_l2` for one L1 table; for the active one (`snapshot`
@@ -533,7 +536,14 @@ public struct ImageCheck {
                 }
                 continue
             }
-            for i in blockStart..<blockEnd {
+            var i = blockStart
+            while i < blockEnd {
+                // Whole pages that neither table wrote are zero on both sides.
+                if !stored.hasPage(of: i) && !found.hasPage(of: i) {
+                    i = min(blockEnd, (i >> ClusterCounts.pageBits + 1) << ClusterCounts.pageBits)
+                    continue
+                }
+                defer { i += 1 }
                 let r1 = stored[i]
                 let r2 = found[i]
                 if r1 == 0 && r2 == 0 { continue }
@@ -579,8 +589,17 @@ public struct ImageCheck {
                 report.corruptions += 1
                 continue
             }
-            found[k] = r + 1
+            if !found.set(k, r + 1, pageLimit: pageLimit) {
+                memoryExceeded = true
+                return
+            }
         }
+    }
+
+    /// The check's counters reached ``CheckOptions/memoryLimit``.
+    private func memoryStop() -> Stop {
+        let used = (stored.allocatedBytes + found.allocatedBytes) >> 20
+        return Stop(message: "checking needs more than \(used) MiB of counters (2 bytes for each host cluster in use of \(clusters)), the limit (--check-memory \(options.memoryLimit >> 20) MiB)")
     }
 
     /// The refcount stored for `cluster`, `nil` when QEMU cannot read it (its block is unaligned or unreadable).
@@ -628,6 +647,7 @@ public struct ImageCheck {
         -> [UInt8]
     {
         if options.shouldStop?() == true { throw Stop(message: "the check was stopped before it finished") }
+        if memoryExceeded { throw memoryStop() }
         guard count <= budget else {
             throw Stop(message: "the check would read more than \(ImageCheck.readBudget(fileLength: fileLength) >> 20) MiB of tables, its budget for a file of \(fileLength) bytes: tables are referenced many times over")
         }

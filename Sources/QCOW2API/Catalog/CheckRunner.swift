@@ -18,9 +18,13 @@ public final class CheckRunner: Sendable {
         public let file: FileInfo
         /// Wall-clock time the check started, in seconds since the Epoch.
         public let startedAt: Int64
+        /// A number no other job of this process has (at least 2): validators of documents that show
+        /// this job's results include it.
+        public let serial: UInt64
         private let started = ContinuousClock.now
         private let state = Mutex<State>(.running(done: 0, total: 0))
         private let merged = Once<FindingIndex>()
+        private static let counter = Atomic<UInt64>(0)
 
         enum State {
             case running(done: UInt64, total: UInt64)
@@ -29,6 +33,7 @@ public final class CheckRunner: Sendable {
 
         init(file: FileInfo) {
             self.file = file
+            serial = Job.counter.add(1, ordering: .relaxed).newValue + 1
             startedAt = CheckRunner.wallClock().seconds
         }
 

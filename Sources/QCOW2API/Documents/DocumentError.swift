@@ -37,4 +37,6 @@ public enum DocumentError: Error, Sendable {
     case staleCursor(parameter: String)
     /// The document needs something this request cannot have (e.g. the lock probe).
     case unavailable(String)
+    /// The work cannot start now (the check pool is full): ask again shortly.
+    case busy(String)
 }

@@ -6,11 +6,12 @@ extension Documents {
     func checkPlan(_ entry: ImageEntry, locks: LockState?) throws(DocumentError) -> Plan {
         let name = entry.file.name
         guard let job = catalog.checks.job(for: entry, named: name, writerPresent: locks?.writerPresent) else {
-            throw .unavailable("the check pool is busy: ask again in a moment")
+            throw .busy("the check pool is full: ask again in a moment")
         }
         let outcome = job.wait(catalog.checks.wait)
         var plan = Plan(render: { () throws(DocumentError) in Self.checkDocument(name, job, outcome, locks: locks) })
-        plan.version = outcome == nil ? 2 : 1
+        // A new check of the same file version (the scrubber's) is a new body: a new validator.
+        plan.version = outcome == nil ? 1 : job.serial
         return plan
     }
 

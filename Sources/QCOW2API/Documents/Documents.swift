@@ -61,7 +61,7 @@ public struct Documents: Sendable {
                 doc.value.set("check", ImageViews.checkState(outcome))
                 return doc
             }
-            p.version = outcome == nil ? 0 : 1
+            p.version = outcome == nil ? 0 : job?.serial ?? 0
             return p
         case .header: return plan { () throws(DocumentError) in Document(ImageViews.header(image)) }
         case .extensions: return plan { () throws(DocumentError) in Document(ImageViews.extensions(image)) }
@@ -70,11 +70,11 @@ public struct Documents: Sendable {
             let limit = try p.limit(paging)
             let cursor = try p.integer("cursor", default: 0, range: 0...UInt64(Int64.max))
             let job = catalog.checks.job(of: entry, named: name)
-            let checked = job?.outcome != nil
+            let checked = job?.outcome != nil ? job?.serial ?? 0 : 0
             var p = plan { () throws(DocumentError) in
                 Self.findingsPage(entry, job?.findings(merging: entry.findingIndex) ?? entry.findingIndex, limit: limit, cursor: cursor)
             }
-            p.version = checked ? 1 : 0
+            p.version = checked
             return p
         case .locks:
             guard let locks else { throw .unavailable("the lock state was not probed") }
@@ -432,11 +432,13 @@ public struct Documents: Sendable {
     ///
     /// `stalled` when `pending` (the stuck operation) is known; without one and with `slow`, `pending`:
     /// the image is still being read or parsed (ask again).
-    public static func stalledItem(_ name: String, _ pending: ReadActivity.Pending?, pending slow: Bool = false) -> JSONValue {
+    public static func stalledItem(
+        _ name: String, _ pending: ReadActivity.Pending?, pending slow: Bool = false, check: CheckOutcome? = nil
+    ) -> JSONValue {
         if pending == nil && slow {
             return .obj([
                 "name": .string(name), "size_bytes": .null, "mtime": .null, "virtual_size": .null, "bitmaps": .null,
-                "status": .string("pending"), "finding_counts": .null,
+                "status": .string("pending"), "finding_counts": .null, "check": ImageViews.checkState(check),
                 "error": .obj([
                     "kind": .string("pending"), "code": .string("pending"), "structure": .string("file"), "field": .null,
                     "value": .null, "offset": .null,
@@ -452,7 +454,7 @@ public struct Documents: Sendable {
         }
         return .obj([
             "name": .string(name), "size_bytes": .null, "mtime": .null, "virtual_size": .null, "bitmaps": .null,
-            "status": .string("stalled"), "finding_counts": .null,
+            "status": .string("stalled"), "finding_counts": .null, "check": ImageViews.checkState(check),
             "error": .obj([
                 "kind": .string("stalled"), "code": .string("stalled"), "structure": .string("file"), "field": .null,
                 "value": .null, "offset": pending?.offset.map { .num($0) } ?? .null, "message": .string(message),
@@ -485,7 +487,8 @@ public struct Documents: Sendable {
             return .obj([
                 "name": .string(name), "size_bytes": info.map { .num($0.size) } ?? .null,
                 "mtime": info.map { .string($0.mtimeRFC3339) } ?? .null, "virtual_size": .null, "bitmaps": .null,
-                "status": .string("unreadable"), "finding_counts": .null, "error": err,
+                "status": .string("unreadable"), "finding_counts": .null,
+                "check": ImageViews.checkState(catalog.checks.lastOutcome(named: name)), "error": err,
             ])
         }
     }

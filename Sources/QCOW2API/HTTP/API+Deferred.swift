@@ -66,7 +66,7 @@ extension API {
         var ask: [(Int, String)] = []
         for (i, name) in names.enumerated() {
             if let p = catalog.stall(named: name, after: io.stallAfter) {
-                items[i] = Documents.stalledItem(name, p)
+                items[i] = Documents.stalledItem(name, p, check: catalog.checks.lastOutcome(named: name))
             } else {
                 ask.append((i, name))
             }
@@ -74,7 +74,8 @@ extension API {
         let found = io.executor.map(ask.map(\.1), timeout: io.listingWait) { documents.listItem($0) }
         for ((i, name), item) in zip(ask, found) {
             // Not done in time: stalled when a read of it is stuck, else still being read (parsed).
-            items[i] = item ?? Documents.stalledItem(name, catalog.stall(named: name, after: io.stallAfter), pending: true)
+            items[i] = item ?? Documents.stalledItem(
+                name, catalog.stall(named: name, after: io.stallAfter), pending: true, check: catalog.checks.lastOutcome(named: name))
         }
         return items.map { $0 ?? .null }
     }

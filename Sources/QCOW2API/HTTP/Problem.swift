@@ -72,6 +72,10 @@ public struct Problem: Error, Sendable {
             extra = [("parameter", .string(parameter))]
         case .unavailable(let why):
             self.init(status: 404, slug: "not-found", title: "Not found", detail: why)
+        case .busy(let why):
+            self.init(status: 503, slug: "overloaded", title: "Service unavailable", detail: why)
+            fields[.retryAfter] = "1"
+            fields[.cacheControl] = "no-store"
         }
     }
 
