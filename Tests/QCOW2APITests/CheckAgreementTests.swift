@@ -60,7 +60,10 @@ struct CheckAgreementTests {
 
     /// `qemu-img check -U --output=json` of `c`: exit status, the parsed JSON (nil when none was printed), stderr.
     static func qemuCheck(_ dir: String, _ c: Case, human: Bool = false) throws -> (status: Int32, json: [String: Any]?, stdout: String, stderr: String) {
-        let path = dir + "/" + c.image
+        // From the image's directory, by its own name: QEMU opens a data file relative to the working directory.
+        let full = dir + "/" + c.image
+        let slash = full.lastIndex(of: "/") ?? full.startIndex
+        let (folder, path) = (String(full[..<slash]), String(full[full.index(after: slash)...]))
         var args = ["check", "-U"]
         if !human { args.append("--output=json") }
         if let s = c.secret {
@@ -68,7 +71,7 @@ struct CheckAgreementTests {
         } else {
             args += ["-f", "qcow2", path]
         }
-        let r = try ChildProcess.run(try #require(ChildProcess.locate("qemu-img")), args, timeout: 120)
+        let r = try ChildProcess.run(try #require(ChildProcess.locate("qemu-img")), args, directory: folder, timeout: 120)
         var json: [String: Any]? = nil
         if !human, !r.stdout.isEmpty, let d = r.stdout.data(using: .utf8) {
             json = try JSONSerialization.jsonObject(with: d) as? [String: Any]
@@ -111,7 +114,7 @@ struct CheckAgreementTests {
                 let refuses = (doc["qemu_refuses"] as? [String]) ?? []
                 let incomplete = doc["complete"] as? Bool == false
                 let found = Self.number(doc["corruptions"]) + Self.number(doc["check_errors"]) > 0
-                #expect(!refuses.isEmpty || incomplete || found || c.name.contains("backing") || c.name.contains("datafile"),
+                #expect(!refuses.isEmpty || incomplete || found,
                     "\(c.name): qemu-img refuses the image (\(qemu.stderr.prefix(200))) but the check reports nothing: \(doc)")
                 continue
             }

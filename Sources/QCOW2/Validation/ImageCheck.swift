@@ -221,13 +221,13 @@ public struct ImageCheck {
         }
         guard bytes > 0 else { return }
         let raw = try readTable("refcount_table", at: h.refcountTableOffset, count: bytes)
-        reftable = (0..<Int(bytes / 8)).map { ByteReader.uint(raw, at: $0 * 8, width: 8) }
+        reftable = ByteReader.words(raw, count: Int(bytes / 8), stride: 8)
     }
 
     /// Reads the stored refcount of every cluster of the file (and the one past it), one block at a time.
     private mutating func readStoredRefcounts() throws(Stop) {
-        stored = ClusterCounts(count: clusters + 1)
-        found = ClusterCounts(count: clusters + 1)
+        stored = ClusterCounts(count: clusters + 1, maxPages: pageLimit)
+        found = ClusterCounts(count: clusters + 1, maxPages: pageLimit)
         foundCount = clusters
         let perBlock = 1 << Int(blockShift)
         var t = 0
@@ -248,9 +248,17 @@ public struct ImageCheck {
             }
             let first = t * perBlock
             let last = min(first + perBlock, clusters + 1)
-            for i in first..<last {
-                let v = decode(block, i - first)
-                if v != 0, !stored.set(i, v, pageLimit: pageLimit) { throw memoryStop() }
+            if refcountBits == 16 {
+                for i in first..<last {
+                    let k = (i - first) * 2
+                    let v = UInt64(block[k]) << 8 | UInt64(block[k + 1])
+                    if v != 0, !stored.set(i, v, pageLimit: pageLimit) { throw memoryStop() }
+                }
+            } else {
+                for i in first..<last {
+                    let v = decode(block, i - first)
+                    if v != 0, !stored.set(i, v, pageLimit: pageLimit) { throw memoryStop() }
+                }
             }
         }
     }
@@ -321,7 +329,7 @@ public struct ImageCheck {
         while first < size {
             let n = min(chunk, size - first)
             let raw = try readTable(prefix + "l1_table", at: l1Offset &+ first * 8, count: n * 8)
-            let entries = (0..<Int(n)).map { ByteReader.uint(raw, at: $0 * 8, width: 8) }
+            let entries = ByteReader.words(raw, count: Int(n), stride: 8)
             for (j, e) in entries.enumerated() where e != 0 {
                 let i = first + UInt64(j)
                 let at = l1Offset &+ i * 8
@@ -362,10 +370,12 @@ public struct ImageCheck {
         let compressedOffsetMask = (UInt64(1) << x) - 1
         let sectorMask = (UInt64(1) << (clusterBits - 8)) - 1
         var next: UInt64 = 0
+        let words = ByteReader.words(table, count: entries, stride: entryBytes)
+        let bitmaps = extendedL2 ? ByteReader.words(table, count: entries, stride: entryBytes, offset: 8) : []
         var j = 0
         while j < entries {
-            let e = ByteReader.uint(table, at: j * entryBytes, width: 8)
-            let b = entryBytes == 16 ? ByteReader.uint(table, at: j * entryBytes + 8, width: 8) : 0
+            let e = words[j]
+            let b = extendedL2 ? bitmaps[j] : 0
             defer { j += 1 }
             if e == 0 && b == 0 { continue }
             let at = l2Offset &+ UInt64(j * entryBytes)
@@ -433,7 +443,16 @@ public struct ImageCheck {
                 if next != 0 && offset != next { report.fragmentedClusters += 1 }
                 next = offset &+ cs
             }
-            if !hasDataFile { count(offset, cs, structure(), offset: at) }
+            if !hasDataFile {
+                // The usual case inline: one aligned cluster inside the file, below its count's limit.
+                if offset % cs == 0, offset < fileLength, fileLength - offset >= cs,
+                    found.increment(Int(offset / cs), max: refcountMax, pageLimit: pageLimit) == .done
+                {
+                    if Int(offset / cs) >= foundCount { foundCount = Int(offset / cs) + 1 }
+                } else {
+                    count(offset, cs, structure(), offset: at)
+                }
+            }
             if checkCopied {
                 let r: UInt64? = hasDataFile ? 1 : storedRefcount(offset / cs)
                 if let r, (r == 1) != (e & L2Entry.copiedFlag != 0) {
@@ -527,7 +546,7 @@ public struct ImageCheck {
             let blockEnd = min(blockStart + perBlock, foundCount)
             defer { blockStart = blockEnd }
             let block = t < reftable.count ? reftable[t] & 0xffff_ffff_ffff_fe00 : 0
-            if unreadableBlocks.contains(t) {
+            if !unreadableBlocks.isEmpty && unreadableBlocks.contains(t) {
                 for i in blockStart..<blockEnd {
                     report.checkErrors += 1
                     problem(.c7, structure: "refcount_table[\(t)]", field: "offset", value: Hex.string(block),
@@ -582,14 +601,13 @@ public struct ImageCheck {
         guard last < found.count else { return }
         for k in first...last {
             if k >= foundCount { foundCount = k + 1 }
-            let r = found[k]
-            if r == refcountMax {
+            switch found.increment(k, max: refcountMax, pageLimit: pageLimit) {
+            case .done: continue
+            case .atMax:
                 problem(.c5, structure: what(), field: "offset", value: Hex.string(UInt64(k) * cs), offset: at,
                     message: "cluster \(k) is referenced more than \(refcountMax) times, the most refcount_bits \(refcountBits) can count (qemu-img: ERROR: overflow cluster offset=\(Hex.string(UInt64(k) * cs)))")
                 report.corruptions += 1
-                continue
-            }
-            if !found.set(k, r + 1, pageLimit: pageLimit) {
+            case .noMemory:
                 memoryExceeded = true
                 return
             }
@@ -606,7 +624,7 @@ public struct ImageCheck {
     private mutating func storedRefcount(_ cluster: UInt64) -> UInt64? {
         let t = cluster >> blockShift
         guard t < UInt64(reftable.count) else { return 0 }
-        if unreadableBlocks.contains(Int(t)) { return nil }
+        if !unreadableBlocks.isEmpty && unreadableBlocks.contains(Int(t)) { return nil }
         if cluster < UInt64(stored.count) { return stored[Int(cluster)] }
         let offset = reftable[Int(t)] & 0xffff_ffff_ffff_fe00
         if offset == 0 { return 0 }

@@ -9,14 +9,21 @@ extension Documents {
             throw .busy("the check pool is full: ask again in a moment")
         }
         let outcome = job.wait(catalog.checks.wait)
-        var plan = Plan(render: { () throws(DocumentError) in Self.checkDocument(name, job, outcome, locks: locks) })
+        // qemu-img check opens the whole backing chain and the data file first: what it cannot open.
+        let chain = catalog.chain(of: entry)
+        let chainRefusals = chain.findings.filter { $0.severity == .error }.map { "\($0.code): \($0.message)" }
+        var plan = Plan(render: { () throws(DocumentError) in
+            Self.checkDocument(name, job, outcome, locks: locks, refusals: chainRefusals)
+        })
         // A new check of the same file version (the scrubber's) is a new body: a new validator.
-        plan.version = outcome == nil ? 1 : job.serial
+        plan.version = (outcome == nil ? 1 : job.serial) &* 0x9e37_79b9_7f4a_7c15 &+ chain.version
         return plan
     }
 
     /// The check document: the finished report, or the running check's progress (with `retryAfter`).
-    static func checkDocument(_ name: String, _ job: CheckRunner.Job, _ outcome: CheckOutcome?, locks: LockState?) -> Document {
+    static func checkDocument(
+        _ name: String, _ job: CheckRunner.Job, _ outcome: CheckOutcome?, locks: LockState?, refusals: [String] = []
+    ) -> Document {
         guard let outcome else {
             let (done, total) = job.progress
             var d = Document(
@@ -37,7 +44,7 @@ extension Documents {
             ("allocated_clusters", .num(r.allocatedClusters)), ("fragmented_clusters", .num(r.fragmentedClusters)),
             ("compressed_clusters", .num(r.compressedClusters)),
             ("complete", .bool(r.incomplete == nil)), ("incomplete_reason", .str(r.incomplete)),
-            ("qemu_refuses", .array(r.qemuRefuses.map { .string($0) })),
+            ("qemu_refuses", .array((refusals + r.qemuRefuses).map { .string($0) })),
         ]
         // Whether a writer held the image when the check ran: its figures may then be transient.
         let writer = outcome.writerPresent ?? locks?.writerPresent

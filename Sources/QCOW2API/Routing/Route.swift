@@ -69,11 +69,11 @@ public struct Route: Sendable {
         }
     }
 
-    /// Whether answers read the image's backing files and data files too (the map, the chain and the
-    /// allocation totals): a stalled read on any of them makes these answers of the image stalled.
+    /// Whether answers read the image's backing files and data files too (the map, the chain, the
+    /// allocation totals, and the check, which says what of the chain qemu-img could not open): a stalled read on any of them makes these answers of the image stalled.
     public var readsBackingChain: Bool {
         switch id {
-        case .map, .chain, .allocation: true
+        case .map, .chain, .allocation, .check: true
         default: false
         }
     }
