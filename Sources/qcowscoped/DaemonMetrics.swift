@@ -147,6 +147,9 @@ final class DaemonMetrics: Sendable {
                 # HELP qcowscope_scrub_busy 1 while the scrubber is checking an image.
                 # TYPE qcowscope_scrub_busy gauge
                 qcowscope_scrub_busy \(s.checking == nil ? 0 : 1)
+                # HELP qcowscope_scrub_abandoned_total Checks the scrubber left to a stalled read and went on without, since start.
+                # TYPE qcowscope_scrub_abandoned_total counter
+                qcowscope_scrub_abandoned_total \(s.abandoned)
 
                 """
         }

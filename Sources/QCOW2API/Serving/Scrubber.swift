@@ -8,9 +8,10 @@ import Synchronization
 /// Keeps every image's check verdict current in the background: new and changed images first, then
 /// verdicts that were `busy` (a writer held the image), then the oldest ones.
 ///
-/// It runs on a thread of its own at idle I/O priority (`ioprio_set`, idle class) and lowered CPU
-/// priority, reads at most ``Settings/rate`` bytes of metadata per second, skips images whose storage
-/// is stalled, and never runs on the threads that answer requests. A request for a check the scrubber
+/// Its checks run on a worker of their own at idle I/O priority (`ioprio_set`, idle class) and lowered
+/// CPU priority, read at most ``Settings/rate`` bytes of metadata per second, skip images whose storage
+/// is stalled (a check stuck in a read is left behind after ``Settings/stallTimeout``), and never run on
+/// the threads that answer requests. A request for a check the scrubber
 /// is running joins it (one computation per image version).
 public final class Scrubber: Sendable {
     /// How the scrubber paces itself.
@@ -23,6 +24,8 @@ public final class Scrubber: Sendable {
         public var recheckAfter: Duration = .seconds(3600)
         /// Age after which a `busy` verdict (a writer held the image) is checked again.
         public var busyRecheckAfter: Duration = .seconds(60)
+        /// How long a check may go without a read returning before the scrubber moves on (stalled storage).
+        public var stallTimeout: Duration = .seconds(30)
         /// The checks' options (memory limit); pacing and stopping are the scrubber's.
         public var options = CheckOptions()
 
@@ -47,8 +50,10 @@ public final class Scrubber: Sendable {
         public var checking: String?
         /// Passes over the directory completed, since start.
         public var passes = 0
-        /// Whether its thread got the idle I/O class (false where `ioprio_set` is refused).
+        /// Whether its checks got the idle I/O class (false where `ioprio_set` is refused).
         public var idleIOPriority = false
+        /// Checks left to a stalled read (the scrubber went on without them), since start.
+        public var abandoned = 0
     }
 
     private let catalog: ImageCatalog
@@ -56,6 +61,8 @@ public final class Scrubber: Sendable {
     private let state = Mutex(Stats())
     private let stopped = Atomic<Bool>(false)
     private let thread = IOExecutor(threads: 1, maxThreads: 1, stuckAfter: .seconds(86_400), maxQueued: 1)
+    /// Where the checks run: one at a time; a worker stuck on a stalled read is replaced (up to 4).
+    private let workers = IOExecutor(threads: 1, maxThreads: 4, stuckAfter: .seconds(30), maxQueued: 1)
 
     /// A scrubber of `catalog`'s images; call ``start()`` to run it.
     public init(catalog: ImageCatalog, settings: Settings = Settings()) {
@@ -66,8 +73,6 @@ public final class Scrubber: Sendable {
     /// Starts the background thread (once).
     public func start() {
         _ = thread.submit { [self] in
-            let idle = css_ioprio_idle_thread() == 0
-            state.withLock { $0.idleIOPriority = idle }
             while !stopped.load(ordering: .relaxed) { pass() }
         }
     }
@@ -117,23 +122,44 @@ public final class Scrubber: Sendable {
         if due.isEmpty { rest(settings.idle) }
     }
 
-    /// Checks one image inline on this thread, paced to the rate.
+    /// Checks one image on a worker of its own, paced to the rate; gives up waiting (and leaves the
+    /// worker to its read) when no read returned for ``Settings/stallTimeout``: a stalled image costs
+    /// the scrubber that image only.
     private func check(_ name: String, again: Bool) {
-        guard let (entry, locks) = try? catalog.lookup(named: name, probeLocks: true) else { return }
         state.withLock { $0.checking = name }
         defer { state.withLock { $0.checking = nil } }
         let pacer = Pacer(rate: settings.rate)
-        var options = settings.options
-        options.pace = { pacer.take($0) }
-        options.shouldStop = { [self] in self.stopped.load(ordering: .relaxed) }
-        guard let job = catalog.checks.job(for: entry, named: name, writerPresent: locks?.writerPresent, options: options, inline: true, again: again)
-        else { return }
-        if let o = job.outcome {
-            state.withLock {
-                $0.checks += 1
-                $0.bytesRead &+= o.report.bytesRead
-                $0.current += again ? 0 : 1
+        var paced = settings.options
+        paced.pace = { pacer.take($0) }
+        paced.shouldStop = { [self] in self.stopped.load(ordering: .relaxed) }
+        let options = paced
+        let finished = Atomic<Bool>(false)
+        let result = Mutex<(CheckOutcome?, Bool)>((nil, false))
+        let submitted = workers.submit { [self] in
+            defer { finished.store(true, ordering: .releasing) }
+            let idle = css_ioprio_idle_thread() == 0
+            guard let (entry, locks) = try? catalog.lookup(named: name, probeLocks: true) else { return }
+            let job = catalog.checks.job(
+                for: entry, named: name, writerPresent: locks?.writerPresent, options: options, inline: true, again: again)
+            result.withLock { $0 = (job?.outcome, idle) }
+        }
+        guard submitted else { return }
+        while !finished.load(ordering: .acquiring) {
+            if stopped.load(ordering: .relaxed) { return }
+            if ContinuousClock.now - pacer.lastRead > settings.stallTimeout {
+                state.withLock { $0.abandoned += 1 }
+                return
             }
+            var ts = timespec(tv_sec: 0, tv_nsec: 20_000_000)
+            _ = unsafe nanosleep(&ts, nil)
+        }
+        let (outcome, idle) = result.withLock { $0 }
+        guard let o = outcome else { return }
+        state.withLock {
+            $0.idleIOPriority = idle
+            $0.checks += 1
+            $0.bytesRead &+= o.report.bytesRead
+            $0.current += again ? 0 : 1
         }
     }
 
@@ -146,15 +172,21 @@ public final class Scrubber: Sendable {
     }
 }
 
-/// Sleeps so that the bytes taken since it was made never exceed `rate` per second.
+/// Sleeps so that the bytes taken since it was made never exceed `rate` per second; remembers when
+/// the last read was asked for.
 private final class Pacer: Sendable {
     private let rate: UInt64
     private let start = ContinuousClock.now
     private let taken = Atomic<UInt64>(0)
+    private let last = Mutex<ContinuousClock.Instant>(ContinuousClock.now)
 
     init(rate: UInt64) { self.rate = rate }
 
+    /// When the check last asked for a read (after its pacing sleep).
+    var lastRead: ContinuousClock.Instant { last.withLock { $0 } }
+
     func take(_ bytes: UInt64) {
+        defer { last.withLock { $0 = ContinuousClock.now } }
         guard rate > 0 else { return }
         let total = taken.add(bytes, ordering: .relaxed).newValue
         let due = start + .nanoseconds(Int64(clamping: total / rate * 1_000_000_000 + total % rate * 1_000_000_000 / rate))
