@@ -417,10 +417,11 @@ class Bench:
             p.port = port
             return p
 
-    def start_qcowscoped(self, name, images, level="warning"):
+    def start_qcowscoped(self, name, images, level="warning", extra=()):
         p = self.start_listening(name, lambda port: self.taskset("server") + [
             self.qcowscoped, "--images", images, "--listen", f"127.0.0.1:{port}", "--threads", str(self.threads),
-            "--connection-limit", str(CONNECTION_LIMIT), "--timeout", str(TIMEOUT_S), "--log-level", level])
+            "--connection-limit", str(CONNECTION_LIMIT), "--timeout", str(TIMEOUT_S), "--log-level", level,
+            *extra])
         self.servers[name] = p
         return p
 
@@ -1275,6 +1276,124 @@ http {{
         self.targets.append({"target": "qcowscoped RSS within 32 MiB through the map section",
                              "pass": peak <= 32 * 1024, "figures": f"{peak / 1024:.1f} MiB"})
 
+    def section10(self):
+        """The read-only check (issue 19): a 1 TiB metadata-preallocated disk against qemu-img check, and
+        what the scrubber costs cached /header throughput while it checks 1,000 images."""
+        n = 3 if self.quick else 5
+        log("10. check: 1 TiB metadata-preallocated disk, qcowscope check vs qemu-img check -U; "
+            "cached /header with the scrubber checking 1,000 images vs --scrub off")
+        d = os.path.join(self.work, "map")
+        big = os.path.join(d, "prealloc-1t.qcow2")
+        if not os.path.exists(big):
+            os.makedirs(d, exist_ok=True)
+            run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "preallocation=metadata", big, "1T"],
+                "qemu-img create 1T preallocation=metadata", timeout=600)
+
+        def timed(argv, ok_codes=(0,)):
+            """Wall time of one run, and its stdout."""
+            t = time.perf_counter()
+            p = subprocess.Popen(self.taskset("server") + argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+            out, err = p.communicate(timeout=3600)
+            elapsed = time.perf_counter() - t
+            if p.returncode not in ok_codes:
+                raise Failure(f"{argv[0]}: exit {p.returncode}: {err[-300:]!r}")
+            return elapsed, out
+
+        def peak_rss(argv):
+            """Peak RSS (KiB) of one run (wait4's ru_maxrss)."""
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _, status, ru = os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            return ru.ru_maxrss
+
+        ours_argv = [self.qcowscope, "check", big, "--format", "json"]
+        theirs_argv = ["qemu-img", "check", "-U", "--output=json", "-f", "qcow2", big]
+        timed(ours_argv)
+        timed(theirs_argv)  # both warm in the page cache
+        ours, theirs = [], []
+        for _ in range(n):
+            e, out_ours = timed(ours_argv)
+            ours.append(e)
+            e, out_theirs = timed(theirs_argv)
+            theirs.append(e)
+        ours, theirs = stats(ours), stats(theirs)
+        a, b = json.loads(out_ours), json.loads(out_theirs)
+        keys = [("check-errors", "check_errors"), ("corruptions", "corruptions"), ("leaks", "leaks"),
+                ("image-end-offset", "image_end_offset"), ("total-clusters", "total_clusters"),
+                ("allocated-clusters", "allocated_clusters"), ("fragmented-clusters", "fragmented_clusters"),
+                ("compressed-clusters", "compressed_clusters")]
+        agree = all(b.get(q, 0) == a.get(o, 0) for q, o in keys)
+        ratio = theirs["median_s"] / ours["median_s"] if ours["median_s"] else 0
+        rss = peak_rss(ours_argv)
+        rss_qemu = peak_rss(theirs_argv)
+        self.report.add(10, "check.prealloc_1t", f"1 TiB prealloc: qcowscope check, median of {n}",
+                        ours["median_s"], fmt_time(ours["median_s"]), "qemu-img check -U --output=json",
+                        theirs["median_s"], fmt_time(theirs["median_s"]),
+                        note=("figures equal qemu-img's" if agree else f"DISAGREE: {a} vs {b}"))
+        self.report.add(10, "check.rss", "qcowscope check peak RSS (1 TiB prealloc)", rss * 1024, f"{rss / 1024:.1f} MiB",
+                        "qemu-img check", rss_qemu * 1024, f"{rss_qemu / 1024:.1f} MiB", note="target < 64 MiB")
+        # The same check through the daemon: asked after a touch, 202 until done.
+        srv = self.start_qcowscoped("qcowscoped-check", d, extra=("--scrub", "off"))
+        c = Client(srv.port)
+        name = os.path.basename(big)
+        served = []
+        for _ in range(n):
+            t_ns = time.time_ns()
+            os.utime(big, ns=(t_ns, t_ns))
+            t = time.perf_counter()
+            while True:
+                status, body, _ = c.get(f"/v1/images/{name}/check")
+                if status == 200:
+                    break
+                if status != 202:
+                    raise Failure(f"/check: {status} {body[:200]!r}")
+                time.sleep(0.05)
+            served.append(time.perf_counter() - t)
+        served = stats(served)
+        c.close()
+        self.report.add(10, "check.http", f"1 TiB prealloc: GET /check after touch until 200, median of {n}",
+                        served["median_s"], fmt_time(served["median_s"]), "qemu-img check -U",
+                        theirs["median_s"], fmt_time(theirs["median_s"]))
+        self.targets.append({"target": "check of a 1 TiB metadata-preallocated disk >= 2x faster than qemu-img check",
+                             "pass": ratio >= 2 and agree, "figures": f"{ratio:.2f}x ({fmt_time(ours['median_s'])} vs {fmt_time(theirs['median_s'])})"})
+        self.targets.append({"target": "qcowscope check peak RSS under 64 MiB (1 TiB disk)",
+                             "pass": rss < 64 * 1024, "figures": f"{rss / 1024:.1f} MiB"})
+
+        # 1,000 images whose metadata takes the scrubber (32 MiB/s, the default) longer than the wrk runs.
+        many = os.path.join(self.work, "scrub")
+        os.makedirs(many, exist_ok=True)
+        size = "1G" if self.quick else "4G"
+        first = os.path.join(many, "img-0000.qcow2")
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "preallocation=metadata", first, size],
+            "qemu-img create preallocation=metadata", timeout=600)
+        for i in range(1, 1000):
+            run(["cp", "--sparse=always", first, os.path.join(many, f"img-{i:04d}.qcow2")], "cp", timeout=60)
+        path = "/v1/images/img-0500.qcow2/header"
+        off = self.start_qcowscoped("qcowscoped-scrub-off", many, extra=("--scrub", "off"))
+        Client(off.port).ok(path)
+        base = self.load(off, path, "header-scrub-off")
+        off.stop()
+        on = self.start_qcowscoped("qcowscoped-scrub-on", many)
+        mc = Client(on.port)
+        mc.ok(path)
+
+        def scrub_checks():
+            _, body, _ = mc.get("/metrics")
+            m = re.search(rb"^qcowscope_scrub_checks_total ([0-9]+)", body, re.M)
+            return int(m.group(1)) if m else 0
+        before = scrub_checks()
+        busy = self.load(on, path, "header-scrub-on")
+        during = scrub_checks() - before
+        mc.close()
+        keep = busy["rps"] / base["rps"] if base["rps"] else 0
+        self.report.add(10, "rps.header.scrub", "req/s cached /header while the scrubber checks 1,000 images",
+                        busy["rps"], fmt_wrk(busy), "--scrub off", base["rps"], fmt_wrk(base),
+                        note=f"{during} checks finished during the runs; " + "; ".join(
+                            x for x in (wrk_note(busy, base), socket_errors(busy, base)) if x))
+        self.targets.append({"target": "cached /header with the scrubber running over 1,000 images within 10% of --scrub off",
+                             "pass": keep >= 0.9 and during > 0, "figures": f"{keep:.2f}x, {during} checks during the run"})
+
     def section6(self):
         n = 20 if self.quick else 100
         n_ref = 5 if self.quick else 20
@@ -1400,7 +1519,7 @@ http {{
         t0 = time.monotonic()
         if self.a.only == "map":
             self.section9()
-        elif self.a.only != "extents":
+        elif self.a.only not in ("extents", "check"):
             self.make_images()
             self.start_servers()
             self.start_floors()
@@ -1412,7 +1531,10 @@ http {{
             self.section7()
             self.section8()
             self.section9()
-        if self.a.only != "map":
+            self.section10()
+        if self.a.only == "check":
+            self.section10()
+        if self.a.only not in ("map", "check"):
             self.section6()
         meta = self.meta()
         meta["elapsed_s"] = round(time.monotonic() - t0, 1)
@@ -1451,8 +1573,9 @@ def main():
     ap.add_argument("--duration", type=int, help="seconds per wrk run (default 10, --quick 3)")
     ap.add_argument("--threads", type=int, help="server threads (default: the number of server cores)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary work directory")
-    ap.add_argument("--only", choices=["extents", "map"],
-                    help="run only section 6 (16 TiB dirty extents vs nbdinfo) or 9 (1 TiB allocation map vs qemu-img map)")
+    ap.add_argument("--only", choices=["extents", "map", "check"],
+                    help="run only section 6 (16 TiB dirty extents vs nbdinfo), 9 (1 TiB allocation map vs qemu-img map) "
+                         "or 10 (check vs qemu-img check, the scrubber's cost)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     args.out = os.path.abspath(args.out)

@@ -84,6 +84,23 @@ fileprivate final class LiveFixture: @unchecked Sendable {
         expectedListing = entries.filter { Self.isListable(f.path($0), directory: f.directory) }
             .sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
         daemon = try DaemonHarness(["--images", f.directory])
+        // The scrubber runs (it must never change a file: the hashes are compared at the end), but its first
+        // pass ends before the tests start, so that answers compared with each other carry the same verdicts.
+        let client = try HTTPTestClient(host: "127.0.0.1", port: daemon.port)
+        defer { client.close() }
+        let end = Date().addingTimeInterval(120)
+        while Date() < end {
+            let m = try client.request("GET", "/metrics").text
+            func v(_ s: String) -> String? {
+                m.split(separator: "\n").first { $0.hasPrefix(s + " ") }.map { String($0.split(separator: " ").last ?? "") }
+            }
+            if let passes = v("qcowscope_scrub_passes_total").flatMap(Double.init), passes >= 2,
+                v("qcowscope_scrub_busy") == "0"
+            {
+                break
+            }
+            usleep(100_000)
+        }
     }
 
     /// sha256 (QemuImageFactory.sha256) of every regular file among `names` (symlinks and FIFOs skipped).

@@ -100,3 +100,36 @@ struct CheckRouteTests {
         #expect((item["check"] as? [String: Any])?["state"] as? String == "corrupt")
     }
 }
+
+/// Adding a check's problems to an image's findings shares the image's findings and pages the merge in order.
+@Suite("FindingIndex with added findings")
+struct FindingIndexMergeTests {
+    @Test("every page of the merge equals the same page of one index made of all the findings")
+    func pagesMatchOneIndex() {
+        var base: [Finding] = []
+        var more: [Finding] = []
+        let rules: [Rule] = [.h5, .h6, .c2, .c1, .s5]
+        for i in 0..<300 {
+            let r = rules[i % rules.count]
+            base.append(Finding(r, structure: "b\(i)", offset: i % 7 == 0 ? nil : UInt64((i * 37) % 101), message: "b\(i)"))
+        }
+        for i in 0..<40 {
+            let r = rules[(i * 3) % rules.count]
+            more.append(Finding(r, structure: "m\(i)", offset: i % 5 == 0 ? nil : UInt64((i * 53) % 101), message: "m\(i)"))
+        }
+        let merged = FindingIndex(FindingIndex(base), adding: more)
+        let whole = FindingIndex(base + more)
+        #expect(merged.total == whole.total)
+        #expect(merged.bySeverity == whole.bySeverity)
+        #expect(merged.byCode.map(\.code) == whole.byCode.map(\.code) && merged.byCode.map(\.count) == whole.byCode.map(\.count))
+        for size in [1, 7, 50, 340] {
+            var start = 0
+            while start < whole.total {
+                let a = merged.page(start, start + size).map(\.structure)
+                let b = Array(whole.sorted[start..<min(whole.total, start + size)]).map(\.structure)
+                #expect(a == b, "page \(start) of \(size)")
+                start += size
+            }
+        }
+    }
+}

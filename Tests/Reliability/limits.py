@@ -189,7 +189,7 @@ def memory(daemon, work):
         for image in sorted(os.listdir(images)):
             q = urllib.parse.quote(image)
             paths = [f"/v1/images/{q}{v}" for v in ["", "/header", "/extensions", "/bitmaps", "/bitmaps?limit=1000",
-                                                    "/snapshots", "/findings", "/findings?limit=10000", "/locks"]]
+                                                    "/snapshots", "/findings", "/findings?limit=10000", "/locks", "/check"]]
             status, body, _ = get(base, f"/v1/images/{q}/bitmaps?limit=3")
             if status == 200:
                 for b in json.loads(body).get("bitmaps", [])[:3]:

@@ -75,7 +75,7 @@ public final class CheckRunner: Sendable {
         /// `base` itself while the check runs, or when a writer held the image (its figures are unreliable).
         public func findings(merging base: FindingIndex) -> FindingIndex {
             guard let o = outcome, o.state != "busy", !o.report.problems.isEmpty else { return base }
-            return merged.value { FindingIndex(base.sorted + o.report.problems) }
+            return merged.value { FindingIndex(base, adding: o.report.problems) }
         }
 
         /// Waits until the check finishes or `timeout` passes; the outcome, nil when still running.

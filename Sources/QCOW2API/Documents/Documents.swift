@@ -204,15 +204,15 @@ public struct Documents: Sendable {
 
     /// `/v1/images/{image}/findings`: one page, with the counts by severity and by code of them all.
     static func findingsPage(_ entry: ImageEntry, _ index: FindingIndex, limit: UInt64, cursor: UInt64) -> Document {
-        let all = index.sorted
+        let total = index.total
         // A cursor at or past the end is an empty last page (the total can shrink when the file changes).
-        let start = Int(clamping: min(cursor, UInt64(all.count)))
-        let end = min(all.count, start + Int(clamping: limit))
-        let next: UInt64? = end < all.count ? UInt64(end) : nil
+        let start = Int(clamping: min(cursor, UInt64(total)))
+        let end = min(total, start + Int(clamping: limit))
+        let next: UInt64? = end < total ? UInt64(end) : nil
         let value: JSONValue = .obj([
             "counts": ImageViews.findingCounts(index), "counts_by_code": ImageViews.codeCounts(index),
-            "total": .num(all.count), "cursor": .num(cursor), "limit": .num(limit),
-            "findings": .array(all[start..<end].map(ImageViews.finding)),
+            "total": .num(total), "cursor": .num(cursor), "limit": .num(limit),
+            "findings": .array(index.page(start, end).map(ImageViews.finding)),
             "next": next.map { .string(String($0)) } ?? .null,
         ])
         return Document(value, next: next.map { [("cursor", String($0)), ("limit", String(limit))] })
