@@ -23,6 +23,7 @@ let fuzzDocuments: Documents = {
 /// Every route that renders a document about one image.
 let fuzzRoutes: [RouteID] = [
     .summary, .header, .extensions, .bitmaps, .bitmap, .table, .extents, .snapshots, .findings, .l1, .l2, .map, .chain,
+    .check,
 ]
 
 /// A query string for a route, with values taken from the input's last bytes.
@@ -124,6 +125,17 @@ func exercise(_ bytes: [UInt8]) {
     render(.array(snapshots.entries.prefix(1000).map(ImageViews.snapshot)))
     render(.array(ImageValidator.snapshotFindings(image, table: snapshots).map(ImageViews.finding)))
     let index = FindingIndex(ImageValidator.allFindings(image, eager: eager))
+    // The refcount check: bounded, and its figures consistent with its problems.
+    let check = ImageCheck.run(image)
+    precondition(check.corruptionsFixed == 0 && check.leaksFixed == 0)
+    precondition(UInt64(check.problems.count) + check.problemsOmitted == check.problemCounts.values.reduce(0, +))
+    if check.incomplete == nil {
+        precondition(check.problemCounts.values.reduce(0, +) == check.corruptions + check.leaks + check.checkErrors,
+            "every counted corruption, leak and internal error is one problem")
+        precondition(check.imageEndOffset > 0 && check.imageEndOffset % image.header.clusterSize == 0)
+    }
+    for f in check.problems { precondition(Rule.withCode(f.code) != nil) }
+    _ = FindingIndex(index, adding: check.problems).page(0, 100)
     render(.array(index.sorted.prefix(1000).map(ImageViews.finding)))
     render(ImageViews.codeCounts(index))
     render(ImageViews.summary(image, file: fuzzFile, findings: index, dirty: dirty))
@@ -151,6 +163,8 @@ func exercise(_ bytes: [UInt8]) {
     // The document layer, route by route, as the API serves them (a fresh entry per input).
     let entry = ImageEntry(file: fuzzFile, image: image)
     let bitmapNames: [[UInt8]?] = image.bitmaps.prefix(2).map { Optional($0.name.bytes) } + [Array("nope".utf8)]
+    // Every input has the same file identity: forget the previous input's check, or /check would reuse it.
+    fuzzDocuments.catalog.checks.retain([])
     for (salt, route) in fuzzRoutes.enumerated() {
         for name in [RouteID.bitmap, .table, .extents].contains(route) ? bitmapNames : [nil] {
             guard let params = try? Parameters(query: fuzzQuery(bytes, salt)) else { continue }

@@ -8,8 +8,8 @@ import Synchronization
 /// Keeps every image's check verdict current in the background: new and changed images first, then
 /// verdicts that were `busy` (a writer held the image), then the oldest ones.
 ///
-/// Its checks run on a worker of their own at idle I/O priority (`ioprio_set`, idle class) and lowered
-/// CPU priority, read at most ``Settings/rate`` bytes of metadata per second, skip images whose storage
+/// Its checks run on a worker of their own at idle I/O priority (`ioprio_set`, idle class) and the
+/// lowest CPU priority (nice 19), read at most ``Settings/rate`` bytes of metadata per second, skip images whose storage
 /// is stalled (a check stuck in a read is left behind after ``Settings/stallTimeout``), and never run on
 /// the threads that answer requests. A request for a check the scrubber
 /// is running joins it (one computation per image version).
@@ -138,6 +138,8 @@ public final class Scrubber: Sendable {
         let submitted = workers.submit { [self] in
             defer { finished.store(true, ordering: .releasing) }
             let idle = css_ioprio_idle_thread() == 0
+            // The lowest CPU priority too (nice 19): on a busy core it yields to the threads that answer.
+            _ = css_lower_thread_priority(19)
             guard let (entry, locks) = try? catalog.lookup(named: name, probeLocks: true) else { return }
             let job = catalog.checks.job(
                 for: entry, named: name, writerPresent: locks?.writerPresent, options: options, inline: true, again: again)
