@@ -29,7 +29,10 @@ public struct ImageCheck {
     private let extendedL2: Bool
     private let hasDataFile: Bool
 
+    /// The refcount table entries that lie inside the file (the others are zero).
     private var reftable: [UInt64] = []
+    /// Entries the refcount table has (`refcount_table_clusters * cluster_size / 8`).
+    private var reftableEntries: UInt64 = 0
     /// The refcounts stored in the image, for clusters `0...clusters`.
     private var stored = ClusterCounts(count: 0)
     /// Refcount table indices whose block cannot be read (unaligned, or a read failed).
@@ -73,9 +76,16 @@ public struct ImageCheck {
         return check.report
     }
 
-    /// Bytes of metadata a check may read: 256 MiB plus twice the file, whatever the tables say.
+    /// Bytes of metadata a check may read: 64 MiB plus 8 times the file, whatever the tables say (tables
+    /// shared by snapshots are read once per snapshot; nothing past the end of the file is read).
     public static func readBudget(fileLength: UInt64) -> UInt64 {
-        (256 << 20) +? (fileLength *? 2 ?? UInt64.max) ?? UInt64.max
+        (64 << 20) +? (fileLength *? 8 ?? UInt64.max) ?? UInt64.max
+    }
+
+    /// How many of `count` 8-byte entries at `offset` start inside the file (the rest read as zeros).
+    static func entriesInFile(at offset: UInt64, count: UInt64, fileLength: UInt64) -> UInt64 {
+        guard offset < fileLength else { return 0 }
+        return min(count, (fileLength - offset + 7) / 8)
     }
 
     private init(image: QCOW2Image, options: CheckOptions) {
@@ -219,9 +229,12 @@ public struct ImageCheck {
         guard bytes <= Limits.maxRefcountTableBytes else {
             throw Stop(message: "the refcount table is \(bytes) bytes, more than 8 MiB: qemu-img refuses the image (`Reference count table too large`)")
         }
-        guard bytes > 0 else { return }
-        let raw = try readTable("refcount_table", at: h.refcountTableOffset, count: bytes)
-        reftable = ByteReader.words(raw, count: Int(bytes / 8), stride: 8)
+        reftableEntries = bytes / 8
+        // Entries past the end of the file read as zeros: only those inside it are kept.
+        let present = Self.entriesInFile(at: h.refcountTableOffset, count: bytes / 8, fileLength: fileLength)
+        guard present > 0 else { return }
+        let raw = try readTable("refcount_table", at: h.refcountTableOffset, count: present * 8)
+        reftable = ByteReader.words(raw, count: Int(present), stride: 8)
     }
 
     /// Reads the stored refcount of every cluster of the file (and the one past it), one block at a time.
@@ -305,7 +318,7 @@ public struct ImageCheck {
             try walkL1(at: s.l1Offset, size: UInt64(s.l1Size), snapshot: k)
         }
         count(h.snapshotsOffset, snapshotsSize, "snapshot_table", offset: 64)
-        count(h.refcountTableOffset, UInt64(reftable.count) * 8, "refcount_table", offset: 48)
+        count(h.refcountTableOffset, reftableEntries * 8, "refcount_table", offset: 48)
         if h.cryptMethod == 2 {
             for e in image.extensions where e.kind == .cryptoHeader {
                 if case .crypto(let offset, let length) = e.payload, length > 0 {
@@ -326,8 +339,10 @@ public struct ImageCheck {
         count(l1Offset, size * 8, prefix + "l1_table", offset: snapshot == nil ? 40 : nil)
         let chunk: UInt64 = 8192
         var first: UInt64 = 0
-        while first < size {
-            let n = min(chunk, size - first)
+        // Entries past the end of the file read as zeros, which reference nothing: not read at all.
+        let present = Self.entriesInFile(at: l1Offset, count: size, fileLength: fileLength)
+        while first < present {
+            let n = min(chunk, present - first)
             let raw = try readTable(prefix + "l1_table", at: l1Offset &+ first * 8, count: n * 8)
             let entries = ByteReader.words(raw, count: Int(n), stride: 8)
             for (j, e) in entries.enumerated() where e != 0 {
@@ -363,6 +378,8 @@ public struct ImageCheck {
 
     /// `check_refcounts_l2` for the table at `l2Offset` (read whole, zeros past the end of the file).
     private mutating func walkL2(at l2Offset: UInt64, l1Index: UInt64, prefix: String, active: Bool, checkCopied: Bool) throws(Stop) {
+        // A table past the end of the file reads as zeros: no entry in it does anything.
+        guard l2Offset < fileLength else { return }
         let table = try readTable(prefix + "l2_table[\(l1Index)]", at: l2Offset, count: cs)
         let entryBytes = extendedL2 ? 16 : 8
         let entries = Int(cs) / entryBytes
@@ -476,8 +493,9 @@ public struct ImageCheck {
             count(b.tableOffset, size * 8, s, offset: b.entryOffset)
             let chunk: UInt64 = 8192
             var first: UInt64 = 0
-            entries: while first < size {
-                let n = min(chunk, size - first)
+            let present = Self.entriesInFile(at: b.tableOffset, count: size, fileLength: fileLength)
+            entries: while first < present {
+                let n = min(chunk, present - first)
                 let raw = try readTable(s, at: b.tableOffset &+ first * 8, count: n * 8)
                 for k in 0..<Int(n) {
                     let e = ByteReader.uint(raw, at: k * 8, width: 8)
