@@ -730,7 +730,7 @@ final class OpsTests {
             "threads": "0", "connection_limit": "1024", "per_ip_connection_limit": "0", "connection_timeout": "30",
             "tls_cert": "null", "tls_key": "null", "token_file": "null", "open_health": "false",
             "open_metrics": "false", "insecure_no_auth": "false", "metrics_max_images": "1000", "io_timeout": "5",
-            "io_threads": "null",
+            "io_threads": "null", "check_memory": "256", "scrub": "true", "scrub_rate": "33554432",
         ]
         #expect(Set(sample.keys) == Set(expected.keys))
         for (key, value) in expected {

@@ -59,16 +59,21 @@ struct ScrubberTests {
         let l = try Self.listing(client)
         #expect(l["lazy.qcow2"]?["status"] as? String == "errors")
         #expect((l["lazy.qcow2"]?["check"] as? [String: Any])?["corruptions"] as? Int == 6)
+        // The counters follow the verdicts a moment later.
+        #expect(try Self.eventually(5) {
+            (Self.sample(try client.request("GET", "/metrics").text, "qcowscope_scrub_checks_total") ?? 0) >= 2
+        })
         let metrics = try client.request("GET", "/metrics").text
         #expect(Self.sample(metrics, #"qcowscope_image_check_corruptions{image="lazy.qcow2"}"#) == 6)
         #expect(Self.sample(metrics, #"qcowscope_image_check_corruptions{image="clean.qcow2"}"#) == 0)
         #expect(Self.sample(metrics, #"qcowscope_scrub_images{state="total"}"#) == 2)
-        #expect((Self.sample(metrics, "qcowscope_scrub_checks_total") ?? 0) >= 2)
 
         // Rewriting the image in place (qemu-img check -r all repairs it): the scrubber checks the new version.
         try f.qemuImg(["check", "-r", "all", f.path("lazy.qcow2")], allowFailure: true)
         #expect(try Self.eventually(20) { Self.state(try Self.listing(client)["lazy.qcow2"]) == "clean" })
         // The answer asked over HTTP is the scrubber's, without a new check.
+        #expect(try Self.eventually(5) { Self.sample(try client.request("GET", "/metrics").text, "qcowscope_scrub_busy") == 0 })
+        usleep(300_000)
         let checks = Self.sample(try client.request("GET", "/metrics").text, "qcowscope_scrub_checks_total") ?? 0
         let doc = try JSONSerialization.jsonObject(with: Data(try client.request("GET", "/v1/images/lazy.qcow2/check").body)) as? [String: Any]
         #expect(doc?["state"] as? String == "clean" && doc?["corruptions"] as? Int == 0)

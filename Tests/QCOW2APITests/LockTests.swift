@@ -248,4 +248,34 @@ struct LockTests {
         #expect(fx.get("/v1/images/nope.qcow2/locks").status == 404)
         #expect(fx.get("/v1/images/\(fx.image)/locks/x").status == 404)
     }
+
+    @Test("a check while a writer holds the image is busy: figures shown, not reported as corruption; clean once it leaves")
+    func checkWhileWriting() throws {
+        let fx = try LockFixture()
+        defer { fx.cleanup() }
+        // qemu-io writes with lazy refcounts on, so the refcounts on disk lag while it runs.
+        try fx.factory.qemuImg(["amend", "-o", "lazy_refcounts=on", fx.factory.path(fx.image)])
+        let holder = try QemuHolder("qemu-io", ["-f", "qcow2", fx.image], directory: fx.factory.directory)
+        try fx.wait("the writer's locks", holder) { $0["writer_present"] as? Bool == true }
+        holder.send("write -P 7 1M 128k")
+        let deadline = Date().addingTimeInterval(15)
+        while !holder.output.contains("wrote 131072/131072") && Date() < deadline { usleep(50_000) }
+        let busy = try fx.json("/v1/images/\(fx.image)/check")
+        #expect(busy["state"] as? String == "busy" && busy["writer_present"] as? Bool == true, "\(busy)")
+        #expect((busy["stale_reason"] as? String)?.contains("writer") == true)
+        let listed = try fx.json("/v1/images")
+        let item = try #require((listed["images"] as? [[String: Any]])?.first)
+        #expect(item["status"] as? String != "errors", "a busy verdict is never reported as corruption: \(item)")
+        let findings = try fx.json("/v1/images/\(fx.image)/findings")
+        let codes = (findings["findings"] as? [[String: Any]] ?? []).compactMap { $0["code"] as? String }
+        #expect(!codes.contains("C1") && !codes.contains("C3"), "\(codes)")
+        holder.send("quit")
+        let quit = Date().addingTimeInterval(10)
+        while holder.process.isRunning && Date() < quit { usleep(50_000) }
+        holder.stop()
+        // The writer is gone (it wrote the refcounts when it closed the image): checked again, clean.
+        let after = try fx.json("/v1/images/\(fx.image)/check")
+        #expect(after["writer_present"] as? Bool == false)
+        #expect(after["state"] as? String == "clean", "\(after)")
+    }
 }

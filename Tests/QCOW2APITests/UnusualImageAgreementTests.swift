@@ -90,7 +90,7 @@ struct UnusualImageAgreementTests {
         #expect(findings.contains { $0.code == "H20" && $0.offset == 8 }, "\(findings.map(\.code))")
     }
 
-    @Test("QEMU's 'Header extension too large': an end marker with a huge length, an extension header cut by backing_file_offset", arguments: ["end-marker", "cut-header"])
+    @Test("QEMU's 'Header extension too large': an end marker with a huge length, an extension header cut by backing_file_offset, one crossing the end of cluster 0 after header_length 108", arguments: ["end-marker", "cut-header", "cross-cluster"])
     func headerExtensionTooLarge(kind: String) throws {
         let f = try QemuImageFactory(prefix: "qcowscope-unusual-")
         defer { f.removeDirectory() }
@@ -99,6 +99,13 @@ struct UnusualImageAgreementTests {
         let marker = try #require(image.extensionsEndMarker)
         if kind == "end-marker" {
             try ImagePatch.poke(path, marker + 4, [0xff, 0xff, 0xff, 0xff])
+        } else if kind == "cross-cluster" {
+            // header_length 108; one unknown extension of 65416 bytes at 108 ends at 65532 (QEMU pads the length, not
+            // the offset), where the next 8-byte header would cross the end of the 64 KiB cluster 0.
+            try ImagePatch.poke(path, 100, [0, 0, 0, 108])
+            try ImagePatch.poke(path, 104, [UInt8](repeating: 0, count: 65536 - 104))
+            try ImagePatch.poke(path, 108, [0x12, 0x34, 0x56, 0x78, 0x00, 0x00, 0xff, 0x88])
+            try ImagePatch.poke(path, 65532, [0x87, 0x65, 0x43, 0x21])
         } else {
             // The backing file name starts 4 bytes into the first extension header; its size is 1.
             try ImagePatch.poke64(path, 8, image.header.extensionsStart + 4)
@@ -109,7 +116,8 @@ struct UnusualImageAgreementTests {
         let findings = try ImageValidator.allFindings(QCOW2Image(path: path))
         let x1 = findings.filter { $0.code == "X1" }
         #expect(x1.count == 1 && x1[0].severity == .error && x1[0].message.contains("Header extension too large"), "\(findings.map { "\($0.code) \($0.message)" })")
-        #expect(x1.first?.offset == (kind == "end-marker" ? marker + 4 : image.header.extensionsStart), "\(x1)")
+        let expected: UInt64 = kind == "end-marker" ? marker + 4 : kind == "cross-cluster" ? 65532 : image.header.extensionsStart
+        #expect(x1.first?.offset == expected, "\(x1)")
         // Tolerated and reported: the image is still served.
         let api = API(catalog: try ImageCatalog(path: f.directory), openAPI: Array("openapi: 3.1.0\n".utf8))
         #expect(api.handle(TestRequest(method: "GET", target: "/v1/images/e.qcow2")).status == 200)
@@ -131,5 +139,36 @@ struct UnusualImageAgreementTests {
         #expect(theirs == ["b"], "qemu-img: \(Self.specific(qemuBitmaps))")
         #expect(mine?.compactMap { $0["name"] as? String } == theirs)
         #expect(mine?.first?["name_hex"] as? String == "6200741b")
+    }
+
+    @Test("a LUKS crypto header window of length 0 or past the end of the file: qemu-img refuses it, X9 says why", arguments: ["empty", "past-eof"])
+    func luksWindow(kind: String) throws {
+        let f = try QemuImageFactory(prefix: "qcowscope-unusual-")
+        defer { f.removeDirectory() }
+        try f.qemuImg([
+            "create", "-q", "-f", "qcow2", "--object", "secret,id=sec0,data=abc", "-o",
+            "encrypt.format=luks,encrypt.key-secret=sec0", f.path("l.qcow2"), "1M",
+        ])
+        let image = try QCOW2Image(path: f.path("l.qcow2"))
+        let ext = try #require(image.extensions.first { $0.kind == .cryptoHeader })
+        if kind == "empty" {
+            try ImagePatch.poke64(f.path("l.qcow2"), ext.offset + 16, 0)
+        } else {
+            try ImagePatch.poke64(f.path("l.qcow2"), ext.offset + 8, 1 << 30)
+        }
+        let r = try f.qemuImg(["info", f.path("l.qcow2")], allowFailure: true)
+        #expect(r.status == 1)
+        #expect(r.stderr.contains(kind == "empty" ? "Request for data outside of extension header" : "Volume is not in LUKS format"), "\(r.stderr)")
+        let api = API(catalog: try ImageCatalog(path: f.directory), openAPI: Array("openapi: 3.1.0\n".utf8))
+        #expect(api.handle(TestRequest(method: "GET", target: "/v1/images/l.qcow2")).status == 200, "still served")
+        let findings = ImageValidator.allFindings(try QCOW2Image(path: f.path("l.qcow2")))
+        let x9 = try #require(findings.first { $0.code == "X9" })
+        #expect(x9.message.contains(kind == "empty" ? "Request for data outside" : "Volume is not in LUKS format"))
+        // The untouched image has no X9.
+        try f.qemuImg([
+            "create", "-q", "-f", "qcow2", "--object", "secret,id=sec0,data=abc", "-o",
+            "encrypt.format=luks,encrypt.key-secret=sec0", f.path("ok.qcow2"), "1M",
+        ])
+        #expect(!ImageValidator.allFindings(try QCOW2Image(path: f.path("ok.qcow2"))).contains { $0.code == "X9" })
     }
 }

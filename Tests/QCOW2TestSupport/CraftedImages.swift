@@ -37,7 +37,7 @@ package enum CraftedImages {
             truncatedHeaderOnly, wrongMagic, version4, clusterBits30, headerLength100, unknownIncompatibleBit,
             hugeBitmapCountPastEOF,
             h1, h2, h3, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20, h21,
-            x1, x2, x3, x4, x5, x6, x7, x8,
+            x1, x2, x3, x4, x5, x6, x7, x8, x9,
             s1, s2, s3, s4, s5, s6,
         ]
     }
@@ -659,6 +659,15 @@ package enum CraftedImages {
         builder.incompatibleFeatures = 1 << 2
         return make("X8-data-file-bit-without-name", "X8", builder,
             "incompatible bit 2 (external data file), no 0x44415441 extension; QEMU: 'data-file' is required for this image")
+    }
+
+    /// X9: a LUKS image whose crypto header extension has length 0.
+    package static var x9: CraftedImage {
+        var builder = baseline()
+        builder.cryptMethod = 2
+        builder.extensions = [.cryptoHeader(offset: UInt64(builder.layoutClusterSize) * 64, length: 0)]
+        return make("X9-luks-window-empty", "X9", builder,
+            "crypt_method 2, crypto header extension of length 0; QEMU: Request for data outside of extension header")
     }
 
     // MARK: Snapshot table rules (S)

@@ -260,6 +260,13 @@ def main():
         check(all(c == 503 for c in codes) and took < 2.0, f"30 more requests for the stalled image: {set(codes)} in {took:.2f} s")
         check(after <= before + 2 and after < 80, f"threads stay bounded: {before} before, {after} after")
         check(get(base, "/healthz")[0] == 200, "healthz still answers")
+        # The check (and the scrubber, which runs here with its defaults) obeys the same rule.
+        status, _, doc, took = get(base, "/v1/images/slow.qcow2/check")
+        check(status == 503 and took < 0.5 and isinstance(doc, dict) and doc.get("type", "").endswith(":image-stalled"),
+              f"/check of the stalled image: {status} in {took:.3f} s (503 image-stalled at once)")
+        status, _, doc, took = get(base, "/v1/images/ok.qcow2/check")
+        check(status == 200 and took < 2.0 and isinstance(doc, dict) and doc.get("state") == "clean",
+              f"/check of ok.qcow2 while slow.qcow2 stalls: {status} {doc.get('state') if isinstance(doc, dict) else doc} in {took:.3f} s")
         print(f"    stall scenario: {time.monotonic() - started:.1f} s")
 
         # --- errors: EIO, short reads, a file that ends early ------------------------------------

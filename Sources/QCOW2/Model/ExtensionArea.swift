@@ -58,8 +58,10 @@ struct ExtensionArea {
             area.extensions.append(
                 HeaderExtension(magic: magic, length: length, offset: pos, data: data, payload: payload))
             if dataCount < UInt64(length) { break }
-            guard let padded = Checked.roundUp(dataEnd, to: 8) else { break }
-            pos = padded
+            // QEMU pads the length, not the offset: after a header_length that is not a multiple of 8
+            // the next header starts unaligned (and may then cross the end of the area).
+            guard let padded = Checked.roundUp(UInt64(length), to: 8), let following = next +? padded else { break }
+            pos = following
         }
         return area
     }

@@ -115,7 +115,7 @@ enum HeaderChecks {
     }
 
     /// Checks the extensions against the header and each other.
-    static func checkExtensions(_ h: Header, extensions: [HeaderExtension], backingFile: ByteString?) -> [Finding] {
+    static func checkExtensions(_ h: Header, extensions: [HeaderExtension], backingFile: ByteString?, fileSize: UInt64) -> [Finding] {
         var f: [Finding] = []
         var seen: Set<UInt32> = []
         for e in extensions {
@@ -148,6 +148,19 @@ enum HeaderChecks {
                 if case .crypto(let off, _) = e.payload, off % h.clusterSize != 0 {
                     f.append(
                         Finding(.x4, structure: "header_extension", field: "offset", value: Hex.string(off), offset: e.dataOffset, message: "encryption header offset not cluster aligned"))
+                }
+                // QEMU reads the LUKS header through the extension's window: 592 bytes of it at least.
+                if h.cryptMethod == 2, case .crypto(let offset, let length) = e.payload {
+                    let at = e.offset + 8
+                    if length < 592 {
+                        f.append(
+                            Finding(.x9, structure: "header_extension", field: "length", value: "\(length)", offset: at + 8,
+                                message: "the LUKS header window is \(length) bytes, smaller than a LUKS header (592): QEMU: Request for data outside of extension header"))
+                    } else if offset >= fileSize || (offset +? length).map({ $0 > fileSize }) ?? true {
+                        f.append(
+                            Finding(.x9, structure: "header_extension", field: "offset", value: Hex.string(offset), offset: at,
+                                message: "the LUKS header (\(length) bytes at \(Hex.string(offset))) runs past the end of the file (\(fileSize) bytes): QEMU reads zeros there: Volume is not in LUKS format"))
+                    }
                 }
             case .featureNameTable?:
                 if e.length % 48 != 0 {

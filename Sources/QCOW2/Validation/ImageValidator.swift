@@ -16,7 +16,7 @@ public enum ImageValidator {
     public static func findings(_ image: QCOW2Image) -> [Finding] {
         var f = HeaderChecks.check(image.header, fileSize: image.source.size)
         f += HeaderChecks.extensionArea(image.decodeIssues)
-        f += HeaderChecks.checkExtensions(image.header, extensions: image.extensions, backingFile: image.backingFile)
+        f += HeaderChecks.checkExtensions(image.header, extensions: image.extensions, backingFile: image.backingFile, fileSize: image.source.size)
         f += BitmapDirectoryChecks.check(image)
         return f
     }

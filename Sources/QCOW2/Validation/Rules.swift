@@ -5,7 +5,7 @@ extension Rule {
     /// Every rule, in documentation order: header, extensions, snapshots, backing chain, cluster mapping, then the bitmap rules of §2.5.
     public static let all: [Rule] = [
         h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20, h21,
-        x1, x2, x3, x4, x5, x6, x7, x8,
+        x1, x2, x3, x4, x5, x6, x7, x8, x9,
         s1, s2, s3, s4, s5, s6,
         b1, b2, b3, b4, b5, b6,
         m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11,
@@ -195,6 +195,12 @@ extension Rule {
         summary: "An image with the external data file bit (incompatible bit 2) must name its data file in a data file name extension.",
         action: "QEMU refuses to read it (qemu-img check, map, convert and qemu-io: 'data-file' is required for this image): name the data file with `qemu-img amend -o data_file=NAME` on a copy, or restore the image from a backup.",
         reference: "qcow2-format.md §1.4, §1.5; QEMU qcow2_do_open")
+    /// X9: the LUKS header window is large enough and inside the file.
+    public static let x9 = Rule(
+        "X9", .error, .headerExtension,
+        summary: "A LUKS crypto header extension must point at a whole LUKS header (592 bytes or more) inside the file.",
+        action: "QEMU refuses to open the image (Volume is not in LUKS format, or Request for data outside of extension header): restore it from a backup; the data cannot be decrypted without the header.",
+        reference: "qcow2-format.md §1.5; QEMU qcow2_read_extensions, qcow2_crypto_hdr_read_func")
 
     // MARK: Snapshot table (S)
 

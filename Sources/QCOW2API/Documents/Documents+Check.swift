@@ -5,7 +5,9 @@ extension Documents {
     /// runner's ``CheckRunner/wait``); still running after that, the answer says so (`202`).
     func checkPlan(_ entry: ImageEntry, locks: LockState?) throws(DocumentError) -> Plan {
         let name = entry.file.name
-        guard let job = catalog.checks.job(for: entry, named: name, writerPresent: locks?.writerPresent) else {
+        // A verdict made while a writer held the image is made again once no writer holds it.
+        let stale = catalog.checks.job(of: entry, named: name)?.outcome?.state == "busy" && locks?.writerPresent == false
+        guard let job = catalog.checks.job(for: entry, named: name, writerPresent: locks?.writerPresent, again: stale) else {
             throw .busy("the check pool is full: ask again in a moment")
         }
         let outcome = job.wait(catalog.checks.wait)
