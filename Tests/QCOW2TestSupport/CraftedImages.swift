@@ -38,7 +38,7 @@ package enum CraftedImages {
             hugeBitmapCountPastEOF,
             h1, h2, h3, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20, h21,
             x1, x2, x3, x4, x5, x6, x7, x8, x9,
-            s1, s2, s3, s4, s5, s6,
+            s1, s2, s3, s4, s5, s6, s7,
         ]
     }
 
@@ -719,5 +719,14 @@ package enum CraftedImages {
         builder.addSnapshot(id: "1", name: "snap")
         builder.snapshots[0].l1Size = 4_194_305
         return make("S6-snapshot-l1-too-large", "S6", builder, "snapshot l1_size 4194305 (> 32 MiB of entries); qemu-img check reports it")
+    }
+
+    /// S7: a v3 snapshot whose ID and name are a single NUL (QEMU shows '').
+    package static var s7: CraftedImage {
+        var builder = baseline()
+        builder.addSnapshot(id: "1", name: "snap")
+        builder.snapshots[0].id = [0]
+        builder.snapshots[0].name = [0]
+        return make("S7-snapshot-nul-names", "S7", builder, "snapshot id_str and name each one NUL byte; QEMU lists ID '' TAG ''")
     }
 }

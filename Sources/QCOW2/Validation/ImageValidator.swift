@@ -30,12 +30,12 @@ public enum ImageValidator {
         TableChecks.check(image, bitmap)
     }
 
-    /// The snapshot table rules S1-S6: reads and decodes the snapshot table, then checks it.
+    /// The snapshot table rules S1-S7: reads and decodes the snapshot table, then checks it.
     public static func snapshotFindings(_ image: QCOW2Image) -> [Finding] {
         snapshotFindings(image, table: image.snapshots())
     }
 
-    /// The snapshot table rules S1-S6 for a table already read with ``QCOW2Image/snapshots()``.
+    /// The snapshot table rules S1-S7 for a table already read with ``QCOW2Image/snapshots()``.
     public static func snapshotFindings(_ image: QCOW2Image, table: SnapshotTable) -> [Finding] {
         SnapshotChecks.check(table, header: image.header)
     }

@@ -6,7 +6,7 @@ extension Rule {
     public static let all: [Rule] = [
         h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20, h21,
         x1, x2, x3, x4, x5, x6, x7, x8, x9,
-        s1, s2, s3, s4, s5, s6,
+        s1, s2, s3, s4, s5, s6, s7,
         b1, b2, b3, b4, b5, b6,
         m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11,
         c1, c2, c3, c4, c5, c6, c7, c8, c9,
@@ -240,6 +240,12 @@ extension Rule {
         summary: "A snapshot's L1 table must be at most 32 MiB.",
         action: "Run `qemu-img check`; delete the broken snapshot with `qemu-img snapshot -d` on a copy.",
         reference: "qcow2-format.md §1.9, §1.11; QEMU qcow2_check_read_snapshot_table")
+    /// S7: snapshot IDs and names without NUL bytes.
+    public static let s7 = Rule(
+        "S7", .warning, .snapshotTable,
+        summary: "A snapshot ID or name should not hold a NUL byte: QEMU reads it as a C string and shows only the bytes before it.",
+        action: "Address the snapshot by what QEMU shows (`name`); the stored bytes are in `name_hex` / `id_hex`. Rename it on a copy with `qemu-img snapshot` if tools disagree.",
+        reference: "qcow2-format.md §1.9; QEMU qcow2_do_read_snapshots (g_strndup)")
 
     // MARK: Backing file (B)
     // Checked where the images directory is known (QCOW2API's ImageCatalog), not by the parser.

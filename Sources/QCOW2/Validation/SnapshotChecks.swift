@@ -1,4 +1,4 @@
-/// The snapshot table rules S1-S6, checked against a decoded ``SnapshotTable``.
+/// The snapshot table rules S1-S7, checked against a decoded ``SnapshotTable``.
 enum SnapshotChecks {
     /// Every S finding of `table`, entry by entry, then what stopped the decoding.
     static func check(_ table: SnapshotTable, header h: Header) -> [Finding] {
@@ -36,6 +36,14 @@ enum SnapshotChecks {
                 f.append(
                     Finding(.s6, structure: "snapshot[\(i)]", field: "l1_size", value: "\(e.l1Size)", offset: entryAt + 8,
                         message: "snapshot L1 table larger than 32 MiB"))
+            }
+            for (field, bytes, at) in [
+                ("id_str", e.id, entryAt + 40 + UInt64(e.extraDataSize)),
+                ("name", e.name, entryAt + 40 + UInt64(e.extraDataSize) + UInt64(e.idStrSize)),
+            ] where bytes.containsNUL {
+                f.append(
+                    Finding(.s7, structure: "snapshot[\(i)]", field: field, value: bytes.hex, offset: at,
+                        message: "the snapshot \(field == "name" ? "name" : "ID") holds a NUL byte: QEMU shows '\(bytes.beforeNUL.escaped)'"))
             }
             ids.insert(e.id)
         }

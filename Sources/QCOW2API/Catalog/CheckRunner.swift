@@ -136,8 +136,9 @@ public final class CheckRunner: Sendable {
         let (launch, base) = settings.withLock { ($0.launch, $0.options) }
         var configured = extra ?? base
         let outer = configured.progress
-        configured.progress = { [weak job] done, total in
-            job?.report(done: done, total: total)
+        // A strong capture: the closure lives as long as the check, which the job does not hold (no cycle).
+        configured.progress = { done, total in
+            job.report(done: done, total: total)
             outer?(done, total)
         }
         let options = configured
