@@ -80,6 +80,6 @@ struct DumpJSONRenderer {
             w.out.write("\n")
         }
         w.out.flush()
-        return renderStop ?? dump.firstStop
+        return dump.escapedNames.first ?? renderStop ?? dump.firstStop
     }
 }

@@ -23,8 +23,9 @@ public struct DumpRenderer: Sendable {
 
     /// Renders `dump-header` (`includeHeader`) or `dump-header-exts`, handing the output to `sink` in pieces.
     ///
-    /// - Returns: the stop to report (``Qcow2PyDump/firstStop``, or one met while reading or printing a
-    ///   table), `nil` when the output is exactly what qcow2.py prints.
+    /// - Returns: the stop to report, the first failure qcow2.py hits: a non-ASCII bitmap name (its
+    ///   UnicodeDecodeError comes as the entry is read), else one met while reading or printing a table,
+    ///   else ``Qcow2PyDump/stop``; `nil` when the output is exactly what qcow2.py prints.
     @discardableResult
     public func render(includeHeader: Bool, into sink: (String) -> Void) -> DumpStop? {
         withoutActuallyEscaping(sink) { sink in

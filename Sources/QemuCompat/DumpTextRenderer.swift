@@ -78,6 +78,6 @@ struct DumpTextRenderer {
             if !(last && dump.stoppedInsideLastExtension) { out.newline() }
         }
         out.flush()
-        return renderStop ?? dump.firstStop
+        return dump.escapedNames.first ?? renderStop ?? dump.firstStop
     }
 }

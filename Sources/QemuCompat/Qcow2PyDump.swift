@@ -83,8 +83,10 @@ public struct Qcow2PyDump: Sendable {
         try self.init(source: source)
     }
 
-    /// The stop to report in one line: ``stop`` if any, else the first of ``escapedNames``.
-    public var firstStop: DumpStop? { stop ?? escapedNames.first }
+    /// The stop to report in one line: the first failure qcow2.py hits. A non-ASCII bitmap name raises
+    /// UnicodeDecodeError as its entry is read, before anything the walk meets later (``stop`` comes after
+    /// every entry of ``escapedNames``), so the first of those if any, else ``stop``.
+    public var firstStop: DumpStop? { escapedNames.first ?? stop }
 
     /// How many places the output differs from qcow2.py's at: ``escapedNames`` and ``stop``.
     public var stopCount: Int { escapedNames.count + (stop == nil ? 0 : 1) }

@@ -83,6 +83,25 @@ struct QemuDumpTests {
         #expect(run.stderr.contains("bitmap_directory[0].name at offset 10289177 (0x9d0019)"))
     }
 
+    @Test func theFirstFailureQcow2PyHitsIsNamed() throws {
+        // bitmap-1's name is not ASCII and bitmap-2's table runs past the end of the file: qcow2.py dies on the
+        // name (UnicodeDecodeError, as entry 0 is read) before it reaches the table (struct.error).
+        let factory = try QemuImageFactory()
+        defer { factory.removeDirectory() }
+        let disk = try Iotest303.makeImage(factory, compression: "zlib")
+        let dir = Iotest303.directoryOffset
+        try Iotest303.patch(disk, at: dir + 24 + 1, [0xc3, 0xbc])
+        try Iotest303.patch(disk, at: dir + 32, Iotest303.be(UInt64(dir), 8) + Iotest303.be(16, 4))
+        let dump = try Qcow2PyDump(path: disk)
+        #expect(dump.escapedNames.count == 1)
+        let (_, stop) = DumpRenderer(dump, style: .text).render(includeHeader: true)
+        let p = try #require(stop)
+        #expect(p.kind == .unicodeDecodeError && p.structure == "bitmap_directory[0]", "\(p.description)")
+        let run = try CLI.run(factory, ["dump-header", disk])
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("UnicodeDecodeError") && !run.stderr.contains("struct.error"), "\(run.stderr)")
+    }
+
     @Test func truncatedTableStopsAfterTheReadableRows() throws {
         let factory = try QemuImageFactory()
         defer { factory.removeDirectory() }
