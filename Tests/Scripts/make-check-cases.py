@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """make-check-cases.py OUTDIR [--only NAME,...] [--jobs N]: build the qemu-img check agreement corpus.
 
-Every case of table 4.2 of the qemu-check-map notes (/work/shared/qemu-check-map.md, "Cases run on
+Every case of table 4.2 of the qemu-check-map notes (qemu-check-map.md, the project reference, "Cases run on
 qemu-img 7.2.22") whose image `qemu-img check` opens read-only, the ones it refuses to open, and the
 hand cases "unaligned header size", "huge virtual" and "size rounding" of 4.3, made with the real
 qemu-img / qemu-io (Debian 12, QEMU 7.2) and q2.py beside this script.

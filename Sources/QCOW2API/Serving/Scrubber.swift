@@ -191,7 +191,8 @@ private final class Pacer: Sendable {
         defer { last.withLock { $0 = ContinuousClock.now } }
         guard rate > 0 else { return }
         let total = taken.add(bytes, ordering: .relaxed).newValue
-        let due = start + .nanoseconds(Int64(clamping: total / rate * 1_000_000_000 + total % rate * 1_000_000_000 / rate))
+        // In floating point: a rate from the configuration may be any size, the arithmetic never traps.
+        let due = start + .seconds(Double(total) / Double(rate))
         let wait = due - ContinuousClock.now
         guard wait > .zero else { return }
         let c = wait.components
