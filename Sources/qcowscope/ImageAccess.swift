@@ -89,8 +89,8 @@ struct ImageAccess {
         var pages = 1
         while let n = next {
             var p = parameters
-            for (k, v) in n { p.set(k, v) }
-            if route != .extents { p.set("limit", pageLimit) }
+            p.replace(with: n)
+            if route != .extents && route != .checkpointExtents { p.set("limit", pageLimit) }
             let page = try document(route, bitmap: bitmap, index: index, p)
             guard case .array(let more)? = page.value[items], !more.isEmpty else { break }
             for item in more {
@@ -105,7 +105,7 @@ struct ImageAccess {
         }
         if pages > 1 {
             first.set(items, .array(all))
-            if first["limit"] != nil && route != .extents { first.set("limit", .num(all.count)) }
+            if first["limit"] != nil && route != .extents && route != .checkpointExtents { first.set("limit", .num(all.count)) }
             first.set("next", .null)
         }
         return first

@@ -44,7 +44,7 @@ struct Qcowscope: ParsableCommand {
         version: ProductVersion.string,
         subcommands: [
             InfoCommand.self, HeaderCommand.self, ExtensionsCommand.self, BitmapsCommand.self, TableCommand.self, ExtentsCommand.self,
-            SnapshotsCommand.self, FindingsCommand.self, L1Command.self, L2Command.self, MapCommand.self, ChainCommand.self, AllocationCommand.self, CheckCommand.self,
+            SnapshotsCommand.self, FindingsCommand.self, L1Command.self, L2Command.self, MapCommand.self, ChainCommand.self, AllocationCommand.self, CheckCommand.self, CheckpointsCommand.self,
             DumpHeaderCommand.self,
             DumpHeaderExtsCommand.self,
         ]

@@ -23,7 +23,7 @@ let fuzzDocuments: Documents = {
 /// Every route that renders a document about one image.
 let fuzzRoutes: [RouteID] = [
     .summary, .header, .extensions, .bitmaps, .bitmap, .table, .extents, .snapshots, .findings, .l1, .l2, .map, .chain,
-    .check,
+    .check, .checkpoints, .checkpoint, .checkpointExtents,
 ]
 
 /// A query string for a route, with values taken from the input's last bytes.
@@ -31,7 +31,7 @@ func fuzzQuery(_ bytes: [UInt8], _ salt: Int) -> Substring {
     let a = tail(bytes, 24 + salt % 8), b = tail(bytes, 3 + salt % 5)
     let parts = [
         "offset=\(a % 70_000)", "limit=\(b % 5_000)", "start=\(a)", "length=\(b)", "cursor=\(a % 100_000)",
-        "all=\(b & 1 == 0 ? "true" : "false")",
+        "all=\(b & 1 == 0 ? "true" : "false")", "with=\(b & 2 == 0 ? "nope" : "a,b")",
     ]
     return Substring(parts.enumerated().filter { (i, _) in (a >> UInt64(i)) & 1 == 1 }.map(\.1).joined(separator: "&"))
 }
@@ -160,13 +160,35 @@ func exercise(_ bytes: [UInt8]) {
         from = n
     }
 
+    // Checkpoints: the union of one bitmap over a one-layer chain is that bitmap's extents; sizes add up.
+    let chainBitmaps = ChainBitmaps(layers: [ChainBitmaps.Layer(image: image, findings: [])])
+    for b in image.bitmaps.prefix(2) where b.granularity != nil && b.granularityBits <= 62 {
+        let limit = Int(tail(bytes, 9) % 32 + 1)
+        let start = tail(bytes, 11) % max(1, image.header.size)
+        if let union = try? chainBitmaps.unionExtents([b.name], start: start, length: image.header.size, limit: limit, stepBudget: 1 << 16),
+            let own = try? image.dirtyExtents(b, start: start, length: image.header.size, limit: limit)
+        {
+            var at = start
+            for e in union.extents {
+                precondition(e.start == at && e.length > 0, "union extents must be contiguous and non-empty")
+                at = e.start + e.length
+            }
+            precondition(union.extents == own.extents && union.next == own.next, "a union of one bitmap is that bitmap")
+        }
+        let r = CheckpointReadiness(b.name, in: chainBitmaps, layerNames: ["fuzz.qcow2"], writerPresent: nil, complete: true)
+        for reason in r.reasons { precondition(reason.rule.structure == .checkpoint) }
+        if let sizes = try? CheckpointSizes.measure([b.name], bitmaps: chainBitmaps, map: map, bitmapBudget: 1 << 14, mapBudget: 1 << 14) {
+            precondition(sizes.backup + sizes.zero == sizes.dirty, "checkpoint sizes add up")
+        }
+    }
+
     // The document layer, route by route, as the API serves them (a fresh entry per input).
     let entry = ImageEntry(file: fuzzFile, image: image)
     let bitmapNames: [[UInt8]?] = image.bitmaps.prefix(2).map { Optional($0.name.bytes) } + [Array("nope".utf8)]
     // Every input has the same file identity: forget the previous input's check, or /check would reuse it.
     fuzzDocuments.catalog.checks.retain([])
     for (salt, route) in fuzzRoutes.enumerated() {
-        for name in [RouteID.bitmap, .table, .extents].contains(route) ? bitmapNames : [nil] {
+        for name in [RouteID.bitmap, .table, .extents, .checkpoint, .checkpointExtents].contains(route) ? bitmapNames : [nil] {
             guard let params = try? Parameters(query: fuzzQuery(bytes, salt)) else { continue }
             // The L2 route: the first L1 entry, and one picked by the input.
             let index: UInt64? = route == .l2 ? tail(bytes, 5 + salt) % max(1, image.l1EntryCount) : nil

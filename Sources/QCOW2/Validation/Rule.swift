@@ -3,7 +3,7 @@
 /// Every rule is declared once, in `Rules.swift`, as a static member (``Rule/d5``, ``Rule/h1``, ...)
 /// and listed in ``Rule/all``; a ``Finding`` can only be made from a `Rule`, so every code an image
 /// can yield is in the registry. Codes `E1`-`E12`, `D1`-`D15` and `T1`-`T5` are the bitmap rules of
-/// qcow2-format.md §2.5; `H*` are header rules, `X*` header extension rules, `S*` snapshot table rules, `B*` backing file rules, `M*` cluster mapping rules, `C*` the refcount check's rules.
+/// qcow2-format.md §2.5; `H*` are header rules, `X*` header extension rules, `S*` snapshot table rules, `B*` backing file rules, `M*` cluster mapping rules, `C*` the refcount check's rules, `K*` the checkpoint (incremental-backup readiness) rules.
 ///
 /// Two rules are equal when their codes are.
 public struct Rule: Sendable, Hashable, Identifiable, CustomStringConvertible {
@@ -29,6 +29,8 @@ public struct Rule: Sendable, Hashable, Identifiable, CustomStringConvertible {
         case clusterTable = "cluster_table"
         /// The refcount table, the refcount blocks and what they count (the read-only check).
         case refcounts
+        /// A checkpoint: the bitmaps of one name across the backing chain, as an incremental backup merges them.
+        case checkpoint
     }
 
     /// The code, e.g. `D5`: the letter names the structure family, the number the rule.

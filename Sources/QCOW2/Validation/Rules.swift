@@ -10,6 +10,7 @@ extension Rule {
         b1, b2, b3, b4, b5, b6,
         m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11,
         c1, c2, c3, c4, c5, c6, c7, c8, c9,
+        k1, k2, k3, k4, k5, k6, k7, k8, k9,
         e1, e2, e3, e4, e5, e6, e7, e8, e9, e10, e11, e12,
         d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11, d12, d13, d14, d15, d16,
         t1, t2, t3, t4, t5,
@@ -414,6 +415,65 @@ extension Rule {
         summary: "The refcount check must be able to read every table it needs, within its memory limit.",
         action: "Read the message: raise `--check-memory`, fix the storage, or restore the image; `qemu-img check` fails on it too (`Check failed`).",
         reference: "QEMU qcow2_check_refcounts, qcow2_check_read_snapshot_table")
+
+    // MARK: Checkpoints (K)
+    // Met by the incremental-backup readiness of a bitmap name across the backing chain
+    // (`/v1/images/{image}/checkpoints`): an error-severity K finding means "not ready".
+
+    /// K1: the bitmap is in use in a layer.
+    public static let k1 = Rule(
+        "K1", .error, .checkpoint,
+        summary: "A checkpoint's bitmap must not be in use (flag in_use) in any layer: QEMU refuses an in-use bitmap as inconsistent.",
+        action: "With no VM holding the image, a crash left it: take a full backup, then remove the bitmap in every layer with `qemu-img bitmap --remove` and start a new checkpoint.",
+        reference: "qcow2-format.md §2.3 (in_use); QEMU bdrv_dirty_bitmap_check (`Bitmap is inconsistent`)")
+    /// K2: the bitmap cannot be trusted in a layer for another reason.
+    public static let k2 = Rule(
+        "K2", .error, .checkpoint,
+        summary: "A checkpoint's bitmap must be usable in every layer: no error finding on it or its extension, and the layer's autoclear bit 0 set.",
+        action: "Read the layer's findings; take a full backup and recreate the checkpoint: the bits of that layer cannot be trusted.",
+        reference: "qcow2-format.md §2.5; QEMU qcow2_load_dirty_bitmaps")
+    /// K3: the bitmap is missing in a layer above one that has it.
+    public static let k3 = Rule(
+        "K3", .error, .checkpoint,
+        summary: "A checkpoint's bitmap must be in every layer above the deepest layer that has it: writes to a layer without it were recorded nowhere.",
+        action: "The chain was extended without carrying the bitmap (a snapshot taken outside the backup tool): take a full backup and start a new checkpoint.",
+        reference: "QEMU qmp_block_dirty_bitmap_merge, as libvirt merges a checkpoint's bitmaps of every layer")
+    /// K4: a layer's bitmap covers a different disk size.
+    public static let k4 = Rule(
+        "K4", .error, .checkpoint,
+        summary: "Every layer's bitmap of a checkpoint must cover the image's virtual size: QEMU merges only bitmaps of equal size.",
+        action: "A layer was resized after the checkpoint: take a full backup and start a new checkpoint.",
+        reference: "QEMU bdrv_merge_dirty_bitmap_locked (`Bitmaps are of different sizes`)")
+    /// K5: granularities differ between layers (nothing is lost).
+    public static let k5 = Rule(
+        "K5", .info, .checkpoint,
+        summary: "The layers' bitmaps of a checkpoint have different granularities; merging them loses no dirty byte (the union is at the finest).",
+        action: "Nothing to do; a backup reads whole granules of the coarser bitmaps.",
+        reference: "QEMU hbitmap_merge (hbitmap_sparse_merge for different granularities)")
+    /// K6: no enabled bitmap in the active layer records writes since the checkpoint.
+    public static let k6 = Rule(
+        "K6", .error, .checkpoint,
+        summary: "Writes since a checkpoint must be recorded: its bitmap or a later one must be enabled in the active layer.",
+        action: "Writes since the bitmap was disabled are tracked nowhere: take a full backup and start a new checkpoint.",
+        reference: "qcow2-format.md §2.3 (auto flag); QEMU block-dirty-bitmap-disable")
+    /// K7: the checkpoint's bitmap is disabled; later bitmaps record the writes since.
+    public static let k7 = Rule(
+        "K7", .info, .checkpoint,
+        summary: "A checkpoint's bitmap is disabled in the active layer; the enabled bitmaps there record the writes since, and a backup merges them.",
+        action: "Ask for the union with them (`?with=NAME`), as libvirt merges later checkpoints.",
+        reference: "qcow2-format.md §2.3 (auto flag); QEMU block-dirty-bitmap-merge")
+    /// K8: a writer holds the image.
+    public static let k8 = Rule(
+        "K8", .error, .checkpoint,
+        summary: "No writer may hold the image: while a VM runs its bitmaps live in memory and the file's bits lag behind.",
+        action: "Back up through the running VM (libvirt backup-begin or QMP), or shut it down and ask again.",
+        reference: "qcow2-format.md §2.3 (in_use while open); QEMU raw_check_lock_bytes (write lock byte 101)")
+    /// K9: the chain could not be read to its end.
+    public static let k9 = Rule(
+        "K9", .error, .checkpoint,
+        summary: "Every layer of the chain must be readable to vouch for a checkpoint.",
+        action: "Restore or make reachable the backing file the chain's findings name (B1-B6), then ask again.",
+        reference: "QEMU bdrv_open_backing_file")
 
     // MARK: Bitmaps extension (E)
 

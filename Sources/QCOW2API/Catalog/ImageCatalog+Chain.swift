@@ -24,7 +24,7 @@ extension ImageCatalog {
         var layers: [ImageChain.Layer] = []
         var first = ImageChain.Layer(
             name: entry.file.name, format: "qcow2", source: top.source, image: top, dataFile: nil, locks: nil,
-            findingCounts: [:], backingPresent: entry.backing?.present, stamp: Self.stamp(entry.file.device, entry.file.inode, entry.file.size, entry.file.mtimeSec, entry.file.mtimeNsec, entry.file.ctimeSec, entry.file.ctimeNsec))
+            findingCounts: [:], eagerFindings: entry.eagerFindings, backingPresent: entry.backing?.present, stamp: Self.stamp(entry.file.device, entry.file.inode, entry.file.size, entry.file.mtimeSec, entry.file.mtimeNsec, entry.file.ctimeSec, entry.file.ctimeNsec))
         if let s = top.source as? FileImageSource { seen.insert(Self.identity(s.fd)) }
         beginChainFiles(of: entry.file.name)
         first.dataFile = dataFile(of: top, layerName: entry.file.name, findings: &findings)
@@ -104,6 +104,32 @@ extension ImageCatalog {
         }
         if answer.failed { _ = allocations.withLock { $0.removeValue(forKey: key) } }
         return answer
+    }
+
+    /// Names checked at most by ``checkpointsNotReady(of:)`` (the first, in ``ChainBitmaps/names`` order).
+    public static let notReadyNameLimit = 4096
+
+    /// How many of the chain's bitmap names are not ready for an incremental backup, judged from the
+    /// files alone (no lock probe: K8 is not counted), computed once per chain version.
+    public func checkpointsNotReady(of chain: ImageChain) -> Int {
+        let key = chain.version
+        let once = notReady.withLock { cache -> Once<Int> in
+            if let o = cache[key] { return o }
+            if cache.count >= 1024 { cache.removeAll() }
+            let o = Once<Int>()
+            cache[key] = o
+            return o
+        }
+        return once.value {
+            let bitmaps = chain.bitmaps
+            var count = 0
+            for n in bitmaps.names.prefix(Self.notReadyNameLimit) {
+                let r = CheckpointReadiness(
+                    n, in: bitmaps, layerNames: chain.layerNames, writerPresent: nil, complete: chain.complete)
+                if !r.ready { count += 1 }
+            }
+            return count
+        }
     }
 
     /// QEMU's metadata-preallocation heuristic for a qcow2 layer, computed once per file version.
@@ -207,11 +233,12 @@ extension ImageCatalog {
             do throws(QCOW2Error) {
                 let image = try QCOW2Image(source: source)
                 var counts: [Finding.Severity: Int] = [:]
-                for f in ImageValidator.findings(image) { counts[f.severity, default: 0] += 1 }
+                let eager = ImageValidator.findings(image)
+                for f in eager { counts[f.severity, default: 0] += 1 }
                 return .success(
                     ImageChain.Layer(
                         name: path, format: "qcow2", source: source, image: image, dataFile: nil, locks: locks,
-                        findingCounts: counts, backingPresent: nil, stamp: h))
+                        findingCounts: counts, eagerFindings: eager, backingPresent: nil, stamp: h))
             } catch {
                 return .failure("it does not parse as qcow2: \(error.message)")
             }

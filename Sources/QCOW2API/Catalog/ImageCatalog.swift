@@ -60,6 +60,8 @@ public final class ImageCatalog: Sendable {
     let preallocation = Mutex<[UInt64: Bool]>([:])
     /// Allocation totals per chain version, each computed once (see ``allocation(of:)``).
     let allocations = Mutex<[UInt64: Once<AllocationAnswer>]>([:])
+    /// Checkpoint names not ready per chain version (see ``checkpointsNotReady(of:)``).
+    let notReady = Mutex<[UInt64: Once<Int>]>([:])
     /// The files opened below each image the last time its chain was followed (backing layers and data
     /// files), by image name: a stall on one of them stalls the image's chain answers (``stall(named:after:chain:)``).
     let chainFiles = Mutex<[String: [String]]>([:])

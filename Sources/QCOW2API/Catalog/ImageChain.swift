@@ -26,6 +26,8 @@ public struct ImageChain: Sendable {
         public var locks: LockState?
         /// The layer's own findings, counted by severity.
         public var findingCounts: [Finding.Severity: Int]
+        /// The layer's header, extension and directory findings (``ImageValidator/findings(_:)``), for a qcow2 layer.
+        public var eagerFindings: [Finding] = []
         /// Whether the backing file this layer names was found (nil: it names none, or it was not looked for).
         public var backingPresent: Bool?
         /// The layer's identity (device, inode, size, times).
@@ -55,6 +57,14 @@ public struct ImageChain: Sendable {
         }
         return h
     }
+
+    /// The persistent bitmaps of these layers by name (for checkpoints).
+    public var bitmaps: ChainBitmaps {
+        ChainBitmaps(layers: layers.map { ChainBitmaps.Layer(image: $0.image, findings: $0.eagerFindings) })
+    }
+
+    /// Each layer's name, the image first.
+    public var layerNames: [String] { layers.map(\.name) }
 
     /// The map over these layers; `preallocated` tells QEMU's metadata-preallocation heuristic per qcow2 layer.
     public func guestMap(preallocated: (Layer) -> Bool) -> GuestMap {

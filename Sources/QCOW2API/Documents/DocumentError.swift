@@ -25,6 +25,8 @@ public enum DocumentError: Error, Sendable {
     case imageNotFound(String)
     /// The image has no bitmap of that name.
     case bitmapNotFound(bitmap: String, image: String)
+    /// No layer of the image's backing chain has a bitmap of that name.
+    case checkpointNotFound(name: String, image: String)
     /// The file is not readable as qcow2.
     case unreadable(QCOW2Error, image: String)
     /// A parameter's value is not allowed.

@@ -151,6 +151,8 @@ public struct Documents: Sendable {
             return plan
         case .check:
             return try checkPlan(entry, locks: locks)
+        case .checkpoints, .checkpoint, .checkpointExtents:
+            return try checkpointPlan(route, entry: entry, locks: locks, name: bitmap, parameters: p)
         case .root, .ui, .health, .metrics, .openapi, .images:
             throw .unavailable("\(RouteTable.route(route).pattern) is not a document about one image")
         }

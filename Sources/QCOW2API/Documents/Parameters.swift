@@ -33,9 +33,22 @@ public struct Parameters: Sendable {
         pairs.append((name, Array(value.utf8)))
     }
 
+    /// Replaces every value of each name in `next` with the values `next` gives (a `next` page's query,
+    /// where a name such as `with` may repeat).
+    public mutating func replace(with next: [(name: String, value: String)]) {
+        let names = Set(next.map(\.name))
+        pairs.removeAll { names.contains($0.name) }
+        pairs += next.map { ($0.name, Array($0.value.utf8)) }
+    }
+
     /// The raw bytes of the first value of `name`.
     public func bytes(_ name: String) -> [UInt8]? {
         pairs.first { $0.name == name }?.value
+    }
+
+    /// Every value of `name`, in order (a repeated parameter).
+    public func all(_ name: String) -> [[UInt8]] {
+        pairs.filter { $0.name == name }.map(\.value)
     }
 
     /// The first value of `name` as text (lossy for non-UTF-8, which then fails validation anyway).

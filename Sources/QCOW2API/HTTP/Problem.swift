@@ -41,6 +41,10 @@ public struct Problem: Error, Sendable {
             self.init(
                 status: 404, slug: "bitmap-not-found", title: "Bitmap not found",
                 detail: "image '\(image)' has no bitmap named '\(bitmap)'")
+        case .checkpointNotFound(let name, let image):
+            self.init(
+                status: 404, slug: "checkpoint-not-found", title: "Checkpoint not found",
+                detail: "no layer of the backing chain of image '\(image)' has a bitmap named '\(name)'")
         case .unreadable(let e, let image) where e.kind == .io:
             // The storage failed, not the image: a 5xx, and nothing of it is cached.
             self.init(

@@ -9,7 +9,7 @@ public struct Route: Sendable {
         case literal(String)
         /// `{image}`: an image name, percent-encoded, one path component.
         case image
-        /// `{bitmap}`: a bitmap name, percent-encoded.
+        /// `{bitmap}` (or `{checkpoint}`): a bitmap name, percent-encoded.
         case bitmap
         /// `{asset}`: a web view file name (may be empty: `/ui/` is `index.html`).
         case asset
@@ -70,10 +70,10 @@ public struct Route: Sendable {
     }
 
     /// Whether answers read the image's backing files and data files too (the map, the chain, the
-    /// allocation totals, and the check, which says what of the chain qemu-img could not open): a stalled read on any of them makes these answers of the image stalled.
+    /// allocation totals, the checkpoints, and the check, which says what of the chain qemu-img could not open): a stalled read on any of them makes these answers of the image stalled.
     public var readsBackingChain: Bool {
         switch id {
-        case .map, .chain, .allocation, .check: true
+        case .map, .chain, .allocation, .check, .checkpoints, .checkpoint, .checkpointExtents: true
         default: false
         }
     }
@@ -88,7 +88,7 @@ public struct Route: Sendable {
         self.segments = pattern.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map { s in
             switch s {
             case "{image}": .image
-            case "{bitmap}": .bitmap
+            case "{bitmap}", "{checkpoint}": .bitmap
             case "{asset}": .asset
             case "{index}": .index
             default: .literal(String(s))

@@ -46,4 +46,10 @@ public enum RouteID: String, Sendable, Hashable, CaseIterable {
     case allocation
     /// `/v1/images/{image}/check`: the read-only refcount check (202 while it runs).
     case check
+    /// `/v1/images/{image}/checkpoints`: every bitmap name of the chain, with its incremental-backup verdict.
+    case checkpoints
+    /// `/v1/images/{image}/checkpoints/{checkpoint}`: one verdict, and what a backup since it reads.
+    case checkpoint
+    /// `/v1/images/{image}/checkpoints/{checkpoint}/extents`: the union of the chain's bitmaps of that name.
+    case checkpointExtents
 }

@@ -25,6 +25,13 @@ public enum RouteTable {
         Route(.chain, "/v1/images/{image}/chain", probesLocks: true),
         Route(.allocation, "/v1/images/{image}/allocation"),
         Route(.check, "/v1/images/{image}/check", caching: .imageVersion(keepBody: false), probesLocks: true),
+        Route(
+            .checkpoints, "/v1/images/{image}/checkpoints", paging: PageLimits(default: 1000, maximum: 10000),
+            probesLocks: true),
+        Route(.checkpoint, "/v1/images/{image}/checkpoints/{checkpoint}", probesLocks: true),
+        Route(
+            .checkpointExtents, "/v1/images/{image}/checkpoints/{checkpoint}/extents",
+            paging: PageLimits(default: 1000, maximum: 10000), probesLocks: true),
         Route(.metrics, "/metrics", caching: .noStore, access: .metrics, documented: false),
         Route(.root, "/", caching: .revalidate, access: .open, documented: false),
         Route(.ui, "/ui/{asset}", caching: .content, access: .open, documented: false),
