@@ -70,7 +70,7 @@ struct TableCommand: ParsableCommand {
 
     @OptionGroup var options: ViewOptions
 
-    @Argument(help: "The bitmap name.")
+    @Argument(help: "The bitmap name, or @index:N for directory entry N (the `address` of /bitmaps; for an empty or repeated name).")
     var bitmap: String
 
     @OptionGroup var page: TablePageOptions
@@ -132,7 +132,7 @@ struct ExtentsCommand: ParsableCommand {
 
     @OptionGroup var options: ViewOptions
 
-    @Argument(help: "The bitmap name.")
+    @Argument(help: "The bitmap name, or @index:N for directory entry N (the `address` of /bitmaps; for an empty or repeated name).")
     var bitmap: String
 
     @OptionGroup var range: GuestRangeOptions

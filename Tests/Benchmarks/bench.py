@@ -12,6 +12,7 @@ import ctypes
 import datetime
 import json
 import os
+import random
 import re
 import resource
 import shlex
@@ -1394,6 +1395,138 @@ http {{
         self.targets.append({"target": "cached /header with the scrubber running over 1,000 images within 10% of --scrub off",
                              "pass": keep >= 0.9 and during > 0, "figures": f"{keep:.2f}x, {during} checks during the run"})
 
+    def section11(self):
+        """Incremental-backup readiness (issue 20): a 4-layer chain of 1 TiB disks with 64 KiB bitmaps, the
+        verdict and the backup's size from the files, against what QEMU needs for the same answer: a merge
+        of the layers' bitmaps into one (qemu-img bitmap --add + --merge per layer on a scratch copy), an
+        export (qemu-nbd -r -B) and nbdinfo --map for the dirty bitmap, --totals and base:allocation."""
+        n = 3 if self.quick else 5
+        log("11. checkpoints: 4-layer chain of 1 TiB disks, 64 KiB bitmaps; qcowscope checkpoints vs "
+            "qemu-img bitmap --merge + qemu-nbd -B + nbdinfo")
+        d = os.path.join(self.work, "checkpoints")
+        os.makedirs(d, exist_ok=True)
+        names = ["l3.qcow2", "l2.qcow2", "l1.qcow2", "top.qcow2"]
+        rng = random.Random(20)
+        tib = 1 << 40
+        if not os.path.exists(os.path.join(d, "top.qcow2")):
+            below = None
+            for i, name in enumerate(names):
+                path = os.path.join(d, name)
+                argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=65536"]
+                if below:
+                    argv += ["-b", below, "-F", "qcow2"]
+                run(argv + [path, "1T"], "qemu-img create 1T", timeout=120)
+                run(["qemu-img", "bitmap", "--add", "-g", "65536", path, "c1"], "qemu-img bitmap --add", timeout=60)
+                # 1,000 scattered 64 KiB writes, a 32 MiB run and a 16 MiB run of zeroes per layer.
+                cmds = []
+                for _ in range(1000):
+                    cmds += ["-c", f"write {rng.randrange(tib >> 16) << 16} 64k"]
+                cmds += ["-c", f"write {(i * 100 + 7) << 30} 32M", "-c", f"write -z {(i * 100 + 50) << 30} 16M"]
+                run(["qemu-io", "-f", "qcow2"] + cmds + [path], "qemu-io writes", timeout=600)
+                if name != "top.qcow2":
+                    run(["qemu-img", "bitmap", "--disable", path, "c1"], "qemu-img bitmap --disable", timeout=60)
+                below = name
+
+        def timed(argv):
+            t = time.perf_counter()
+            p = subprocess.run(self.taskset("server") + argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=3600)
+            if p.returncode not in (0, 1):
+                raise Failure(f"{argv[0]}: exit {p.returncode}: {p.stderr[-300:]!r}")
+            return time.perf_counter() - t, p.stdout
+
+        top = os.path.join(d, "top.qcow2")
+        ours_argv = [self.qcowscope, "checkpoints", top, "c1", "--format", "json"]
+        timed(ours_argv)  # the page cache warm for both tools
+        ours = []
+        doc = {}
+        for _ in range(n):
+            e, out = timed(ours_argv)
+            ours.append(e)
+            doc = json.loads(out)
+        ours = stats(ours)
+
+        scratch = os.path.join(d, "scratch")
+        os.makedirs(scratch, exist_ok=True)
+        for name in names:
+            run(["cp", "--sparse=always", os.path.join(d, name), os.path.join(scratch, name)], "cp", timeout=600)
+        stop = os.path.join(scratch, "top.qcow2")
+        sock = os.path.join(scratch, "nbd.sock")
+        uri = f"nbd+unix:///?socket={sock}"
+
+        def theirs_once():
+            t = time.perf_counter()
+            subprocess.run(self.taskset("server") + ["qemu-img", "bitmap", "--add", "-g", "65536", stop, "u"], check=True,
+                           capture_output=True, timeout=600)
+            for depth, name in enumerate(reversed(names)):
+                argv = ["qemu-img", "bitmap", "--merge", "c1"]
+                if depth:
+                    argv += ["-b", os.path.join(scratch, name), "-F", "qcow2"]
+                subprocess.run(self.taskset("server") + argv + [stop, "u"], check=True, capture_output=True, timeout=600)
+            nbd = subprocess.Popen(self.taskset("server") + ["qemu-nbd", "-r", "-t", "-k", sock, "-B", "u", "-f", "qcow2", stop],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                while not os.path.exists(sock):
+                    if nbd.poll() is not None:
+                        raise Failure("qemu-nbd exited")
+                    time.sleep(0.002)
+                totals = subprocess.run(self.taskset("client") + ["nbdinfo", "--json", "--totals", "--map=qemu:dirty-bitmap:u", uri],
+                                        check=True, capture_output=True, timeout=600).stdout
+                subprocess.run(self.taskset("client") + ["nbdinfo", "--json", "--map=qemu:dirty-bitmap:u", uri],
+                               check=True, capture_output=True, timeout=600)
+                subprocess.run(self.taskset("client") + ["nbdinfo", "--json", "--map", uri], check=True, capture_output=True,
+                               timeout=600)
+            finally:
+                nbd.kill()
+                nbd.wait()
+                try:
+                    os.unlink(sock)
+                except FileNotFoundError:
+                    pass
+            elapsed = time.perf_counter() - t
+            subprocess.run(["qemu-img", "bitmap", "--remove", stop, "u"], check=True, capture_output=True, timeout=600)
+            dirty = sum(r["size"] for r in json.loads(totals) if r["type"] & 1)
+            return elapsed, dirty
+
+        theirs_once()
+        theirs, qemu_dirty = [], None
+        for _ in range(n):
+            e, qemu_dirty = theirs_once()
+            theirs.append(e)
+        theirs = stats(theirs)
+        agree = doc.get("dirty_bytes") == qemu_dirty and doc.get("incremental_ready") is True
+        ratio = theirs["median_s"] / ours["median_s"] if ours["median_s"] else 0
+        self.report.add(11, "checkpoints.chain_4x1t", f"4 x 1 TiB chain: qcowscope checkpoints top c1, median of {n}",
+                        ours["median_s"], fmt_time(ours["median_s"]), "qemu-img merge + qemu-nbd -B + nbdinfo",
+                        theirs["median_s"], fmt_time(theirs["median_s"]),
+                        note=(f"dirty {doc.get('dirty_bytes')} B, backup {doc.get('backup_bytes')} B, zero "
+                              f"{doc.get('zero_bytes')} B; dirty equals nbdinfo --totals" if agree
+                              else f"DISAGREE: ours {doc.get('dirty_bytes')} ready {doc.get('incremental_ready')}, "
+                                   f"nbdinfo {qemu_dirty}"))
+        # The daemon, asked after a touch of the top (a new chain version: nothing cached).
+        srv = self.start_qcowscoped("qcowscoped-checkpoints", d, extra=("--scrub", "off"))
+        c = Client(srv.port)
+        served = []
+        for _ in range(n):
+            t_ns = time.time_ns()
+            os.utime(top, ns=(t_ns, t_ns))
+            status, body, e = c.get("/v1/images/top.qcow2/checkpoints/c1")
+            if status != 200:
+                raise Failure(f"/checkpoints/c1: {status} {body[:200]!r}")
+            served.append(e)
+        served = stats(served)
+        status, body, listing = c.get("/v1/images/top.qcow2/checkpoints")
+        c.close()
+        srv.stop()
+        self.report.add(11, "checkpoints.http", f"GET /checkpoints/c1 after a touch (cold document), median of {n}",
+                        served["median_s"], fmt_time(served["median_s"]), "qemu-img merge + qemu-nbd -B + nbdinfo",
+                        theirs["median_s"], fmt_time(theirs["median_s"]),
+                        note=f"the listing (/checkpoints) then took {fmt_time(listing)}")
+        self.targets.append({"target": "readiness and sizes of a 4 x 1 TiB chain (64 KiB bitmaps) under 200 ms cold",
+                             "pass": agree and ours["median_s"] < 0.2 and served["median_s"] < 0.2,
+                             "figures": f"CLI {fmt_time(ours['median_s'])}, HTTP {fmt_time(served['median_s'])}"})
+        self.targets.append({"target": "at least 10x faster than qemu-img merge + qemu-nbd + nbdinfo on the same chain",
+                             "pass": agree and ratio >= 10, "figures": f"{ratio:.1f}x"})
+
     def section6(self):
         n = 20 if self.quick else 100
         n_ref = 5 if self.quick else 20
@@ -1519,7 +1652,7 @@ http {{
         t0 = time.monotonic()
         if self.a.only == "map":
             self.section9()
-        elif self.a.only not in ("extents", "check"):
+        elif self.a.only not in ("extents", "check", "checkpoints"):
             self.make_images()
             self.start_servers()
             self.start_floors()
@@ -1532,9 +1665,12 @@ http {{
             self.section8()
             self.section9()
             self.section10()
+            self.section11()
         if self.a.only == "check":
             self.section10()
-        if self.a.only not in ("map", "check"):
+        if self.a.only == "checkpoints":
+            self.section11()
+        if self.a.only not in ("map", "check", "checkpoints"):
             self.section6()
         meta = self.meta()
         meta["elapsed_s"] = round(time.monotonic() - t0, 1)
@@ -1573,9 +1709,10 @@ def main():
     ap.add_argument("--duration", type=int, help="seconds per wrk run (default 10, --quick 3)")
     ap.add_argument("--threads", type=int, help="server threads (default: the number of server cores)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary work directory")
-    ap.add_argument("--only", choices=["extents", "map", "check"],
-                    help="run only section 6 (16 TiB dirty extents vs nbdinfo), 9 (1 TiB allocation map vs qemu-img map) "
-                         "or 10 (check vs qemu-img check, the scrubber's cost)")
+    ap.add_argument("--only", choices=["extents", "map", "check", "checkpoints"],
+                    help="run only section 6 (16 TiB dirty extents vs nbdinfo), 9 (1 TiB allocation map vs qemu-img map), "
+                         "10 (check vs qemu-img check, the scrubber's cost) or 11 (checkpoints of a 4 x 1 TiB chain vs "
+                         "qemu-img bitmap --merge + qemu-nbd + nbdinfo)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     args.out = os.path.abspath(args.out)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tests/Benchmarks/run.sh: the qcowscope benchmark (`make bench`). How to read its output: Tests/Benchmarks/README.md.
 #
-#   bash Tests/Benchmarks/run.sh [--quick] [--only extents|map|check] [--duration S] [--threads N] [--keep]
+#   bash Tests/Benchmarks/run.sh [--quick] [--only extents|map|check|checkpoints] [--duration S] [--threads N] [--keep]
 #                                [--scratch-path DIR | --bin-dir DIR] [--no-install]
 #
 # On a fresh Debian machine with Swift on PATH: installs what is missing (wrk, hyperfine, nginx-light
@@ -13,6 +13,7 @@
 #   --only extents     only section 6: dirty extents/totals of a 16 TiB disk vs nbdinfo over qemu-nbd
 #   --only map         only section 9: the allocation map of 1 TiB disks vs qemu-img map
 #   --only check       only section 10: the check of a 1 TiB disk vs qemu-img check, the scrubber's cost
+#   --only checkpoints only section 11: checkpoints of a 4 x 1 TiB chain vs qemu-img bitmap --merge + qemu-nbd + nbdinfo
 #   --duration S       seconds per wrk run (default 10)
 #   --threads N        server threads (default: the cores the servers are pinned to)
 #   --keep             keep the temporary work directory (images, configs, logs) under .build/bench

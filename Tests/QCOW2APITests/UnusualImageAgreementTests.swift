@@ -141,6 +141,41 @@ struct UnusualImageAgreementTests {
         #expect(mine?.first?["name_hex"] as? String == "6200741b")
     }
 
+    @Test("every bitmap has an address: an empty name, a repeated name and a name of the form @index:N are reached as @index:N, in links, extents and the CLI")
+    func everyBitmapIsAddressable() throws {
+        let f = try QemuImageFactory(prefix: "qcowscope-unusual-")
+        defer { f.removeDirectory() }
+        var builder = ImageBuilder(version: 3, clusterBits: 16, size: 64 << 20)
+        for name in ["", "dup", "dup", "@index:0", "plain"] { builder.addBitmap(name: name, granularityBits: 16) }
+        builder.markDirty(bitmap: 0, guestOffset: 0, length: 1 << 20)
+        builder.markDirty(bitmap: 2, guestOffset: 8 << 20, length: 2 << 20)
+        try f.writeFile("e.qcow2", bytes: builder.build())
+        let api = API(catalog: try ImageCatalog(path: f.directory), openAPI: Array("openapi: 3.1.0\n".utf8))
+        func get(_ t: String) -> Response { api.handle(TestRequest(method: "GET", target: t)) }
+        let list = try #require(try JSONSerialization.jsonObject(with: Data(get("/v1/images/e.qcow2/bitmaps").body)) as? [String: Any])
+        let addresses = (list["bitmaps"] as? [[String: Any]] ?? []).compactMap { $0["address"] as? String }
+        #expect(addresses == ["%40index%3A0", "dup", "%40index%3A2", "%40index%3A3", "plain"])
+        for (i, a) in addresses.enumerated() {
+            let r = get("/v1/images/e.qcow2/bitmaps/\(a)")
+            #expect(r.status == 200, "\(a)")
+            let doc = try #require(try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])
+            #expect(doc["index"] as? Int == i, "\(a) reaches entry \(i)")
+        }
+        // The empty name's extents, a page at a time: the next link keeps the address.
+        let first = get("/v1/images/e.qcow2/bitmaps/@index:0/extents?limit=1")
+        #expect(first.status == 200)
+        #expect(first.header("Link")?.contains("/bitmaps/%40index%3A0/extents?") == true, "\(first.header("Link") ?? "no Link")")
+        let second = get("/v1/images/e.qcow2/bitmaps/@index:2/extents")
+        let extents = (try JSONSerialization.jsonObject(with: Data(second.body)) as? [String: Any])?["extents"] as? [[String: Any]]
+        #expect(extents?.contains { $0["dirty"] as? Bool == true && $0["start"] as? Int == 8 << 20 } == true, "the second 'dup' is entry 2's bits")
+        #expect(get("/v1/images/e.qcow2/bitmaps/@index:5").status == 404)
+        #expect(get("/v1/images/e.qcow2/bitmaps/@index:x").status == 404)
+        if let bin = CLI.binary {
+            let r = try f.run(bin, ["extents", f.path("e.qcow2"), "@index:0", "--format", "json"], allowFailure: true)
+            #expect(r.status == 0 && r.stdout.contains("\"dirty\": true"), "\(r.stderr)")
+        }
+    }
+
     @Test("a LUKS crypto header window of length 0 or past the end of the file: qemu-img refuses it, X9 says why", arguments: ["empty", "past-eof"])
     func luksWindow(kind: String) throws {
         let f = try QemuImageFactory(prefix: "qcowscope-unusual-")

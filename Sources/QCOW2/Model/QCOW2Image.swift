@@ -21,6 +21,8 @@ public struct QCOW2Image: Sendable {
     public let bitmaps: [BitmapDirectoryEntry]
     /// What stopped or limited the decoding of the extension area and the bitmap directory, in decode order.
     public let decodeIssues: [DecodeIssue]
+    /// The directory index of the first bitmap of each name.
+    private let firstByName: [ByteString: Int]
 
     /// Parses the header, the extensions, the backing file name and the bitmap directory.
     ///
@@ -49,6 +51,9 @@ public struct QCOW2Image: Sendable {
         let dir = try BitmapDirectory.read(header: header, extensions: area.extensions, source: source)
         bitmapsExtension = dir.bitmapsExtension
         bitmaps = dir.entries
+        var first: [ByteString: Int] = [:]
+        for (i, b) in dir.entries.enumerated() where first[b.name] == nil { first[b.name] = i }
+        firstByName = first
         decodeIssues = area.issues + dir.issues
     }
 
@@ -131,8 +136,35 @@ public struct QCOW2Image: Sendable {
         return nil
     }
 
-    /// Finds a bitmap by its exact name bytes.
+    /// Finds a bitmap by its exact name bytes (the first of that name, as QEMU's lookup does).
     public func bitmap(named name: ByteString) -> BitmapDirectoryEntry? {
-        bitmaps.first { $0.name == name }
+        guard let i = firstByName[name], i < bitmaps.count else { return nil }
+        return bitmaps[i]
+    }
+
+    /// The prefix of a bitmap address that names a directory index: `@index:N`.
+    public static let indexAddressPrefix = "@index:"
+
+    /// Finds a bitmap by its address: `@index:N` for directory entry N, else its exact name.
+    ///
+    /// Every entry has an address (``address(of:)``), including one whose name is empty or repeats an
+    /// earlier entry's name, which no name can reach.
+    public func bitmap(address: ByteString) -> BitmapDirectoryEntry? {
+        let prefix = Array(Self.indexAddressPrefix.utf8)
+        guard address.bytes.starts(with: prefix) else { return bitmap(named: address) }
+        // `@index:N` is always an index: a bitmap named so has the address of its own index.
+        let digits = address.bytes.dropFirst(prefix.count)
+        guard !digits.isEmpty, digits.count <= 9, digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+            let i = Int(String(decoding: digits, as: UTF8.self)), i < bitmaps.count
+        else { return nil }
+        return bitmaps[i]
+    }
+
+    /// The address of `bitmap` in paths: its name when the name reaches it (not empty, the first of its
+    /// name, not itself of the form `@index:N`), else `@index:N`.
+    public func address(of bitmap: BitmapDirectoryEntry) -> ByteString {
+        let byName = !bitmap.name.bytes.isEmpty && firstByName[bitmap.name] == bitmap.index
+            && !bitmap.name.bytes.starts(with: Array(Self.indexAddressPrefix.utf8))
+        return byName ? bitmap.name : ByteString(Array("\(Self.indexAddressPrefix)\(bitmap.index)".utf8))
     }
 }

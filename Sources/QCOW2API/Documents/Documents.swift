@@ -89,7 +89,7 @@ public struct Documents: Sendable {
             return plan { () throws(DocumentError) in Self.snapshotsPage(image, limit: limit, offset: offset) }
         case .bitmap, .table, .extents:
             let bitmapName = ByteString(bitmap ?? [])
-            guard let b = image.bitmap(named: bitmapName) else {
+            guard let b = image.bitmap(address: bitmapName) else {
                 throw .bitmapNotFound(bitmap: bitmapName.escaped, image: name)
             }
             switch route {

@@ -106,6 +106,7 @@ public enum ImageViews {
         var o: [(String, JSONValue)] = [("index", .num(b.index))]
         text("name", b.name, into: &o, alwaysHex: true)
         o += [
+            ("address", .string(PercentEncoding.encode(image.address(of: b).bytes))),
             ("bitmap_table_offset", .num(b.tableOffset)), ("bitmap_table_size", .num(b.tableSize)),
             ("flags", .array(b.flagNames.map { .string($0) })), ("flags_raw", .num(b.flags)), ("enabled", .bool(b.auto)),
             ("type", .num(b.type)), ("granularity_bits", .num(b.granularityBits)),

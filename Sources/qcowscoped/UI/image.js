@@ -85,7 +85,7 @@ function bitmapsTable(image, doc) {
     ["Name", "Granularity", "Flags", "Dirty", "State"],
     doc.bitmaps.map((b) => {
       const row = [
-        h("a", { href: `#/images/${imageSegment(image)}/bitmaps/${bitmapSegment(b.name_hex)}`, class: "bitmap-link" }, b.name),
+        h("a", { href: `#/images/${imageSegment(image)}/bitmaps/${b.address}`, class: "bitmap-link" }, b.name === "" ? `(empty name, ${b.address.replace("%40", "@").replace("%3A", ":")})` : b.name),
         b.granularity === null ? "—" : sizeNode(b.granularity),
         [b.enabled ? "enabled" : "disabled", ...b.flags.filter((f) => f !== "auto").map((f) => `, ${f}`)].join(""),
         b.dirty_bytes === null
