@@ -297,6 +297,8 @@ struct DaemonAPITests {
         "/v1/images/{image}/snapshots", "/v1/images/{image}/findings", "/v1/images/{image}/locks",
         "/v1/images/{image}/l1", "/v1/images/{image}/l1/{index}/l2", "/v1/images/{image}/map",
         "/v1/images/{image}/chain", "/v1/images/{image}/allocation", "/v1/images/{image}/check",
+        "/v1/images/{image}/checkpoints", "/v1/images/{image}/checkpoints/{checkpoint}",
+        "/v1/images/{image}/checkpoints/{checkpoint}/extents",
     ]
 
     fileprivate var fx: LiveFixture { get throws { try LiveFixture.get() } }
@@ -315,6 +317,7 @@ struct DaemonAPITests {
     func everyRoute(_ route: String) throws {
         let target = route.replacingOccurrences(of: "{image}", with: "bitmaps.qcow2")
             .replacingOccurrences(of: "{bitmap}", with: "b-enabled").replacingOccurrences(of: "{index}", with: "0")
+            .replacingOccurrences(of: "{checkpoint}", with: "b-enabled")
         let client = try dial(try fx.port)
         let get = try client.request("GET", target)
         #expect(get.status == 200, "\(target): \(get.text.prefix(300))")
@@ -570,14 +573,20 @@ struct DaemonAPITests {
         }
         for name in f.entries {
             let image = "/v1/images/" + percentEncode(name.utf8)
-            for view in ["", "/header", "/extensions", "/snapshots", "/findings"] { _ = try probe(image + view) }
+            for view in ["", "/header", "/extensions", "/snapshots", "/findings", "/checkpoints"] { _ = try probe(image + view) }
             let list = try probe(image + "/bitmaps")
-            // D13's bitmap has an empty name: no URL can name it (`/bitmaps/` is not a route), so it is skipped.
-            for b in list.object?["bitmaps"] as? [[String: Any]] ?? [] where b["name_hex"] as? String != "" {
-                let bitmap = image + "/bitmaps/" + percentEncode(hexBytes(b["name_hex"] as? String ?? ""))
+            // Every bitmap by its address (D13's empty name is `@index:N`); checkpoints by name.
+            for b in list.object?["bitmaps"] as? [[String: Any]] ?? [] {
+                let bitmap = image + "/bitmaps/" + (b["address"] as? String ?? "")
                 for view in ["", "/table", "/extents", "/table?limit=4096&offset=0", "/extents?limit=3"] {
                     let r = try probe(bitmap + view)
                     if r.status == 404 { problems.append("\(bitmap)\(view): a listed bitmap is not found") }
+                }
+                guard b["name_hex"] as? String != "" else { continue }
+                let checkpoint = image + "/checkpoints/" + percentEncode(hexBytes(b["name_hex"] as? String ?? ""))
+                for view in ["", "/extents?limit=3"] {
+                    let r = try probe(checkpoint + view)
+                    if r.status == 404 { problems.append("\(checkpoint)\(view): a listed bitmap is not a checkpoint") }
                 }
             }
         }

@@ -1,8 +1,13 @@
 import Foundation
 import QCOW2
 import QCOW2API
+import ProcessTestSupport
 import QCOW2TestSupport
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Agreement with qemu-img on images nobody here made (issue 16): each case compares the summary
 /// with `qemu-img info --output=json` on the same file.
@@ -174,6 +179,67 @@ struct UnusualImageAgreementTests {
             let r = try f.run(bin, ["extents", f.path("e.qcow2"), "@index:0", "--format", "json"], allowFailure: true)
             #expect(r.status == 0 && r.stdout.contains("\"dirty\": true"), "\(r.stderr)")
         }
+    }
+
+    @Test("structures past the end of the file read as zeros, as QEMU reads them: a snapshot name cut by the end (qemu-img snapshot -l), a version 2 header cut (qemu-img info), a bitmap table past it (qemu-nbd exports it all clean); S8, H22 and T6 say so")
+    func pastEndReadsAsZeros() throws {
+        let f = try QemuImageFactory(prefix: "qcowscope-unusual-")
+        defer { f.removeDirectory() }
+        // A snapshot 's1' whose name's last byte lies past the end of the file.
+        try f.create("s.qcow2", size: 1 << 20)
+        try f.snapshotCreate("s.qcow2", "s1")
+        let s = try QCOW2Image(path: f.path("s.qcow2"))
+        let entry = try #require(s.snapshots().entries.first)
+        let cut = s.header.snapshotsOffset + 40 + UInt64(entry.extraDataSize) + UInt64(entry.idStrSize) + 1
+        #expect(truncate(f.path("s.qcow2"), off_t(cut)) == 0)
+        let listed = try f.qemuImg(["snapshot", "-l", f.path("s.qcow2")]).stdout
+        let qemuRow = try #require(listed.split(separator: "\n").dropFirst(2).first, "\(listed)")
+        #expect(qemuRow.split(separator: " ").prefix(2) == ["1", "s"], "qemu-img snapshot -l: \(listed)")
+        let api = API(catalog: try ImageCatalog(path: f.directory), openAPI: Array("openapi: 3.1.0\n".utf8))
+        let snaps = try #require(try JSONSerialization.jsonObject(with: Data(api.handle(TestRequest(method: "GET", target: "/v1/images/s.qcow2/snapshots")).body)) as? [String: Any])
+        let rows = snaps["snapshots"] as? [[String: Any]] ?? []
+        #expect(rows.count == 1 && rows.first?["id"] as? String == "1" && rows.first?["name"] as? String == "s", "\(snaps)")
+        #expect(rows.first?["name_hex"] as? String == "7300", "the stored bytes: 's' and a zero read past the end")
+        #expect((snaps["findings"] as? [[String: Any]] ?? []).contains { $0["code"] as? String == "S8" && $0["severity"] as? String == "warning" }, "\(snaps)")
+
+        // A version 2 image cut inside its header: qemu-img info opens it; so does qcowscope, with H22.
+        try f.create("v2.qcow2", size: 1 << 20, options: ["compat=0.10"])
+        #expect(truncate(f.path("v2.qcow2"), 60) == 0)
+        let (v2, qemuV2) = try Self.both(f, "v2.qcow2")
+        #expect(v2["virtual_size"] as? Int == qemuV2["virtual-size"] as? Int && v2["cluster_size"] as? Int == qemuV2["cluster-size"] as? Int, "\(v2) vs \(qemuV2)")
+        #expect(v2["compat"] as? String == "0.10")
+        let v2Findings = try #require(try JSONSerialization.jsonObject(with: Data(api.handle(TestRequest(method: "GET", target: "/v1/images/v2.qcow2/findings")).body)) as? [String: Any])
+        #expect((v2Findings["findings"] as? [[String: Any]] ?? []).contains { $0["code"] as? String == "H22" }, "\(v2Findings)")
+
+        // A bitmap whose table offset points past the end of the file.
+        try f.create("t.qcow2", size: 64 << 20)
+        try f.bitmapAdd("t.qcow2", "b", granularity: 65536)
+        try f.qemuIO("t.qcow2", ["write 0 1M"])
+        let t = try QCOW2Image(path: f.path("t.qcow2"))
+        let b = try #require(t.bitmaps.first)
+        let fd = open(f.path("t.qcow2"), O_WRONLY)
+        var offset = (UInt64(1) << 30).bigEndian
+        #expect(pwrite(fd, &offset, 8, off_t(b.entryOffset)) == 8)
+        close(fd)
+        let nbd = try CheckpointAgreementTests.which("nbdinfo")
+        let sock = f.path("t6.sock")
+        let server = try ChildProcess(
+            try CheckpointAgreementTests.which("qemu-nbd"), ["-r", "-t", "-k", sock, "-B", "b", "-f", "qcow2", f.path("t.qcow2")],
+            stderr: .file(f.path("t6.log")))
+        defer {
+            server.kill()
+            server.wait()
+        }
+        for _ in 0..<250 where !FileManager.default.fileExists(atPath: sock) && server.isRunning { usleep(20_000) }
+        let map = try f.run(nbd, ["--json", "--map=qemu:dirty-bitmap:b", "nbd+unix:///?socket=\(sock)"]).stdout
+        let theirs = try #require(try JSONSerialization.jsonObject(with: Data(map.utf8)) as? [[String: Any]])
+        #expect(theirs.allSatisfy { ($0["type"] as? Int ?? 1) & 1 == 0 }, "QEMU exports it all clean: \(map)")
+        let r = api.handle(TestRequest(method: "GET", target: "/v1/images/t.qcow2/bitmaps/b/extents"))
+        #expect(r.status == 200)
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])
+        let extents = doc["extents"] as? [[String: Any]] ?? []
+        #expect(extents.count == 1 && extents.first?["dirty"] as? Bool == false && extents.first?["length"] as? Int == 64 << 20, "\(doc)")
+        #expect((doc["findings"] as? [[String: Any]] ?? []).map { $0["code"] as? String } == ["T6"], "\(doc)")
     }
 
     @Test("a LUKS crypto header window of length 0 or past the end of the file: qemu-img refuses it, X9 says why", arguments: ["empty", "past-eof"])

@@ -32,13 +32,13 @@ package enum CraftedImages {
             e1, e2, e3, e4, e5, e6, e7, e8, e9, e10SizeMismatch, e10EntryOverflow, e11More, e11Less, e12,
             d1, d2, d3, d4, d5, d6, d7, d8, d9, d10TableTooSmall, d11TableTooLarge, d12, d13, d14,
             d15InUseWrongSize, d16,
-            t1, t2, t3, t4, t5,
+            t1, t2, t3, t4, t5, t6,
             nameNotUTF8, nameWithSlash, nameWithMarkup,
             truncatedHeaderOnly, wrongMagic, version4, clusterBits30, headerLength100, unknownIncompatibleBit,
             hugeBitmapCountPastEOF,
-            h1, h2, h3, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20, h21,
+            h1, h2, h3, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20, h21, h22,
             x1, x2, x3, x4, x5, x6, x7, x8, x9,
-            s1, s2, s3, s4, s5, s6, s7,
+            s1, s2, s3, s4, s5, s6, s7, s8,
         ]
     }
 
@@ -334,6 +334,14 @@ package enum CraftedImages {
         builder.bitmaps[0].entryOverrides[0] = dataOffset + 512
         return make("T3-unaligned-data", "T3", builder,
             "4 KiB clusters, table entry 0 = data offset + 512 (bits 1-8 clear, so only alignment fails); QEMU: Could not read bitmap_table table ...: Invalid argument")
+    }
+
+    /// T6: a bitmap table past the end of the file (QEMU reads it as zeros: all clean).
+    package static var t6: CraftedImage {
+        var builder = baseline()
+        builder.bitmaps[0].tableOffset = 1 << 30
+        return make("T6-table-past-eof", "T6", builder,
+            "bitmap_table_offset 1 GiB in a small file; QEMU reads the table as zeros and exports the bitmap all clean")
     }
 
     /// T4: bits set beyond the end of the disk in the last data cluster.
@@ -646,6 +654,14 @@ package enum CraftedImages {
         return make("H21-backing-name-with-nul", "H21", builder, "backing file name 'base\\0junk'; QEMU: backing file 'base'")
     }
 
+    /// H22: a version 2 image cut inside its header, at 60 bytes (QEMU reads the rest as zeros).
+    package static var h22: CraftedImage {
+        let builder = ImageBuilder(version: 2, clusterBits: 16, size: 1 << 20)
+        return CraftedImage(
+            name: "H22-v2-header-cut", code: "H22", bytes: Array(builder.build().prefix(60)),
+            note: "a version 2 image truncated to 60 bytes; qemu-img info opens it (the rest of the header reads as zeros)")
+    }
+
     /// D16: a bitmap name with a NUL inside (QEMU shows `b`).
     package static var d16: CraftedImage {
         var builder = baseline()
@@ -672,12 +688,21 @@ package enum CraftedImages {
 
     // MARK: Snapshot table rules (S)
 
-    /// S1: the snapshot table placed past the end of the file.
+    /// S1: more snapshots than QEMU reads (QCOW_MAX_SNAPSHOTS, 65536).
     package static var s1: CraftedImage {
         var builder = baseline()
         builder.addSnapshot(id: "1", name: "snap")
+        builder.nbSnapshots = 70000
+        return make("S1-too-many-snapshots", "S1", builder, "nb_snapshots 70000 with one real entry; QEMU: Too many snapshots")
+    }
+
+    /// S8: the snapshot table placed past the end of the file (QEMU reads it as zeros).
+    package static var s8: CraftedImage {
+        var builder = baseline()
+        builder.addSnapshot(id: "1", name: "snap")
         builder.snapshotsOffset = 1 << 30
-        return make("S1-table-past-eof", "S1", builder, "one snapshot, snapshots_offset 1 GiB (aligned), file a few KiB")
+        return make("S8-table-past-eof", "S8", builder,
+            "one snapshot, snapshots_offset 1 GiB (aligned), file a few KiB; qemu-img snapshot -l lists one entry with empty ID and tag")
     }
 
     /// S2: a snapshot L1 table offset 8 bytes past a cluster boundary.

@@ -18,6 +18,12 @@ struct CraftedRuleTests {
         "H18-snapshot-with-data-file": ["X8"],
         // A backing name read from the header's own bytes starts with a NUL.
         "H20-backing-name-inside-header": ["H21"],
+        // The entry past the end reads as zeros: no extra data, which a version 3 image needs.
+        "S8-table-past-eof": ["S3"],
+        // The L1 and refcount tables the zeroed header names lie past the end of a 60-byte file.
+        "H22-v2-header-cut": ["H19"],
+        // The entries after the real one are read from the bytes after it, and past the end as zeros.
+        "S1-too-many-snapshots": ["H18", "S3", "S5", "S8"],
     ]
 
     @Test("reports the rule and nothing else of severity error or warning", arguments: ruleCases)

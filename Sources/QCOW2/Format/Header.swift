@@ -93,7 +93,9 @@ public struct Header: Sendable, Hashable {
                 .unsupportedVersion, structure: "header", field: "version", value: "\(version)", offset: 4,
                 message: "unsupported qcow2 version (2 and 3 exist)")
         }
-        let needed: UInt64 = version == 2 ? 72 : 104
+        // A version 2 header cut by the end of the file reads as zeros past it, as QEMU reads it (H22); a
+        // version 3 one is refused, as QEMU refuses it (its header_length reads as too short).
+        let needed: UInt64 = version == 2 ? 8 : 104
         guard fileSize >= needed else {
             throw QCOW2Error(
                 .truncated, structure: "header", value: "\(fileSize) bytes", offset: 0,

@@ -25,7 +25,7 @@ public enum Limits {
     public static let maxBitmapPhysSize: UInt64 = 0x2000_0000
     /// Largest page of bitmap table entries read by one request.
     public static let maxTablePage = 4096
-    /// Table entries checked per bitmap by the whole-table rules (T1-T5); D9 keeps valid tables below this.
+    /// Table entries checked per bitmap by the whole-table rules (T1-T6); D9 keeps valid tables below this.
     public static let maxTableEntriesChecked: UInt64 = 1 << 20
     /// Table entries read at most, over all bitmaps of one image, by whole-image checks and counts.
     public static let maxTableEntriesPerImage: UInt64 = 4 << 20

@@ -23,6 +23,9 @@ public enum DecodeIssue: Sendable, Hashable {
     case tooManyBitmapDirectoryEntries(index: Int, offset: UInt64)
     /// The snapshot table starts at or past the end of the file (`fileSize` bytes): nothing was read.
     case snapshotTableStartsPastEnd(fileSize: UInt64)
+    /// The snapshot table's entries run past the end of the file (`fileSize` bytes) from file offset
+    /// `offset`: that part was read as zeros, as QEMU reads it.
+    case snapshotTablePastEnd(offset: UInt64, fileSize: UInt64)
     /// Snapshot entry `index` (at `offset`) runs past the end of the file or the 64 MiB table limit.
     ///
     /// `entrySize` and `extraDataSize` are `nil` when not even the entry's 40 fixed bytes could be read.

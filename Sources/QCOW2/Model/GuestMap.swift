@@ -117,13 +117,18 @@ final class MapWalker {
     private var l2First: UInt64 = 0
     private var l2Raw: [UInt64] = []
     private var l2Bitmaps: [UInt64] = []
+    /// The last L2 window of every other layer, kept so a walk that goes down the chain and back does not
+    /// read the same window again (arrays are shared, not copied, when swapped).
+    private var savedL2: [(table: UInt64, first: UInt64, raw: [UInt64], bitmaps: [UInt64])?]
+    /// L2 entries read per window: 8192 for page walks, fewer for scattered questions (``MapCursor``).
+    let l2WindowEntries: UInt64
     private var tablesPastEnd: Set<UInt64> = []
     /// The last data or hole extent a host file reported (file id, start, end, data).
     private var lastRegion: (file: Int, start: UInt64, end: UInt64, data: Bool)? = nil
 
     var issues: [MapIssue] { Array(issueSet) }
 
-    init(layers: [MapLayer]) throws(QCOW2Error) {
+    init(layers: [MapLayer], l2WindowEntries: UInt64 = 8192) throws(QCOW2Error) {
         for layer in layers {
             if case .qcow2(let image, _) = layer.content, !(9...21).contains(image.header.clusterBits) {
                 throw QCOW2Error(
@@ -133,6 +138,11 @@ final class MapWalker {
         }
         self.layers = layers
         l1Windows = Array(repeating: nil, count: layers.count)
+        savedL2 = Array(repeating: nil, count: layers.count)
+        // A power of two from 64 to 8192, so windows stay aligned to themselves.
+        var w: UInt64 = 64
+        while w < min(8192, l2WindowEntries) { w <<= 1 }
+        self.l2WindowEntries = w
     }
 
     /// One entry of qemu-img's map at `offset`: the first layer down the chain that answers (get_block_status).
@@ -505,15 +515,22 @@ final class MapWalker {
         return entries[Int(index - first)]
     }
 
-    /// L2 entry `index` (and its bitmap) of the table at `table` in layer `d`, read 8192 entries at a time.
+    /// L2 entry `index` (and its bitmap) of the table at `table` in layer `d`, read ``l2WindowEntries``
+    /// (8192) entries at a time; each layer's last window is kept.
     private func l2Entry(_ d: Int, _ image: QCOW2Image, table: UInt64, index: UInt64) throws(QCOW2Error) -> (UInt64, UInt64) {
         if l2Layer == d, l2Table == table, index >= l2First, index - l2First < UInt64(l2Raw.count) {
             let k = Int(index - l2First)
             return (l2Raw[k], l2Bitmaps.isEmpty ? 0 : l2Bitmaps[k])
         }
+        if l2Layer >= 0, l2Layer < savedL2.count, l2Layer != d { savedL2[l2Layer] = (l2Table, l2First, l2Raw, l2Bitmaps) }
+        if d < savedL2.count, let s = savedL2[d], s.table == table, index >= s.first, index - s.first < UInt64(s.raw.count) {
+            (l2Layer, l2Table, l2First, l2Raw, l2Bitmaps) = (d, s.table, s.first, s.raw, s.bitmaps)
+            let k = Int(index - s.first)
+            return (l2Raw[k], l2Bitmaps.isEmpty ? 0 : l2Bitmaps[k])
+        }
         let width = image.l2EntryBytes
-        let first = index & ~8191
-        let count = min(8192, image.l2EntriesPerTable - first)
+        let first = index & ~(l2WindowEntries - 1)
+        let count = min(l2WindowEntries, image.l2EntriesPerTable - first)
         guard let at = table +? first * width else { return (0, 0) }
         let bytes = try image.source.readZeroFilled("l2_table", at: at, count: count * width)
         l2Read += count

@@ -11,7 +11,8 @@ public final class MapCursor {
     /// A cursor over `map`.
     /// - Throws: ``QCOW2Error`` `invalidHeader` for a layer whose cluster size QEMU would refuse.
     public init(_ map: GuestMap) throws(QCOW2Error) {
-        walker = try MapWalker(layers: map.layers)
+        // Small L2 windows: the ranges asked about are scattered, and each window is read whole.
+        walker = try MapWalker(layers: map.layers, l2WindowEntries: 512)
         virtualSize = map.virtualSize
     }
 

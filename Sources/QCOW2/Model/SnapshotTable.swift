@@ -15,19 +15,23 @@ public struct SnapshotTable: Sendable, Hashable {
 extension QCOW2Image {
     /// Decodes the snapshot table (at most ``Limits/maxSnapshots`` entries and 64 MiB), reading it in
     /// bounded chunks; decoding stops at the first entry that cannot be read, recorded in ``SnapshotTable/issues``.
+    ///
+    /// Bytes past the end of the file read as zeros, as QEMU's block layer reads them (`qemu-img snapshot
+    /// -l` lists such entries); ``DecodeIssue/snapshotTablePastEnd(offset:fileSize:)`` records it.
     public func snapshots() -> SnapshotTable {
         var table = SnapshotTable(entries: [], issues: [])
         let h = header
         let n = min(UInt64(h.nbSnapshots), Limits.maxSnapshots)
         guard n > 0 else { return table }
         let start = h.snapshotsOffset
-        guard start < source.size else {
-            table.issues.append(.snapshotTableStartsPastEnd(fileSize: source.size))
+        let fileSize = source.size
+        guard let limitEnd = start +? Limits.maxSnapshotTableSize else {
+            table.issues.append(.snapshotTableStartsPastEnd(fileSize: fileSize))
             return table
         }
-        let limitEnd = min(source.size, start +? Limits.maxSnapshotTableSize ?? source.size)
         var buffer: [UInt8] = []
         var pos: UInt64 = 0  // relative to start
+        var dataEnd = start  // the end of the last entry read, without its padding
         let chunk: UInt64 = 64 << 10
         /// Makes sure `buffer` holds at least `need` bytes from `start`; false when the table cannot.
         func ensure(_ need: UInt64) -> Bool {
@@ -35,7 +39,7 @@ extension QCOW2Image {
             guard need <= limitEnd - start else { return false }
             let have = UInt64(buffer.count)
             let want = min(max(need - have, chunk), limitEnd - start - have)
-            guard let more = try? source.read("snapshot_table", at: start + have, count: want) else { return false }
+            guard let more = try? source.readZeroFilled("snapshot_table", at: start + have, count: want) else { return false }
             buffer += more
             return UInt64(buffer.count) >= need
         }
@@ -63,7 +67,12 @@ extension QCOW2Image {
                 break
             }
             table.entries.append(e)
+            dataEnd = entryAt &+ unpadded
             pos += size
+        }
+        // Entries that were read, in part or whole, from past the end of the file.
+        if !table.entries.isEmpty, dataEnd > fileSize {
+            table.issues.insert(.snapshotTablePastEnd(offset: max(start, fileSize), fileSize: fileSize), at: 0)
         }
         return table
     }

@@ -149,7 +149,7 @@ public struct CheckpointReadiness: Sendable {
 
     /// Why a bitmap that is not in use still cannot be trusted, nil when it can: the layer's own
     /// reason (version 2, autoclear bit clear), or the first error finding on it or on the bitmaps
-    /// extension, including its table's (T rules).
+    /// extension, including its table's (T rules, and T6: a table past the end of the file lost its bits).
     static func untrusted(_ b: BitmapDirectoryEntry, image: QCOW2Image, findings: [Finding]) -> String? {
         if let why = image.inconsistencyReason(b) { return why }
         if b.granularity == nil || b.granularityBits > 62 { return "granularity_bits \(b.granularityBits) cannot be decoded" }
@@ -158,7 +158,8 @@ public struct CheckpointReadiness: Sendable {
                 && (f.bitmapIndex == b.index || (f.bitmapIndex == nil && f.rule.structure == .bitmapsExtension))
         }
         if let f = own { return "\(f.code): \(f.message)" }
-        if let f = ImageValidator.tableFindings(image, b).first(where: { $0.severity == .error }) {
+        // A table past the end of the file reads as clean, as QEMU reads it: its bits were lost (T6).
+        if let f = ImageValidator.tableFindings(image, b).first(where: { $0.severity == .error || $0.rule == .t6 }) {
             return "\(f.code): \(f.message)"
         }
         return nil

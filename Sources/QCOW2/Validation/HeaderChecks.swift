@@ -7,6 +7,10 @@ enum HeaderChecks {
             f.append(Finding(rule, structure: "header", field: field, value: value, offset: offset, message: message))
         }
         let cs = h.clusterSize
+        if h.version == 2 && fileSize < 72 {
+            add(.h22, field: "header", value: "\(fileSize) bytes", offset: fileSize,
+                message: "the file ends inside the 72-byte version 2 header, at \(fileSize): the rest reads as zeros, as in QEMU")
+        }
         if h.clusterBits > 21 {
             add(.h1, field: "cluster_bits", value: "\(h.clusterBits)", offset: 20, message: "QEMU supports cluster sizes 512 B to 2 MiB (cluster_bits 9-21)")
         }

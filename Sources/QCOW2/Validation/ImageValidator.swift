@@ -21,7 +21,12 @@ public enum ImageValidator {
         return f
     }
 
-    /// The table rules T1-T5 for one bitmap, reading its whole table in bounded chunks.
+    /// T6 alone for one bitmap (no table read): its table ends past the end of the file, nil when not.
+    public static func tablePastEnd(_ image: QCOW2Image, _ bitmap: BitmapDirectoryEntry) -> Finding? {
+        TableChecks.pastEnd(image, bitmap)
+    }
+
+    /// The table rules T1-T6 for one bitmap, reading its whole table in bounded chunks.
     ///
     /// Tables larger than ``Limits/maxTableEntriesChecked`` (which D4/D9 already flag) are not read;
     /// an `info` T1 finding says so. In-use bitmaps are checked too: their findings say the data is stale.
@@ -30,12 +35,12 @@ public enum ImageValidator {
         TableChecks.check(image, bitmap)
     }
 
-    /// The snapshot table rules S1-S7: reads and decodes the snapshot table, then checks it.
+    /// The snapshot table rules S1-S8: reads and decodes the snapshot table, then checks it.
     public static func snapshotFindings(_ image: QCOW2Image) -> [Finding] {
         snapshotFindings(image, table: image.snapshots())
     }
 
-    /// The snapshot table rules S1-S7 for a table already read with ``QCOW2Image/snapshots()``.
+    /// The snapshot table rules S1-S8 for a table already read with ``QCOW2Image/snapshots()``.
     public static func snapshotFindings(_ image: QCOW2Image, table: SnapshotTable) -> [Finding] {
         SnapshotChecks.check(table, header: image.header)
     }

@@ -4,16 +4,16 @@
 extension Rule {
     /// Every rule, in documentation order: header, extensions, snapshots, backing chain, cluster mapping, then the bitmap rules of §2.5.
     public static let all: [Rule] = [
-        h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20, h21,
+        h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17, h18, h19, h20, h21, h22,
         x1, x2, x3, x4, x5, x6, x7, x8, x9,
-        s1, s2, s3, s4, s5, s6, s7,
+        s1, s2, s3, s4, s5, s6, s7, s8,
         b1, b2, b3, b4, b5, b6,
         m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11,
         c1, c2, c3, c4, c5, c6, c7, c8, c9,
         k1, k2, k3, k4, k5, k6, k7, k8, k9,
         e1, e2, e3, e4, e5, e6, e7, e8, e9, e10, e11, e12,
         d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11, d12, d13, d14, d15, d16,
-        t1, t2, t3, t4, t5,
+        t1, t2, t3, t4, t5, t6,
     ]
 
     // MARK: Header (H)
@@ -145,6 +145,12 @@ extension Rule {
         summary: "The backing file name should not contain a NUL byte: QEMU uses the name up to it.",
         action: "Set the backing file again with `qemu-img rebase -u -b NAME -F FORMAT` on a copy.",
         reference: "qcow2-format.md §1.6; QEMU qcow2_do_open (bs->auto_backing_file is a C string)")
+    /// H22: a version 2 header cut by the end of the file.
+    public static let h22 = Rule(
+        "H22", .warning, .header,
+        summary: "A version 2 header should lie inside the file; QEMU reads the part past the end as zeros, and so does qcowscope.",
+        action: "The file was truncated: the fields past the end read as 0; restore the image from a backup.",
+        reference: "qcow2-format.md §1.2; QEMU qcow2_do_open (the block layer reads past the end as zeros)")
 
     // MARK: Header extensions (X)
 
@@ -247,6 +253,12 @@ extension Rule {
         summary: "A snapshot ID or name should not hold a NUL byte: QEMU reads it as a C string and shows only the bytes before it.",
         action: "Address the snapshot by what QEMU shows (`name`); the stored bytes are in `name_hex` / `id_hex`. Rename it on a copy with `qemu-img snapshot` if tools disagree.",
         reference: "qcow2-format.md §1.9; QEMU qcow2_do_read_snapshots (g_strndup)")
+    /// S8: the snapshot table runs past the end of the file (read as zeros).
+    public static let s8 = Rule(
+        "S8", .warning, .snapshotTable,
+        summary: "The snapshot table should lie inside the file; QEMU reads the part past the end as zeros, and so does qcowscope.",
+        action: "The file was truncated: the snapshots there lost their names and tables; delete them on a copy (`qemu-img snapshot -d`) or restore the image.",
+        reference: "qcow2-format.md §1.9; QEMU qcow2_read_snapshots (the block layer reads past the end as zeros)")
 
     // MARK: Backing file (B)
     // Checked where the images directory is known (QCOW2API's ImageCatalog), not by the parser.
@@ -429,7 +441,7 @@ extension Rule {
     /// K2: the bitmap cannot be trusted in a layer for another reason.
     public static let k2 = Rule(
         "K2", .error, .checkpoint,
-        summary: "A checkpoint's bitmap must be usable in every layer: no error finding on it or its extension, and the layer's autoclear bit 0 set.",
+        summary: "A checkpoint's bitmap must be usable in every layer: no error finding on it or its extension, no table past the end of the file (T6), and the layer's autoclear bit 0 set.",
         action: "Read the layer's findings; take a full backup and recreate the checkpoint: the bits of that layer cannot be trusted.",
         reference: "qcow2-format.md §2.5; QEMU qcow2_load_dirty_bitmaps")
     /// K3: the bitmap is missing in a layer above one that has it.
@@ -682,4 +694,10 @@ extension Rule {
         summary: "Bitmap tables and data clusters must have a non-zero refcount, or a writer will reuse them.",
         action: "Run `qemu-img check`; repair a copy with `qemu-img check -r all` before writing to the image.",
         reference: "qcow2-format.md §1.8, §2.5; QEMU qcow2_check_bitmaps_refcounts")
+    /// T6: the bitmap table lies (partly) past the end of the file.
+    public static let t6 = Rule(
+        "T6", .warning, .bitmapTable,
+        summary: "A bitmap table should lie inside the file; QEMU reads the part past the end as zeros (all clean), and so does qcowscope.",
+        action: "The file was truncated: the bitmap's bits there were lost, so take a full backup and recreate the bitmap.",
+        reference: "qcow2-format.md §2.4; QEMU bitmap_table_load (file-posix reads past the end as zeros)")
 }

@@ -1,4 +1,4 @@
-/// The snapshot table rules S1-S7, checked against a decoded ``SnapshotTable``.
+/// The snapshot table rules S1-S8, checked against a decoded ``SnapshotTable``.
 enum SnapshotChecks {
     /// Every S finding of `table`, entry by entry, then what stopped the decoding.
     static func check(_ table: SnapshotTable, header h: Header) -> [Finding] {
@@ -49,6 +49,10 @@ enum SnapshotChecks {
         }
         for issue in table.issues {
             switch issue {
+            case .snapshotTablePastEnd(let offset, let fileSize):
+                f.append(
+                    Finding(.s8, structure: "snapshot_table", field: "snapshots_offset", value: Hex.string(h.snapshotsOffset), offset: offset,
+                        message: "the snapshot table runs past the end of the file (\(fileSize) bytes) from offset \(offset): that part reads as zeros, as QEMU reads it"))
             case .snapshotTableStartsPastEnd(let fileSize):
                 f.append(
                     Finding(.s1, structure: "header", field: "snapshots_offset", value: Hex.string(h.snapshotsOffset), offset: 64,

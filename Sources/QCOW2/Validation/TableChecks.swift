@@ -1,4 +1,4 @@
-/// The bitmap table and data rules T1-T5 for one bitmap, reading its whole table in bounded chunks.
+/// The bitmap table and data rules T1-T6 for one bitmap, reading its whole table in bounded chunks.
 enum TableChecks {
     /// Checks one bitmap's table (see ``ImageValidator/tableFindings(_:_:)``).
     static func check(_ image: QCOW2Image, _ bitmap: BitmapDirectoryEntry) -> [Finding] {
@@ -16,6 +16,7 @@ enum TableChecks {
         }
         let cs = image.header.clusterSize
         let fileSize = image.source.size
+        if let t6 = pastEnd(image, bitmap) { f.append(t6) }
         var refs = RefcountReader(image: image)
         var lastSerialized: BitmapTableEntry?
         var offset: UInt64 = 0
@@ -89,6 +90,17 @@ enum TableChecks {
         }
         if let last = lastSerialized, let tail = tailFinding(image, bitmap, last) { f.append(tail) }
         return f
+    }
+
+    /// T6: the table ends past the end of the file (that part reads as zeros), nil when it does not.
+    static func pastEnd(_ image: QCOW2Image, _ bitmap: BitmapDirectoryEntry) -> Finding? {
+        let total = UInt64(bitmap.tableSize)
+        let fileSize = image.source.size
+        guard total > 0, bitmap.tableOffset != 0, let end = bitmap.tableOffset +? total &* 8, end > fileSize else { return nil }
+        return Finding(
+            .t6, structure: "bitmap_table[\(bitmap.index)]", field: "bitmap_table_offset", value: Hex.string(bitmap.tableOffset),
+            offset: bitmap.entryOffset, bitmapIndex: bitmap.index,
+            message: "the table of bitmap '\(bitmap.name.escaped)' (\(total) entries at \(Hex.string(bitmap.tableOffset))) ends at \(end), past the end of the file (\(fileSize)): that part reads as zeros (clean), as in QEMU")
     }
 
     /// T4: bits past the end of the virtual disk in the last data cluster must be zero.

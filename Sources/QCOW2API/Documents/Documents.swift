@@ -347,7 +347,12 @@ public struct Documents: Sendable {
             ("consistent", .bool(image.isConsistent(b))), ("inconsistent_reason", .str(image.inconsistencyReason(b))),
         ]
         if let locks { o += ImageViews.staleFields(locks) }
-        o += [("extents", .array(page.extents.map(ImageViews.extent))), ("next", .str(cursor))]
+        // Served as QEMU exports it (a table past the end of the file reads as zeros), with the warning.
+        let warnings = [ImageValidator.tablePastEnd(image, b)].compactMap { $0 }
+        o += [
+            ("findings", .array(warnings.map(ImageViews.finding))), ("extents", .array(page.extents.map(ImageViews.extent))),
+            ("next", .str(cursor)),
+        ]
         let next = cursor.map { c -> [(name: String, value: String)] in
             [("start", String(start)), ("length", String(length)), ("limit", String(limit)), ("cursor", c)]
         }
