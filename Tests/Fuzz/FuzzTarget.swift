@@ -124,7 +124,7 @@ func exercise(_ bytes: [UInt8]) {
     let snapshots = image.snapshots()
     render(.array(snapshots.entries.prefix(1000).map(ImageViews.snapshot)))
     render(.array(ImageValidator.snapshotFindings(image, table: snapshots).map(ImageViews.finding)))
-    let index = FindingIndex(ImageValidator.allFindings(image, eager: eager))
+    let index = FindingIndex(ImageValidator.allFindings(image, eager: eager, snapshots: snapshots))
     // The refcount check: bounded, and its figures consistent with its problems.
     let check = ImageCheck.run(image)
     precondition(check.corruptionsFixed == 0 && check.leaksFixed == 0)

@@ -59,8 +59,11 @@ mk zeros 1M -o $small; io zeros 'write -P 1 0 2k' 'write -z 0 512' 'write -z -u 
 mk compressed 1M -o $small; io compressed 'write -c -P 1 0 512' 'write -c -P 2 512 512' 'write -P 3 1k 512' 'write -c -P 4 8k 512'
 mk prealloc 256k -o preallocation=metadata,$small
 mk extl2-sub 1M -o extended_l2=on,cluster_size=16k; io extl2-sub 'write -P 1 0 1k' 'write -z 2k 1k' 'discard 4k 2k' 'write -P 2 32k 512'
+# Checkpoints: an older bitmap disabled, a later one enabled at another granularity, both with writes.
+mk checkpoints 4M -o $small; qemu-img bitmap --add -g 65536 checkpoints c1; io checkpoints 'write 0 512' 'write 1M 64k'
+qemu-img bitmap --disable checkpoints c1; qemu-img bitmap --add -g 2097152 checkpoints c2; io checkpoints 'write 2M 512' 'write -z 3M 4k'
 for f in plain v2 lazy zstd bitmaps bitmap-1023 inuse dirty overlay snapshots datafile datafile-raw extl2 big-virtual resized \
-    zeros compressed prealloc extl2-sub; do
+    zeros compressed prealloc extl2-sub checkpoints; do
     # Keep seeds small: the fuzzer's -max_len is 64 KiB anyway.
     head -c 65536 "$f" > "$seeds/qemu-$f"
 done

@@ -189,13 +189,15 @@ def memory(daemon, work):
         for image in sorted(os.listdir(images)):
             q = urllib.parse.quote(image)
             paths = [f"/v1/images/{q}{v}" for v in ["", "/header", "/extensions", "/bitmaps", "/bitmaps?limit=1000",
-                                                    "/snapshots", "/findings", "/findings?limit=10000", "/locks", "/check"]]
+                                                    "/snapshots", "/findings", "/findings?limit=10000", "/locks", "/check",
+                                                    "/checkpoints", "/checkpoints?limit=10000"]]
             status, body, _ = get(base, f"/v1/images/{q}/bitmaps?limit=3")
             if status == 200:
                 for b in json.loads(body).get("bitmaps", [])[:3]:
                     bq = "".join(f"%{c:02X}" for c in bytes.fromhex(b["name_hex"]))
                     paths += [f"/v1/images/{q}/bitmaps/{bq}{v}" for v in ["", "/table", "/table?limit=4096", "/extents",
                                                                           "/extents?all=true"]]
+                    paths += [f"/v1/images/{q}/checkpoints/{bq}{v}" for v in ["", "/extents", "/extents?limit=10000"]]
             paths += ["/v1/images", "/metrics"]
             for path in paths:
                 if proc.poll() is not None:

@@ -299,7 +299,7 @@ def main():
               and doc.get("image") == "top.qcow2" and doc.get("file") == "base.qcow2" and isinstance(doc.get("offset"), int),
               f"map of top.qcow2 while its backing file stalls: {status} after {took:.2f} s (504 io-timeout at the 2 s "
               f"deadline, naming base.qcow2 and the offset): {doc}")
-        for route in ["map", "chain", "allocation"]:
+        for route in ["map", "chain", "allocation", "checkpoints"]:
             status, headers, doc, took = get(base, f"/v1/images/top.qcow2/{route}")
             check(status == 503 and took < 0.5 and isinstance(doc, dict) and doc.get("type", "").endswith(":image-stalled")
                   and doc.get("file") == "base.qcow2" and "Retry-After" in headers,

@@ -58,6 +58,12 @@ public enum ImageValidator {
 
     /// ``allFindings(_:)`` reusing the ``findings(_:)`` a caller already holds for the image.
     public static func allFindings(_ image: QCOW2Image, eager: [Finding]) -> [Finding] {
+        allFindings(image, eager: eager, snapshots: image.snapshots())
+    }
+
+    /// ``allFindings(_:eager:)`` reusing the snapshot table a caller already read (65,536 entries of a
+    /// table past the end of a tiny file are worth reading once).
+    public static func allFindings(_ image: QCOW2Image, eager: [Finding], snapshots: SnapshotTable) -> [Finding] {
         // Thousands of small tables and refcount entries, close together: read them a window at a time.
         var image = image
         image.source = ReadAheadSource(image.source)
@@ -81,7 +87,7 @@ public enum ImageValidator {
                 Finding(notChecked: .t1, structure: "bitmap_table[\(first)]", bitmapIndex: first,
                     message: "tables of \(skipped.count) bitmap(s) from index \(first) not checked: the image's budget for whole-table checks (\(Limits.maxTableEntriesPerImage) table entries, \(Limits.maxTableFindingsPerImage) findings) is spent"))
         }
-        all += snapshotFindings(image)
+        all += snapshotFindings(image, table: snapshots)
         return all
     }
 }

@@ -2,12 +2,12 @@
 enum SnapshotChecks {
     /// Every S finding of `table`, entry by entry, then what stopped the decoding.
     static func check(_ table: SnapshotTable, header h: Header) -> [Finding] {
-        var f: [Finding] = []
+        var f = Bounded()
         let n = min(UInt64(h.nbSnapshots), Limits.maxSnapshots)
-        guard n > 0 else { return f }
+        guard n > 0 else { return [] }
         func tooMuchExtra(_ index: Int, _ offset: UInt64, _ extra: UInt64) {
             if extra > Limits.maxSnapshotExtraData {
-                f.append(
+                f.add(
                     Finding(.s4, structure: "snapshot[\(index)]", field: "extra_data_size", value: "\(extra)", offset: offset + 36,
                         message: "Too much extra metadata in snapshot table entry \(index) (QEMU allows 1024 bytes)"))
             }
@@ -18,22 +18,22 @@ enum SnapshotChecks {
             let entryAt = e.entryOffset
             tooMuchExtra(i, entryAt, UInt64(e.extraDataSize))
             if e.l1TableOffset % h.clusterSize != 0 {
-                f.append(
+                f.add(
                     Finding(.s2, structure: "snapshot[\(i)]", field: "l1_table_offset", value: Hex.string(e.l1TableOffset),
                         offset: entryAt, message: "snapshot L1 table offset is not cluster aligned"))
             }
             if h.version >= 3 && e.extraDataSize < 16 {
-                f.append(
+                f.add(
                     Finding(.s3, structure: "snapshot[\(i)]", field: "extra_data_size", value: "\(e.extraDataSize)",
                         offset: entryAt + 36, message: "version 3 snapshots need at least 16 bytes of extra data"))
             }
             if ids.contains(e.id) {
-                f.append(
+                f.add(
                     Finding(.s5, structure: "snapshot[\(i)]", field: "id_str", value: e.id.escaped,
                         offset: entryAt + 40 + UInt64(e.extraDataSize), message: "duplicate snapshot ID"))
             }
             if UInt64(e.l1Size) * 8 > Limits.maxL1Bytes {
-                f.append(
+                f.add(
                     Finding(.s6, structure: "snapshot[\(i)]", field: "l1_size", value: "\(e.l1Size)", offset: entryAt + 8,
                         message: "snapshot L1 table larger than 32 MiB"))
             }
@@ -41,7 +41,7 @@ enum SnapshotChecks {
                 ("id_str", e.id, entryAt + 40 + UInt64(e.extraDataSize)),
                 ("name", e.name, entryAt + 40 + UInt64(e.extraDataSize) + UInt64(e.idStrSize)),
             ] where bytes.containsNUL {
-                f.append(
+                f.add(
                     Finding(.s7, structure: "snapshot[\(i)]", field: field, value: bytes.hex, offset: at,
                         message: "the snapshot \(field == "name" ? "name" : "ID") holds a NUL byte: QEMU shows '\(bytes.beforeNUL.escaped)'"))
             }
@@ -50,37 +50,68 @@ enum SnapshotChecks {
         for issue in table.issues {
             switch issue {
             case .snapshotTablePastEnd(let offset, let fileSize):
-                f.append(
+                f.add(
                     Finding(.s8, structure: "snapshot_table", field: "snapshots_offset", value: Hex.string(h.snapshotsOffset), offset: offset,
                         message: "the snapshot table runs past the end of the file (\(fileSize) bytes) from offset \(offset): that part reads as zeros, as QEMU reads it"))
             case .snapshotTableStartsPastEnd(let fileSize):
-                f.append(
+                f.add(
                     Finding(.s1, structure: "header", field: "snapshots_offset", value: Hex.string(h.snapshotsOffset), offset: 64,
                         message: "snapshot table starts past the end of the file (\(fileSize) bytes)"))
-                return f
+                return f.findings
             case .snapshotEntryTruncated(let i, let offset, let size, let extra):
                 if let size, let extra {
                     tooMuchExtra(i, offset, extra)
-                    f.append(
+                    f.add(
                         Finding(.s1, structure: "snapshot[\(i)]", offset: offset,
                             message: "snapshot table truncated: entry \(i) (\(size) bytes) runs past the end of the file or 64 MiB"))
                 } else {
-                    f.append(
+                    f.add(
                         Finding(.s1, structure: "snapshot[\(i)]", offset: offset,
                             message: "snapshot table truncated: entry \(i) of \(h.nbSnapshots) runs past the end of the file or 64 MiB"))
                 }
             case .snapshotEntryUndecodable(let i, let offset, let extra):
                 tooMuchExtra(i, offset, extra)
-                f.append(Finding(.s1, structure: "snapshot[\(i)]", offset: offset, message: "snapshot entry \(i) cannot be parsed"))
+                f.add(Finding(.s1, structure: "snapshot[\(i)]", offset: offset, message: "snapshot entry \(i) cannot be parsed"))
             default:
                 break
             }
         }
         if UInt64(h.nbSnapshots) > n {
-            f.append(
+            f.add(
                 Finding(.s1, structure: "header", field: "nb_snapshots", value: "\(h.nbSnapshots)", offset: 60,
                     message: "only the first \(n) snapshots were read"))
         }
-        return f
+        return f.findings
+    }
+
+    /// Findings of one code listed at most: a table of 65,536 entries (zeros past the end of a tiny
+    /// file read as empty entries) would otherwise yield one finding per entry and rule.
+    static let maxPerCode = 100
+
+    /// Findings collected with at most ``maxPerCode`` of each code, then one finding per capped code
+    /// saying how many more there are (same rule and severity, so counts by code still show the rule).
+    struct Bounded {
+        private var listed: [Finding] = []
+        private var counts: [String: Int] = [:]
+        private var firstOmitted: [Finding] = []
+
+        mutating func add(_ finding: Finding) {
+            let k = counts[finding.code, default: 0]
+            counts[finding.code] = k + 1
+            if k < SnapshotChecks.maxPerCode {
+                listed.append(finding)
+            } else if k == SnapshotChecks.maxPerCode {
+                firstOmitted.append(finding)
+            }
+        }
+
+        var findings: [Finding] {
+            listed + firstOmitted.map { f in
+                let more = (counts[f.code] ?? 0) - SnapshotChecks.maxPerCode
+                return Finding(
+                    f.rule, structure: "snapshot_table", field: f.field, value: "\(more) more", offset: f.offset,
+                    message: "\(more) more \(f.code) findings in the snapshot table are not listed (the first at \(f.structure))")
+            }
+        }
     }
 }

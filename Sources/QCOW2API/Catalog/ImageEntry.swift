@@ -19,6 +19,8 @@ public final class ImageEntry: Sendable {
     /// ``eagerFindings`` of each bitmap, by directory index.
     private let eagerByBitmap: [Int: [Finding]]
     private let index = Once<FindingIndex>()
+    private let snapshotsOnce = Once<SnapshotTable>()
+    private let snapshotFindingsOnce = Once<[Finding]>()
     private let dirty: [Int: Once<DirtyCount>]
     /// Set when a derived value was computed while a read failed: the catalog then parses again.
     private let taintedFlag = Atomic<Bool>(false)
@@ -50,7 +52,19 @@ public final class ImageEntry: Sendable {
 
     /// Every finding of the image (header, directory, tables, snapshots), sorted and counted once.
     public var findingIndex: FindingIndex {
-        index.value { watchingFailures { FindingIndex(ImageValidator.allFindings(image, eager: eagerFindings)) } }
+        index.value {
+            watchingFailures { FindingIndex(ImageValidator.allFindings(image, eager: eagerFindings, snapshots: snapshotTable)) }
+        }
+    }
+
+    /// The snapshot table's S findings, checked once per file version.
+    public var snapshotFindings: [Finding] {
+        snapshotFindingsOnce.value { ImageValidator.snapshotFindings(image, table: snapshotTable) }
+    }
+
+    /// The decoded snapshot table, read once per file version (``QCOW2Image/snapshots()``).
+    public var snapshotTable: SnapshotTable {
+        snapshotsOnce.value { watchingFailures { image.snapshots() } }
     }
 
     /// Where this entry's reads are recorded (the catalog's file sources), nil for other sources.

@@ -86,7 +86,7 @@ public struct Documents: Sendable {
         case .snapshots:
             let limit = try p.limit(Self.paging(route))
             let offset = try p.integer("offset", default: 0, range: 0...UInt64(image.header.nbSnapshots))
-            return plan { () throws(DocumentError) in Self.snapshotsPage(image, limit: limit, offset: offset) }
+            return plan { () throws(DocumentError) in Self.snapshotsPage(entry, limit: limit, offset: offset) }
         case .bitmap, .table, .extents:
             let bitmapName = ByteString(bitmap ?? [])
             guard let b = image.bitmap(address: bitmapName) else {
@@ -360,8 +360,9 @@ public struct Documents: Sendable {
     }
 
     /// `/v1/images/{image}/snapshots`: one page of the snapshot table.
-    static func snapshotsPage(_ image: QCOW2Image, limit: UInt64, offset: UInt64) -> Document {
-        let table = image.snapshots()
+    static func snapshotsPage(_ entry: ImageEntry, limit: UInt64, offset: UInt64) -> Document {
+        let image = entry.image
+        let table = entry.snapshotTable
         let all = table.entries
         let start = min(Int(clamping: offset), all.count)
         let end = min(all.count, start + Int(clamping: limit))
@@ -369,7 +370,7 @@ public struct Documents: Sendable {
         let value: JSONValue = .obj([
             "total": .num(all.count), "nb_snapshots": .num(image.header.nbSnapshots), "offset": .num(offset),
             "limit": .num(limit), "snapshots": .array(all[start..<end].map(ImageViews.snapshot)),
-            "findings": .array(ImageValidator.snapshotFindings(image, table: table).map(ImageViews.finding)), "next": next.map { .num($0) } ?? .null,
+            "findings": .array(entry.snapshotFindings.map(ImageViews.finding)), "next": next.map { .num($0) } ?? .null,
         ])
         return Document(value, next: next.map { [("offset", String($0)), ("limit", String(limit))] })
     }
