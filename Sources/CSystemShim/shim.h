@@ -5,8 +5,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/inotify.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #if !defined(F_OFD_GETLK) && defined(__linux__)
@@ -116,6 +120,44 @@ static inline int css_affinity_cpu_count(void) {
 #else
     return 0;
 #endif
+}
+
+/// The filesystem type (statfs `f_type`) of the file open as `fd`, or -1 when it cannot be read.
+static inline long css_filesystem_type(int fd) {
+    struct statfs fs;
+    if (fstatfs(fd, &fs) != 0) return -1;
+    return (long)fs.f_type;
+}
+
+/// An inotify descriptor (non-blocking, close-on-exec) watching the directory open as `dirfd` for
+/// changes to its entries, or -1 with errno set.
+static inline int css_watch_directory(int dirfd) {
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0) return -1;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", dirfd);
+    uint32_t mask = IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
+        | IN_DELETE_SELF | IN_MOVE_SELF;
+    if (inotify_add_watch(fd, path, mask) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/// Whether an inotify event mask says events were lost or the watched directory itself changed.
+static inline int css_inotify_mask_is_global(uint32_t mask) {
+    return (mask & (IN_Q_OVERFLOW | IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT)) != 0;
+}
+
+/// Whether `name` in the directory `dirfd` is itself the regular file `inode` with one link (not a
+/// symlink to it, not a second name of it): then inotify on the directory sees every change to it.
+static inline int css_is_sole_name(int dirfd, const char *name, uint64_t inode) {
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return 0;
+    return S_ISREG(st.st_mode) && st.st_nlink == 1 && (uint64_t)st.st_ino == inode;
 }
 
 #endif

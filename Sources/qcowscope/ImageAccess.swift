@@ -42,7 +42,7 @@ struct ImageAccess {
         let dir = slash == path.startIndex ? "/" : String(path[..<slash])
         let name = String(path[path.index(after: slash)...])
         do {
-            documents = Documents(catalog: try ImageCatalog(path: dir, cacheCapacity: 1))
+            documents = Documents(catalog: try ImageCatalog(path: dir, cacheCapacity: 1, watchChanges: false))
         } catch {
             throw CLIFailure(message: "\(file): \(error.message)")
         }

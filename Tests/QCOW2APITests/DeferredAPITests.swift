@@ -7,6 +7,10 @@ import QCOW2TestSupport
 import Synchronization
 import Testing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The API's deferred path (the daemon's): file work on the executor, stalls answered at once.
 @Suite("API with an I/O policy", .enabled(if: QemuImageFactory.toolsAvailable, "needs qemu-img"))
 struct DeferredAPITests {
@@ -54,6 +58,48 @@ struct DeferredAPITests {
         let items = try #require(listing["images"] as? [[String: Any]])
         #expect(items.map { $0["status"] as? String } == ["stalled", "ok"])
         #expect((items[0]["error"] as? [String: Any])?["offset"] as? Int == 65536)
+    }
+
+    @Test("kept bodies are answered without touching the file, and a change in place, a truncation or a rename over it is seen by the very next request; symlinks always take the I/O path")
+    func freshness() throws {
+        let f = try QemuImageFactory(prefix: "qcowscope-deferred-")
+        defer { f.removeDirectory() }
+        try f.create("a.qcow2", size: 1 << 20)
+        let catalog = try ImageCatalog(path: f.directory)
+        try #require(catalog.watchesChanges, "the test directory is on a local filesystem with inotify")
+        let api = API(catalog: catalog, io: IOPolicy(executor: IOExecutor(threads: 2), timeout: .seconds(5)))
+        func size(_ name: String = "a.qcow2") throws -> Int? {
+            let r = Self.ask(api, "/v1/images/\(name)/header")
+            guard r.status == 200 else { return nil }
+            return (try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])?["size"] as? Int
+        }
+        #expect(try size() == 1 << 20)
+        let hits = catalog.freshHits
+        #expect(try size() == 1 << 20)
+        #expect(catalog.freshHits == hits + 1, "the second request is answered from the kept body")
+        // Changed in place (qemu-img rewrites the header field).
+        try f.qemuImg(["resize", "-q", "-f", "qcow2", f.path("a.qcow2"), "2M"])
+        #expect(try size() == 2 << 20)
+        #expect(try size() == 2 << 20)
+        // Replaced by a rename.
+        try f.create("b.qcow2", size: 4 << 20)
+        #expect(rename(f.path("b.qcow2"), f.path("a.qcow2")) == 0)
+        #expect(try size() == 4 << 20)
+        #expect(try size() == 4 << 20)
+        let before = catalog.freshHits
+        // Truncated to less than a header: the next answer says so.
+        #expect(truncate(f.path("a.qcow2"), 50) == 0)
+        #expect(Self.ask(api, "/v1/images/a.qcow2/header").status == 422)
+        #expect(catalog.freshHits == before, "no kept body after a change")
+        // A symlink's target can change without an event for the link's name.
+        try f.create("c.qcow2", size: 8 << 20)
+        #expect(symlink("c.qcow2", f.path("link.qcow2")) == 0)
+        #expect(try size("link.qcow2") == 8 << 20)
+        let linkHits = catalog.freshHits
+        #expect(try size("link.qcow2") == 8 << 20)
+        #expect(catalog.freshHits == linkHits, "a symlink is never served without a lookup")
+        try f.qemuImg(["resize", "-q", "-f", "qcow2", f.path("c.qcow2"), "16M"])
+        #expect(try size("link.qcow2") == 16 << 20)
     }
 
     @Test("an answer that does not come within the deadline is 504 io-timeout; the work finishes later")

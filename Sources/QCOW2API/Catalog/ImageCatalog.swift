@@ -31,6 +31,10 @@ public final class ImageCatalog: Sendable {
     private final class Slot: Sendable {
         let file: FileInfo
         let result: Once<Result<ImageEntry, LookupError>>
+        /// The directory watch's stamps of the file's name (and of its backing file's, when it has one in
+        /// the directory) taken before the lookup that last confirmed this version; nil: not servable
+        /// without a lookup (no watch, a symlink or a second link, a backing file elsewhere).
+        let validated = Mutex<(own: DirectoryWatch.Stamp, backing: DirectoryWatch.Stamp?)?>(nil)
         init(file: FileInfo) {
             self.file = file
             result = Once()
@@ -69,6 +73,16 @@ public final class ImageCatalog: Sendable {
     public let checks = CheckRunner()
     private let hits = Atomic<Int>(0)
     private let misses = Atomic<Int>(0)
+    /// inotify on the directory, on local filesystems (see ``freshEntry(named:)``); nil elsewhere.
+    let watch: DirectoryWatch?
+    private let fresh = Atomic<Int>(0)
+
+    /// Whether answers may come from parsed images without a system call on the file (inotify watches
+    /// the directory): false on NFS, CIFS, Ceph, FUSE and the like, and when disabled.
+    public var watchesChanges: Bool { watch != nil }
+
+    /// Lookups answered by ``freshEntry(named:)`` since start.
+    public var freshHits: Int { fresh.load(ordering: .relaxed) }
 
     /// Lookups answered from the cache of parsed images, since start (read by the daemon's metrics).
     public var cacheHits: Int { hits.load(ordering: .relaxed) }
@@ -81,7 +95,9 @@ public final class ImageCatalog: Sendable {
     ///   - path: the images directory.
     ///   - cacheCapacity: parsed images kept (least recently used ones are dropped).
     /// - Throws: ``QCOW2Error`` of kind `io` naming the errno when the directory cannot be opened.
-    public init(path: String, cacheCapacity: Int = 256) throws(QCOW2Error) {
+    ///   - watchChanges: watch the directory with inotify, so that cached parses are served without a
+    ///     system call on the file (only on local filesystems; never for symlinks or hard-linked files).
+    public init(path: String, cacheCapacity: Int = 256, watchChanges: Bool = true) throws(QCOW2Error) {
         let fd = unsafe css_open_directory(path)
         guard fd >= 0 else {
             let e = errno
@@ -89,6 +105,7 @@ public final class ImageCatalog: Sendable {
         }
         self.dirfd = fd
         self.path = path
+        watch = watchChanges ? DirectoryWatch(dirfd: fd) : nil
         if let r = unsafe realpath(path, nil) {
             canonicalPath = unsafe String(cString: r)
             unsafe free(r)
@@ -239,11 +256,14 @@ public final class ImageCatalog: Sendable {
     ///
     /// - Throws: ``LookupError/notFound(_:)`` or ``LookupError/unreadable(_:)``.
     public func lookup(named name: String, probeLocks: Bool) throws(LookupError) -> (entry: ImageEntry, locks: LockState?) {
+        // Taken before the file is opened: any change after this point changes the stamp.
+        let before = watch?.stamp(of: name)
         let activity = activity(named: name)
         let token = activity.begin(nil)
         let opened = Result { () throws(LookupError) in try openBeneath(name) }
         activity.end(token)
         let (fd, info) = try opened.get()
+        let soleName = unsafe before != nil && css_is_sole_name(dirfd, name, info.inode) != 0
         let locks = probeLocks ? LockState.probe(fd: fd) : nil
         let slot = cache.withLock { state -> Slot in
             if let s = state.entries[name], s.file.sameVersion(as: info), !(s.tainted) {
@@ -281,9 +301,20 @@ public final class ImageCatalog: Sendable {
         }
         switch result {
         case .success(let entry):
-            guard let stored = entry.image.backingFile else { return (entry, locks) }
+            guard let stored = entry.image.backingFile else {
+                slot.validated.withLock { $0 = soleName ? before.map { ($0, nil) } : nil }
+                return (entry, locks)
+            }
+            // A backing file in the directory itself is watched too; one elsewhere is looked up each time.
+            let backingName = entry.backing?.lookedFor.flatMap { $0.contains("/") ? nil : $0 }
+            let backingBefore = soleName ? backingName.flatMap { watch?.stamp(of: $0) } : nil
             let check = backingCheck(stored)
-            if check == entry.backing { return (entry, locks) }
+            if check == entry.backing {
+                slot.validated.withLock { v in
+                    v = soleName && (entry.backing?.lookedFor == nil || backingBefore != nil) ? before.map { ($0, backingBefore) } : nil
+                }
+                return (entry, locks)
+            }
             // The backing file appeared, vanished or changed since this entry was made: the same parse
             // gets a new entry (new findings, new ETags), and the cache keeps it.
             let renewed = ImageEntry(file: entry.file, image: entry.image, backing: check)
@@ -303,6 +334,24 @@ public final class ImageCatalog: Sendable {
             }
             throw error
         }
+    }
+
+    /// The parsed image called `name` when it is known unchanged without touching the file: parsed by an
+    /// earlier lookup, and no inotify event about its name (or its backing file's) since. Nil otherwise
+    /// (no watch, not cached, changed, tainted by a failed read, a symlink or second link): then use
+    /// ``lookup(named:probeLocks:)``. Never blocks on storage: one non-blocking read of the inotify queue.
+    public func freshEntry(named name: String) -> ImageEntry? {
+        guard let watch, let slot = cache.withLock({ $0.entries[name] }), case .success(let entry)? = slot.result.ifComputed,
+            !entry.isTainted, let v = slot.validated.withLock({ $0 })
+        else { return nil }
+        guard watch.stamp(of: name) == v.own else { return nil }
+        if let b = v.backing {
+            guard let backingName = entry.backing?.lookedFor, watch.stamp(of: backingName) == b else { return nil }
+        } else if entry.backing?.lookedFor != nil {
+            return nil
+        }
+        fresh.add(1, ordering: .relaxed)
+        return entry
     }
 
     /// Looks for the backing file `stored` beneath the directory, as QEMU would next to the overlay.

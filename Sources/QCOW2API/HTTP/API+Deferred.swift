@@ -23,6 +23,8 @@ extension API {
         if let access, access.needsToken(match.route), !access.accepts(request.headerFields[.authorization]) {
             return answer(respond(request, target))
         }
+        // A kept body of an image inotify says is unchanged: answered here, no file touched.
+        if let kept = cachedAnswer(request, target) { return answer(kept) }
         let image = String(decoding: PercentEncoding.decode(match.rawImage) ?? [], as: UTF8.self)
         // The map, the chain and the allocation read the backing files too: their stalls count.
         let chain = match.route.readsBackingChain

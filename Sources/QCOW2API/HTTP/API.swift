@@ -148,7 +148,8 @@ public final class API: Sendable {
                 do throws(DocumentError) { response = try listing(match.route, query: target.query) } catch { throw Problem(error) }
             default:
                 do throws(DocumentError) {
-                    response = try imageDocument(request, match, path: path, query: target.query)
+                    // Never nil without `cachedOnly`.
+                    response = try imageDocument(request, match, path: path, query: target.query) ?? Problem.overloaded.response(instance: path)
                 } catch {
                     throw Problem(error)
                 }
@@ -195,10 +196,41 @@ public final class API: Sendable {
         return .json(doc.value, fields: f)
     }
 
+    /// The answer to a request that a kept body answers, made without reading any file, or nil when the
+    /// request needs the I/O path (the daemon then runs ``respond(_:)`` on its executor).
+    ///
+    /// Only for routes whose bodies are kept and depend on the image file alone (no lock probe, no
+    /// backing chain), for an image the catalog knows unchanged without a system call on it
+    /// (``ImageCatalog/freshEntry(named:)``: inotify on a local directory), and a body already rendered
+    /// for the same ETag. Anything else, errors included, is left to the I/O path, which answers it as before.
+    func cachedAnswer(_ request: HTTPRequest, _ target: Target) -> Response? {
+        guard let match = target.match, match.route.caching == .imageVersion(keepBody: true), !match.route.probesLocks,
+            !match.route.readsBackingChain, request.method == .get || request.method == .head
+        else { return nil }
+        if let access, access.needsToken(match.route), !access.accepts(request.headerFields[.authorization]) { return nil }
+        guard let nameBytes = PercentEncoding.decode(match.rawImage), ImageCatalog.isValidName(nameBytes),
+            let name = ByteString(nameBytes).utf8, let entry = catalog.freshEntry(named: name)
+        else { return nil }
+        let found: Response?
+        do throws(DocumentError) {
+            found = try imageDocument(request, match, path: target.path, query: target.query, opened: (entry, nil), cachedOnly: true)
+        } catch {
+            return nil
+        }
+        guard var response = found else { return nil }
+        response.route = match.route
+        SecurityHeaders.apply(to: &response.head.headerFields, route: match.route)
+        return response
+    }
+
     /// A document about one image: checked, then 304 or the (cached) rendered body.
-    private func imageDocument(_ request: HTTPRequest, _ match: RouteMatch, path: Substring, query: Substring)
-        throws(DocumentError) -> Response
-    {
+    ///
+    /// `opened` is the image when the caller already holds it; with `cachedOnly`, nil is returned
+    /// instead of rendering a body that is not kept yet.
+    private func imageDocument(
+        _ request: HTTPRequest, _ match: RouteMatch, path: Substring, query: Substring,
+        opened: (entry: ImageEntry, locks: LockState?)? = nil, cachedOnly: Bool = false
+    ) throws(DocumentError) -> Response? {
         let route = match.route
         guard let nameBytes = PercentEncoding.decode(match.rawImage) else {
             throw .imageNotFound(String(match.rawImage))
@@ -220,7 +252,9 @@ public final class API: Sendable {
         }
         // Validate the query before opening anything, so a bad request never looks cached.
         let parameters = try Parameters(query: query)
-        let (entry, locks) = try documents.open(nameBytes, probeLocks: route.probesLocks)
+        let resolved: (entry: ImageEntry, locks: LockState?)
+        if let opened { resolved = opened } else { resolved = try documents.open(nameBytes, probeLocks: route.probesLocks) }
+        let (entry, locks) = resolved
         let plan = try documents.plan(
             route.id, entry: entry, locks: locks, bitmap: bitmapBytes, index: index, parameters: parameters)
         // The body is a function of the file version and the view key (path, query, lock state).
@@ -247,7 +281,13 @@ public final class API: Sendable {
         }
         // Not kept when the lock probe failed: its error text is not in the key.
         let keep = route.caching == .imageVersion(keepBody: true) && locks?.error == nil
-        let result = keep ? cache.rendered(etag, render) : render()
+        let result: Result<ResponseCache.Rendered, Problem>
+        if cachedOnly {
+            guard keep, let kept = cache.peek(etag) else { return nil }
+            result = kept
+        } else {
+            result = keep ? cache.rendered(etag, render) : render()
+        }
         switch result {
         case .success(let r):
             fields[.contentType] = "application/json"

@@ -30,6 +30,12 @@ final class ResponseCache: Sendable {
     }
     private let state = Mutex(State())
 
+    /// The answer kept for `etag`, when one was rendered and kept (never renders, never waits).
+    func peek(_ etag: String) -> Result<Rendered, Problem>? {
+        guard let cell = state.withLock({ $0.cells[etag] }), let r = cell.ifComputed, case .success = r else { return nil }
+        return r
+    }
+
     /// The rendered answer for `etag`, rendering it with `render` if nobody did yet.
     ///
     /// A failed rendering (a problem), or one during which a read failed, is not kept: the next request
