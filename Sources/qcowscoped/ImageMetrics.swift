@@ -36,7 +36,7 @@ enum ImageMetrics {
         let names = ((try? catalog.names()) ?? []).filter { catalog.isImage($0) }
         // Looked up in parallel under the deadline when the daemon has an executor; an image whose
         // storage is stalled is counted `stalled` without waiting for it.
-        let lookups: [Result<(ImageEntry, AllocationAnswer, Int), ImageCatalog.LookupError>?]
+        let lookups: [Result<(ImageEntry, AllocationAnswer, Int?), ImageCatalog.LookupError>?]
         if let io {
             let ask = names.map { catalog.stall(named: $0, after: io.stallAfter) == nil }
             let asked = names.indices.filter { ask[$0] }.map { names[$0] }
@@ -67,11 +67,13 @@ enum ImageMetrics {
                 if let lookup {
                     let (entry, allocation, notReady) = try lookup.get()
                     status = record(entry, allocation: allocation, image: image, gauge: gauge)
-                    gauge(
-                        "image_checkpoints_not_ready",
-                        "Bitmap names of the image's backing chain not ready for an incremental backup (K rules, from the files; a writer holding the image is not counted here).",
-                        image
-                    ).set(Int64(notReady))
+                    if let notReady {
+                        gauge(
+                            "image_checkpoints_not_ready",
+                            "Bitmap names of the image's backing chain not ready for an incremental backup (K rules, from the files; a writer holding the image is not counted here). Absent until known for a chain of more than 64 bitmaps (the scrubber or a /checkpoints request judges them).",
+                            image
+                        ).set(Int64(notReady))
+                    }
                     recordCheck(catalog.checks.lastOutcome(named: name), image: image, gauge: gauge)
                 } else {
                     // Not done within the wait: a read of it is stuck, or it is still being parsed.
@@ -105,10 +107,10 @@ enum ImageMetrics {
     }
 
     /// The image called `name` and its allocation totals (computed once per chain version), on an I/O thread.
-    private static func lookup(_ name: String, _ catalog: ImageCatalog) throws(ImageCatalog.LookupError) -> (ImageEntry, AllocationAnswer, Int) {
+    private static func lookup(_ name: String, _ catalog: ImageCatalog) throws(ImageCatalog.LookupError) -> (ImageEntry, AllocationAnswer, Int?) {
         let entry = try catalog.image(named: name)
         let chain = catalog.chain(of: entry)
-        return (entry, catalog.allocation(of: chain), catalog.checkpointsNotReady(of: chain))
+        return (entry, catalog.allocation(of: chain), catalog.checkpointsNotReady(of: chain, computingUpTo: ImageCatalog.notReadyScrapeBitmaps))
     }
 
     /// Sets the gauges of one readable image and returns its status (`ok` or `findings`).

@@ -441,6 +441,43 @@ final class OpsTests {
         #expect(try daemon.waitForExit() == 0)
     }
 
+    /// The number of `not_ready` names `/checkpoints` gives for `image` (one page holds them all).
+    private func notReadyNames(_ client: HTTPTestClient, _ image: String) throws -> Double? {
+        let page = try client.request("GET", "/v1/images/\(image)/checkpoints?limit=1000")
+        let doc = try JSONSerialization.jsonObject(with: Data(page.text.utf8)) as? [String: Any]
+        return (doc?["not_ready"] as? NSNumber)?.doubleValue
+    }
+
+    @Test func metricsJudgeLargeChainsCheckpointsInTheBackground() throws {
+        // A scrape judges a chain of at most 64 bitmaps itself; 70 are left to the scrubber: without it
+        // the series is absent, never a guess.
+        let off = try OpsDaemon(["--images", try imagesDirectory(), "--listen", "127.0.0.1:0", "--scrub", "off"])
+        let offClient = try HTTPTestClient(host: "127.0.0.1", port: off.port)
+        let text = try offClient.request("GET", "/metrics").text
+        let clean = sample(text, #"qcowscope_image_checkpoints_not_ready{image="clean.qcow2"}"#)
+        let cleanNames = try notReadyNames(offClient, "clean.qcow2")
+        #expect(clean != nil && clean == cleanNames)
+        #expect(!text.contains(#"qcowscope_image_checkpoints_not_ready{image="many.qcow2"}"#))
+        offClient.close()
+        off.signal(SIGTERM)
+        #expect(try off.waitForExit() == 0)
+
+        // With the scrubber (the default), the 70-bitmap image gets its figure, the one /checkpoints gives.
+        let on = try OpsDaemon(["--images", try imagesDirectory(), "--listen", "127.0.0.1:0"])
+        let onClient = try HTTPTestClient(host: "127.0.0.1", port: on.port)
+        var many: Double? = nil
+        let deadline = ContinuousClock.now + .seconds(30)
+        while many == nil && ContinuousClock.now < deadline {
+            many = sample(try onClient.request("GET", "/metrics").text, #"qcowscope_image_checkpoints_not_ready{image="many.qcow2"}"#)
+            if many == nil { usleep(100_000) }
+        }
+        let manyNames = try notReadyNames(onClient, "many.qcow2")
+        #expect(many != nil && many == manyNames)
+        onClient.close()
+        on.signal(SIGTERM)
+        #expect(try on.waitForExit() == 0)
+    }
+
     @Test func metricsMaxImagesCapsThePerImageSeries() throws {
         // Sorted names: broken, clean, inuse, many; a cap of 2 exports broken and clean only.
         let daemon = try OpsDaemon(["--images", try imagesDirectory(), "--listen", "127.0.0.1:0", "--metrics-max-images", "2"])

@@ -85,16 +85,20 @@ public final class FileImageSource: ImageSource {
                 }
             }
         }
-        if failure != 0 || done != count { activity?.failed() }
         if failure != 0 {
-            throw QCOW2Error(
+            let e = QCOW2Error(
                 .io, structure: "file", value: Self.errnoName(failure), offset: offset &+ UInt64(done),
                 message: "pread of \(count) bytes at offset \(offset &+ UInt64(done)): \(Self.errnoName(failure)) (\(Self.describe(failure)))")
+            activity?.failed(e)
+            throw e
         }
         guard done == count else {
-            throw QCOW2Error(
+            // Reads are bounded by the size fstat gave at open: a read that ends early is the storage's doing.
+            let e = QCOW2Error(
                 .truncated, structure: "file", value: "\(count) bytes", offset: offset,
                 message: "only \(done) bytes could be read: the file ends (or shrank) before")
+            activity?.failed(e)
+            throw e
         }
         return buffer
     }

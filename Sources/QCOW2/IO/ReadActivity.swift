@@ -17,6 +17,7 @@ public final class ReadActivity: Sendable {
     private struct State: Sendable {
         var next = 0
         var running: [Int: Pending] = [:]
+        var lastFailure: QCOW2Error?
     }
 
     private let state = Mutex(State())
@@ -39,12 +40,18 @@ public final class ReadActivity: Sendable {
         _ = state.withLock { $0.running.removeValue(forKey: token) }
     }
 
-    /// Records a failed operation (an errno, or a read that ended early).
-    public func failed() { failures.add(1, ordering: .relaxed) }
+    /// Records a failed operation (an errno, or a read that ended early) and what it was.
+    public func failed(_ error: QCOW2Error) {
+        state.withLock { $0.lastFailure = error }
+        failures.add(1, ordering: .releasing)
+    }
+
+    /// The most recent failed operation, nil when none failed.
+    public var lastFailure: QCOW2Error? { state.withLock { $0.lastFailure } }
 
     /// Failed operations since the record was made: anything computed while this grew saw a failure
     /// of the storage and must not be kept.
-    public var failureCount: Int { failures.load(ordering: .relaxed) }
+    public var failureCount: Int { failures.load(ordering: .acquiring) }
 
     /// The oldest operation still in progress, nil when none is.
     public var pending: Pending? { state.withLock { $0.running.values.min { $0.since < $1.since } } }

@@ -109,18 +109,40 @@ extension ImageCatalog {
     /// Names checked at most by ``checkpointsNotReady(of:)`` (the first, in ``ChainBitmaps/names`` order).
     public static let notReadyNameLimit = 4096
 
-    /// How many of the chain's bitmap names are not ready for an incremental backup, judged from the
-    /// files alone (no lock probe: K8 is not counted), computed once per chain version.
-    public func checkpointsNotReady(of chain: ImageChain) -> Int {
+    /// Chains with at most this many bitmaps in all layers have their not-ready count computed when a
+    /// metrics scrape asks (``checkpointsNotReady(of:computingUpTo:)``); larger ones by the scrubber.
+    public static let notReadyScrapeBitmaps = 64
+
+    /// The count of ``checkpointsNotReady(of:)`` when it is known for this chain version, or when it is
+    /// cheap: the chain has at most `bitmapLimit` bitmaps. Nil otherwise (nothing is read).
+    ///
+    /// A metrics scrape asks for every image: judging 65,535 bitmaps (their tables and refcounts) there
+    /// would keep the I/O workers from the requests of other images for seconds.
+    public func checkpointsNotReady(of chain: ImageChain, computingUpTo bitmapLimit: Int) -> Int? {
+        if let known = notReadyOnce(chain).ifComputed { return known }
+        var total = 0
+        for layer in chain.layers {
+            total &+= layer.image?.bitmaps.count ?? 0
+            if total > bitmapLimit { return nil }
+        }
+        return checkpointsNotReady(of: chain)
+    }
+
+    private func notReadyOnce(_ chain: ImageChain) -> Once<Int> {
         let key = chain.version
-        let once = notReady.withLock { cache -> Once<Int> in
+        return notReady.withLock { cache -> Once<Int> in
             if let o = cache[key] { return o }
             if cache.count >= 1024 { cache.removeAll() }
             let o = Once<Int>()
             cache[key] = o
             return o
         }
-        return once.value {
+    }
+
+    /// How many of the chain's bitmap names are not ready for an incremental backup, judged from the
+    /// files alone (no lock probe: K8 is not counted), computed once per chain version.
+    public func checkpointsNotReady(of chain: ImageChain) -> Int {
+        notReadyOnce(chain).value {
             let bitmaps = chain.bitmaps
             var count = 0
             for n in bitmaps.names.prefix(Self.notReadyNameLimit) {

@@ -255,6 +255,8 @@ public final class API: Sendable {
         let resolved: (entry: ImageEntry, locks: LockState?)
         if let opened { resolved = opened } else { resolved = try documents.open(nameBytes, probeLocks: route.probesLocks) }
         let (entry, locks) = resolved
+        // A read of the file that fails from here on makes the answer a 503 (see `storageFailure`).
+        let failures = entry.activity?.failureCount
         let plan = try documents.plan(
             route.id, entry: entry, locks: locks, bitmap: bitmapBytes, index: index, parameters: parameters)
         // The body is a function of the file version and the view key (path, query, lock state).
@@ -268,8 +270,10 @@ public final class API: Sendable {
         let base = route.path(image: nameBytes, bitmap: bitmapBytes ?? [], index: index)
         let render = { () -> Result<ResponseCache.Rendered, Problem> in
             do throws(DocumentError) {
-                let failures = entry.activity?.failureCount
                 let doc = try entry.watchingFailures { () throws(DocumentError) in try plan.render() }
+                if let failed = Self.storageFailure(entry, since: failures) {
+                    return .failure(Problem(.unreadable(failed, image: entry.file.name)))
+                }
                 return .success(
                     .init(
                         body: JSONWriter(style: .compact).bytes(doc.value) + [0x0a], link: Self.link(base, doc.next),
@@ -303,6 +307,21 @@ public final class API: Sendable {
         case .failure(let p):
             return p.response(instance: path)
         }
+    }
+
+    /// The read that failed while an answer about `entry` was made (the failure count moved past
+    /// `before`), as an I/O error: the storage failed, not the image, so the answer is `503 io-error`
+    /// naming the errno (or the read that ended early) and the file offset, never a document with a
+    /// field missing for a reason that is gone by the next request. Nil when no read failed.
+    static func storageFailure(_ entry: ImageEntry, since before: Int?) -> QCOW2Error? {
+        guard let activity = entry.activity, let before, activity.failureCount != before, var e = activity.lastFailure else {
+            return nil
+        }
+        if e.kind != .io {
+            e.kind = .io
+            e.value = "short read"
+        }
+        return e
     }
 
     /// `308 Permanent Redirect` to `location`.
