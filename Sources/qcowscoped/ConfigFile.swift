@@ -9,7 +9,8 @@ import Glibc
 ///
 /// Keys: `images`, `listen` (array of `HOST:PORT`), `log_level`, `threads`, `connection_limit`,
 /// `per_ip_connection_limit`, `connection_timeout`, `tls_cert`, `tls_key`, `token_file`, `open_health`,
-/// `open_metrics`, `insecure_no_auth`, `metrics_max_images`, `io_timeout`, `io_threads`, `check_memory`, `scrub`, `scrub_rate`. `null` counts as absent. See `deploy/qcowscoped.json`.
+/// `open_metrics`, `insecure_no_auth`, `metrics_max_images`, `io_timeout`, `io_threads`, `check_memory`, `scrub`, `scrub_rate`,
+/// `allowed_hosts`, `cors_origins` (arrays of strings). `null` counts as absent. See `deploy/qcowscoped.json`.
 struct ConfigFile: Decodable, Equatable {
     /// `images`: the images directory.
     var images: String?
@@ -49,12 +50,17 @@ struct ConfigFile: Decodable, Equatable {
     var scrub: Bool?
     /// `scrub_rate`: bytes of metadata per second the scrubber reads at most; 0 means no limit.
     var scrubRate: Int?
+    /// `allowed_hosts`: more `Host` names answered (`NAME` or `NAME:PORT`), besides the listen addresses and localhost.
+    var allowedHosts: [String]?
+    /// `cors_origins`: origins (`https://host[:port]`) whose pages may read the answers.
+    var corsOrigins: [String]?
 
     /// The keys the file may contain, in documentation order.
     static let knownKeys = [
         "images", "listen", "log_level", "threads", "connection_limit", "per_ip_connection_limit",
         "connection_timeout", "tls_cert", "tls_key", "token_file", "open_health", "open_metrics",
         "insecure_no_auth", "metrics_max_images", "io_timeout", "io_threads", "check_memory", "scrub", "scrub_rate",
+        "allowed_hosts", "cors_origins",
     ]
 
     /// A coding key for any string, so unknown keys can be found.
@@ -94,6 +100,8 @@ struct ConfigFile: Decodable, Equatable {
         checkMemory = try container.decodeIfPresent(Int.self, forKey: Key(stringValue: "check_memory"))
         scrub = try container.decodeIfPresent(Bool.self, forKey: Key(stringValue: "scrub"))
         scrubRate = try container.decodeIfPresent(Int.self, forKey: Key(stringValue: "scrub_rate"))
+        allowedHosts = try container.decodeIfPresent([String].self, forKey: Key(stringValue: "allowed_hosts"))
+        corsOrigins = try container.decodeIfPresent([String].self, forKey: Key(stringValue: "cors_origins"))
     }
 
     /// Reads and decodes the file at `path`.

@@ -93,6 +93,16 @@ struct DaemonCommand: ParsableCommand {
         case on, off
     }
 
+    @Option(
+        name: .customLong("allowed-host"),
+        help: "Another name (or NAME:PORT) clients may give in Host; repeat for several. Besides it: the listen addresses, localhost, 127.0.0.1 and [::1]; other names get 421.")
+    var allowedHost: [String] = []
+
+    @Option(
+        name: .customLong("cors-origin"),
+        help: "An origin (https://host[:port]) whose web pages may read the answers (CORS); repeat for several (default none).")
+    var corsOrigin: [String] = []
+
     @Option(name: .long, help: "Check every image in the background and keep its verdict current: on or off (default on).")
     var scrub: Switch?
 
@@ -174,7 +184,7 @@ struct DaemonCommand: ParsableCommand {
         }
         let api = API(
             catalog: catalog, openAPI: Array(OpenAPIDocument.text.utf8), ui: ui, metrics: { metrics.exposition() },
-            access: access, io: io)
+            access: access, io: io, hosts: configuration.hosts, cors: configuration.cors)
         let service = Service(api: api, metrics: metrics, logger: logger)
         let notifier = SystemdNotifier.fromEnvironment()
         let server: HTTPServer

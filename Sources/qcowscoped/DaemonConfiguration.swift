@@ -37,6 +37,10 @@ struct DaemonConfiguration {
     var scrub: Bool
     /// Bytes of metadata per second the scrubber reads at most (0: no limit).
     var scrubRate: UInt64
+    /// The `Host` names answered (421 for others).
+    var hosts: HostPolicy
+    /// The other origins whose pages may read the answers; nil: none.
+    var cors: CORSPolicy?
     /// Whether the sockets came from systemd (`LISTEN_FDS`), in which case `listen` was ignored.
     var socketActivated: Bool { !server.listenDescriptors.isEmpty }
 
@@ -129,6 +133,25 @@ struct DaemonConfiguration {
         let scrubRate = try checked(command.scrubRate ?? file.scrubRate ?? Defaults.scrubRate, "scrub rate (bytes per second)", 0...Int.max)
         let scrub = command.scrub.map { $0 == .on } ?? file.scrub ?? Defaults.scrub
 
+        // --allowed-host given at least once replaces the file's list, as --listen does.
+        let extraHosts = command.allowedHost.isEmpty ? (file.allowedHosts ?? []) : command.allowedHost
+        for name in extraHosts where !HostPolicy.isValidName(name) {
+            throw StartupError(
+                "invalid allowed host '\(name.prefix(100))' (expected a DNS name, an IPv4 address or [IPv6], optionally :PORT)")
+        }
+        var listeners = addresses.map { a in
+            HostPolicy.Listener(host: a.family == .ipv6 ? "[\(a.host)]" : a.host, port: a.port)
+        }
+        for fd in descriptors {
+            if let a = try? ListenAddress(boundTo: fd) {
+                listeners.append(HostPolicy.Listener(host: a.family == .ipv6 ? "[\(a.host)]" : a.host, port: a.port))
+            }
+        }
+        let origins = command.corsOrigin.isEmpty ? (file.corsOrigins ?? []) : command.corsOrigin
+        for origin in origins where !CORSPolicy.isValidOrigin(origin) {
+            throw StartupError("invalid CORS origin '\(origin.prefix(100))' (expected http(s)://host[:port], no path)")
+        }
+
         var exposed = addresses.filter { !$0.isLoopback }.map(\.description)
         for fd in descriptors {
             if let address = try? ListenAddress(boundTo: fd), !address.isLoopback {
@@ -166,7 +189,8 @@ struct DaemonConfiguration {
             openMetrics: command.openMetrics || (file.openMetrics ?? Defaults.openMetrics),
             insecureNoAuth: insecureNoAuth, metricsMaxImages: metricsMaxImages,
             ioTimeout: .milliseconds(Int((ioSeconds * 1000).rounded())), ioThreads: ioThreads,
-            checkMemory: UInt64(checkMemory) << 20, scrub: scrub, scrubRate: UInt64(scrubRate))
+            checkMemory: UInt64(checkMemory) << 20, scrub: scrub, scrubRate: UInt64(scrubRate),
+            hosts: HostPolicy(listeners: listeners, extra: extraHosts), cors: origins.isEmpty ? nil : CORSPolicy(origins: origins))
     }
 
     /// Returns `value` if it lies in `range`, else throws naming the setting.

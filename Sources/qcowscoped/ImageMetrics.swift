@@ -70,7 +70,7 @@ enum ImageMetrics {
                     if let notReady {
                         gauge(
                             "image_checkpoints_not_ready",
-                            "Bitmap names of the image's backing chain not ready for an incremental backup (K rules, from the files; a writer holding the image is not counted here). Absent until known for a chain of more than 64 bitmaps (the scrubber or a /checkpoints request judges them).",
+                            "Bitmap names of the image's backing chain not ready for an incremental backup (K rules, from the files; a writer holding the image is not counted here). Absent for a chain of more than 64 bitmaps (/checkpoints pages their verdicts).",
                             image
                         ).set(Int64(notReady))
                     }

@@ -501,11 +501,11 @@ struct DaemonAPITests {
     /// Requests no client library would send; none may get a 5xx or stop the daemon.
     static let garbage: [(name: String, bytes: [UInt8])] = {
         func request(_ head: String, _ headers: String = "") -> [UInt8] {
-            Array("\(head) HTTP/1.1\r\nHost: t\r\n\(headers)\r\n".utf8)
+            Array("\(head) HTTP/1.1\r\nHost: 127.0.0.1\r\n\(headers)\r\n".utf8)
         }
         func get(_ target: String) -> [UInt8] { request("GET " + target) }
         func get(raw prefix: String, _ bytes: [UInt8]) -> [UInt8] {
-            Array("GET \(prefix)".utf8) + bytes + Array(" HTTP/1.1\r\nHost: t\r\n\r\n".utf8)
+            Array("GET \(prefix)".utf8) + bytes + Array(" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
         }
         let table = "/v1/images/big.qcow2/bitmaps/pages/table"
         let extents = "/v1/images/big.qcow2/bitmaps/pages/extents"
@@ -913,7 +913,7 @@ struct DaemonAPITests {
             #expect(r.status == 200)
             expected.append(r.body)
             // The next request on the kept-alive connection: all but the final blank line.
-            try client.send("GET \(t) HTTP/1.1\r\nHost: test\r\n")
+            try client.send("GET \(t) HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             clients.append(client)
         }
         usleep(200_000)

@@ -164,7 +164,7 @@ final class DaemonLifecycleTests {
         let daemon = try DaemonHarness(["--images", try imagesDirectory()])
         let client = try HTTPTestClient(host: "127.0.0.1", port: daemon.port)
         // Request line and one header now; the request stays in flight until the blank line arrives.
-        try client.send("GET /healthz HTTP/1.1\r\nHost: test\r\n")
+        try client.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         usleep(300_000)
         kill(daemon.pid, SIGTERM)
         usleep(500_000)

@@ -68,7 +68,7 @@ final class ReliabilityTests {
         var slow: [HTTPTestClient] = []
         for _ in 0..<200 {
             let c = try HTTPTestClient(host: "127.0.0.1", port: daemon.port, timeoutSeconds: 2)
-            try c.send("GET /v1/images HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            try c.send("GET /v1/images HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
             slow.append(c)
         }
         let clock = ContinuousClock()
@@ -106,7 +106,7 @@ final class ReliabilityTests {
         var slow: [HTTPTestClient] = []
         for _ in 0..<200 {  // above 3/4 of 256, below 256
             let c = try HTTPTestClient(host: "127.0.0.1", port: daemon.port, timeoutSeconds: 2)
-            try c.send("GET /v1/images HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            try c.send("GET /v1/images HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
             slow.append(c)
         }
         usleep(300_000)
@@ -128,10 +128,10 @@ final class ReliabilityTests {
         let daemon = try daemon(["--timeout", "3"])
         let filler = String(repeating: "a", count: 64 * 1024)
         let heads = [
-            "GET /v1/images/\(filler) HTTP/1.1\r\nHost: x\r\n\r\n",
-            "GET /healthz?q=\(filler) HTTP/1.1\r\nHost: x\r\n\r\n",
-            "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: \(filler)\r\n\r\n",
-            "GET /healthz HTTP/1.1\r\nHost: x\r\n" + (0..<2000).map { "X-H\($0): 0123456789abcdef\r\n" }.joined() + "\r\n",
+            "GET /v1/images/\(filler) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            "GET /healthz?q=\(filler) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: \(filler)\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + (0..<2000).map { "X-H\($0): 0123456789abcdef\r\n" }.joined() + "\r\n",
         ]
         let clock = ContinuousClock()
         var outcomes: [String] = []
@@ -168,7 +168,7 @@ final class ReliabilityTests {
         #expect(eventually(within: 3) { sockets() == baseline }, "closed connection still open in the daemon")
         // Four clients (two per thread) each pipeline 30 requests (~18 MB) and never read. The kernel
         // takes ~3 MB per connection first (send buffer autotuning), then the daemon stalls on each.
-        let request = Array("GET \(path) HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8)
         let stuck = try (0..<4).map { _ in try RawSocket(port: daemon.port, receiveBuffer: 4096) }
         for s in stuck { #expect(s.send(Array([[UInt8]](repeating: request, count: 30).joined()))) }
         let stuckSince = ContinuousClock.now
@@ -199,7 +199,7 @@ final class ReliabilityTests {
             usleep(200_000)
             // The 17th: the request is sent; the daemon may leave it in the backlog or refuse it.
             var waiting: HTTPTestClient? = try? HTTPTestClient(host: "127.0.0.1", port: daemon.port, timeoutSeconds: 1)
-            if let w = waiting, (try? w.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")) == nil { waiting = nil }
+            if let w = waiting, (try? w.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")) == nil { waiting = nil }
             var start = clock.now
             if round == 0 {
                 // While the limit holds the request is not answered (it waits in the backlog, or is refused).

@@ -38,10 +38,13 @@ package final class HTTPTestClient {
     private(set) var fd: Int32
     /// Bytes received but not yet consumed by a response.
     private var buffer: [UInt8] = []
+    /// The `Host` field ``request(_:_:headers:body:)`` sends: the address connected to, with its port.
+    package let hostField: String
 
     /// Connects to a numeric IPv4 or IPv6 host.
     package init(host: String, port: UInt16, timeoutSeconds: Int = 10) throws(HTTPTestClientError) {
         let isV6 = host.contains(":")
+        hostField = (isV6 ? "[\(host)]" : host) + ":\(port)"
         fd = socket(isV6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw Self.failure("socket") }
         setTimeout(seconds: timeoutSeconds)
@@ -110,11 +113,13 @@ package final class HTTPTestClient {
         try send(Array(text.utf8))
     }
 
-    /// Sends one request with `Host` and, for a body, `Content-Length`, then reads the response.
+    /// Sends one request with `Host` (``hostField`` unless `headers` has one) and, for a body,
+    /// `Content-Length`, then reads the response.
     package func request(
         _ method: String, _ target: String, headers: [(String, String)] = [], body: [UInt8] = []
     ) throws(HTTPTestClientError) -> HTTPTestResponse {
-        var head = "\(method) \(target) HTTP/1.1\r\nHost: test\r\n"
+        var head = "\(method) \(target) HTTP/1.1\r\n"
+        if !headers.contains(where: { $0.0.lowercased() == "host" }) { head += "Host: \(hostField)\r\n" }
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         if !body.isEmpty { head += "Content-Length: \(body.count)\r\n" }
         head += "\r\n"

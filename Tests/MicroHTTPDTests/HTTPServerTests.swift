@@ -120,7 +120,7 @@ struct HTTPServerTests {
         let probe = try #require(HTTPField.Name("x-PROBE-thing"))
         #expect(request.headerFields[values: probe].first == "one")
         #expect(request.headerFields[values: probe] == ["one", "two"])
-        #expect(request.authority == "test")
+        #expect(request.authority == client.hostField)
         #expect(request.headerFields[try #require(HTTPField.Name("X-Absent"))] == nil)
     }
 

@@ -87,7 +87,10 @@ struct MutationTests {
                 variants += 1
                 #expect(largest <= Int(Limits.maxBitmapDirectorySize), "\(name): one read of \(largest) bytes")
                 #expect(bytes <= 64 << 20, "\(name): \(bytes) bytes read for one variant")
-                #expect(took < .seconds(2), "\(name): a variant took \(took)")
+                // A hang detector, not a speed claim: the read bounds above are the budget (the slowest
+                // variants, 65,536 snapshot entries of zeros past the end of a tiny file, take ~0.3 s in a
+                // debug build alone and several times that next to the rest of the suite on 2 cores).
+                #expect(took < .seconds(10), "\(name): a variant took \(took)")
             }
         }
         print("mutation variants: \(variants), slowest: \(worst)")

@@ -190,7 +190,7 @@ def memory(daemon, work):
             q = urllib.parse.quote(image)
             paths = [f"/v1/images/{q}{v}" for v in ["", "/header", "/extensions", "/bitmaps", "/bitmaps?limit=1000",
                                                     "/snapshots", "/findings", "/findings?limit=10000", "/locks", "/check",
-                                                    "/checkpoints", "/checkpoints?limit=10000"]]
+                                                    "/checkpoints", "/checkpoints?limit=1000"]]
             status, body, _ = get(base, f"/v1/images/{q}/bitmaps?limit=3")
             if status == 200:
                 for b in json.loads(body).get("bitmaps", [])[:3]:

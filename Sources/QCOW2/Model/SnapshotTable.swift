@@ -43,8 +43,25 @@ extension QCOW2Image {
             buffer += more
             return UInt64(buffer.count) >= need
         }
-        for i in 0..<Int(n) {
+        var i = 0
+        while i < Int(n) {
             let entryAt = start + pos
+            // Past the end of the file every byte is zero: so is every entry left (40 bytes, no id,
+            // name or extra data). The first is decoded, the rest are copies of it, without reads.
+            if entryAt >= fileSize, let zero = table.entries.last, zero.entryOffset >= fileSize, zero.entrySize == 40,
+                UInt64(Int(n) - i) <= (limitEnd - entryAt) / 40
+            {
+                table.entries.reserveCapacity(Int(n))
+                for k in i..<Int(n) {
+                    var e = zero
+                    e.index = k
+                    e.entryOffset = entryAt &+ UInt64(k - i) &* 40
+                    table.entries.append(e)
+                }
+                dataEnd = entryAt &+ UInt64(Int(n) - i) &* 40
+                break
+            }
+            defer { i += 1 }
             guard ensure(pos + 40) else {
                 table.issues.append(.snapshotEntryTruncated(index: i, offset: entryAt, entrySize: nil, extraDataSize: nil))
                 break

@@ -110,7 +110,7 @@ extension ImageCatalog {
     public static let notReadyNameLimit = 4096
 
     /// Chains with at most this many bitmaps in all layers have their not-ready count computed when a
-    /// metrics scrape asks (``checkpointsNotReady(of:computingUpTo:)``); larger ones by the scrubber.
+    /// metrics scrape asks (``checkpointsNotReady(of:computingUpTo:)``); larger ones have none there.
     public static let notReadyScrapeBitmaps = 64
 
     /// The count of ``checkpointsNotReady(of:)`` when it is known for this chain version, or when it is

@@ -13,7 +13,19 @@ extension API {
     /// is abandoned, its thread left to finish). A request for an image with an operation stalled
     /// past ``IOPolicy/stallAfter`` is answered `503 image-stalled` at once, without queuing anything.
     /// Without a policy it answers inline. `answer` is called exactly once.
-    public func respond(_ request: HTTPRequest, answer: @escaping @Sendable (Response) -> Void) {
+    public func respond(_ request: HTTPRequest, answer deliver: @escaping @Sendable (Response) -> Void) {
+        if let refused = refusalOrPreflight(request) { return deliver(refused) }
+        let answer: @Sendable (Response) -> Void
+        if let cors {
+            let origin = request.headerFields[.origin]
+            answer = { r in
+                var r = r
+                cors.apply(to: &r.head.headerFields, origin: origin)
+                deliver(r)
+            }
+        } else {
+            answer = deliver
+        }
         let target = Target(request)
         let path = target.path
         guard let io, let match = target.match, match.route.readsFiles,

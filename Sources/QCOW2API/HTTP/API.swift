@@ -64,6 +64,8 @@ public final class API: Sendable {
     private let ui: [String: Asset]
     private let metrics: (@Sendable () -> [UInt8])?
     let access: AccessPolicy?
+    let hosts: HostPolicy?
+    let cors: CORSPolicy?
     private let cache = ResponseCache()
     /// Where file work runs and its deadlines; nil: inline (see ``respond(_:answer:)``).
     public let io: IOPolicy?
@@ -76,11 +78,16 @@ public final class API: Sendable {
     ///   - metrics: the Prometheus exposition served at `/metrics` (404 when nil).
     ///   - access: the token policy; nil when no token is configured (nothing is checked).
     ///   - io: where file work runs and its deadlines (the daemon); nil reads inline.
+    ///   - hosts: the `Host` names answered (421 for others); nil answers any.
+    ///   - cors: the other origins allowed to read answers; nil allows none (no CORS fields).
     public init(
         catalog: ImageCatalog, openAPI: [UInt8] = [], ui: [String: Asset] = [:],
-        metrics: (@Sendable () -> [UInt8])? = nil, access: AccessPolicy? = nil, io: IOPolicy? = nil
+        metrics: (@Sendable () -> [UInt8])? = nil, access: AccessPolicy? = nil, io: IOPolicy? = nil,
+        hosts: HostPolicy? = nil, cors: CORSPolicy? = nil
     ) {
         self.io = io
+        self.hosts = hosts
+        self.cors = cors
         self.documents = Documents(catalog: catalog)
         self.openAPI = openAPI
         self.ui = ui
@@ -110,7 +117,25 @@ public final class API: Sendable {
 
     /// Answers one request. Never traps and never returns 500 for anything a request or image contains.
     public func respond(_ request: HTTPRequest) -> Response {
-        respond(request, Target(request))
+        var response = respond(request, Target(request))
+        cors?.apply(to: &response.head.headerFields, origin: request.headerFields[.origin])
+        return response
+    }
+
+    /// The answer to a request this API does not serve whatever it asks: a `Host` that is not
+    /// allowed (421), or a CORS preflight (204, or 403 for an origin not allowed). Nil otherwise.
+    func refusalOrPreflight(_ request: HTTPRequest) -> Response? {
+        if let hosts, !hosts.allows(request.authority) {
+            var r = Problem.misdirected(request.authority ?? "", allowed: hosts.allowedNames)
+                .response(instance: (request.path ?? "").prefix { $0 != "?" })
+            SecurityHeaders.apply(to: &r.head.headerFields, route: nil)
+            return r
+        }
+        if let cors, var r = cors.preflight(request) {
+            SecurityHeaders.apply(to: &r.head.headerFields, route: nil)
+            return r
+        }
+        return nil
     }
 
     /// Answers a request whose target was already split and matched: access, method, then the route's answer.
@@ -119,6 +144,7 @@ public final class API: Sendable {
     func respond(_ request: HTTPRequest, _ target: Target) -> Response {
         let match = target.match
         let path = target.path
+        if let refused = refusalOrPreflight(request) { return refused }
         var response: Response
         do throws(Problem) {
             if let access, access.needsToken(match?.route) {

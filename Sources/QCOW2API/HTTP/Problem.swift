@@ -110,6 +110,17 @@ public struct Problem: Error, Sendable {
         return p
     }
 
+    /// 421 for a request naming a `Host` the daemon does not answer to (DNS rebinding).
+    static func misdirected(_ host: String, allowed: [String]) -> Problem {
+        var p = Problem(
+            status: 421, slug: "misdirected-request", title: "Misdirected request",
+            detail: "this daemon does not answer to the host '\(host.prefix(100))' (it answers to "
+                + allowed.prefix(8).joined(separator: ", ") + (allowed.count > 8 ? ", ..." : "")
+                + "; add a name with --allowed-host)")
+        p.fields[.cacheControl] = "no-store"
+        return p
+    }
+
     /// 503 while the server sheds load, with `Retry-After`.
     static var overloaded: Problem {
         var p = Problem(

@@ -26,7 +26,7 @@ public enum RouteTable {
         Route(.allocation, "/v1/images/{image}/allocation"),
         Route(.check, "/v1/images/{image}/check", caching: .imageVersion(keepBody: false), probesLocks: true),
         Route(
-            .checkpoints, "/v1/images/{image}/checkpoints", paging: PageLimits(default: 1000, maximum: 10000),
+            .checkpoints, "/v1/images/{image}/checkpoints", paging: PageLimits(default: 100, maximum: 1000),
             probesLocks: true),
         Route(.checkpoint, "/v1/images/{image}/checkpoints/{checkpoint}", probesLocks: true),
         Route(
