@@ -93,6 +93,7 @@ install: release man completions
 	    deploy/qcowscoped.service > .build/qcowscoped.service; \
 	install -m 0644 .build/qcowscoped.service "$(DESTDIR)$(SYSTEMDUNITDIR)/qcowscoped.service"; \
 	install -m 0644 deploy/qcowscoped.socket "$(DESTDIR)$(SYSTEMDUNITDIR)/qcowscoped.socket"; \
+	install -m 0644 deploy/qcowscoped-unix.socket "$(DESTDIR)$(SYSTEMDUNITDIR)/qcowscoped-unix.socket"; \
 	install -m 0644 deploy/qcowscoped.json "$(DESTDIR)$(DATADIR)/qcowscope/qcowscoped.json"; \
 	if [ -e "$(DESTDIR)$(SYSCONFDIR)/qcowscope/qcowscoped.json" ]; then \
 	    echo "kept $(DESTDIR)$(SYSCONFDIR)/qcowscope/qcowscoped.json (the sample is $(DATADIR)/qcowscope/qcowscoped.json)"; \
@@ -109,6 +110,7 @@ uninstall:
 	        "$(DESTDIR)$(FISHCOMPDIR)/$$p.fish" "$(DESTDIR)$(MANDIR)/man1/$$p.1" "$(DESTDIR)$(MANDIR)/man1/"$$p.*.1; \
 	done; \
 	rm -f "$(DESTDIR)$(SYSTEMDUNITDIR)/qcowscoped.service" "$(DESTDIR)$(SYSTEMDUNITDIR)/qcowscoped.socket" \
+	    "$(DESTDIR)$(SYSTEMDUNITDIR)/qcowscoped-unix.socket" \
 	    "$(DESTDIR)$(DATADIR)/qcowscope/qcowscoped.json"; \
 	rmdir "$(DESTDIR)$(DATADIR)/qcowscope" 2>/dev/null || true; \
 	config="$(DESTDIR)$(SYSCONFDIR)/qcowscope/qcowscoped.json"; \

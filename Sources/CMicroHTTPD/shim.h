@@ -10,6 +10,10 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <errno.h>
+#include <stddef.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <microhttpd.h>
 
 /// Starts a daemon with its options in an array (MHD_start_daemon is variadic and not imported).
@@ -105,6 +109,63 @@ static inline const struct sockaddr *cmhd_client_address(struct MHD_Connection *
 static inline unsigned int cmhd_current_connections(struct MHD_Daemon *daemon) {
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
     return info == NULL ? 0 : info->num_connections;
+}
+
+/// Binds `fd` to the Unix-domain socket `path`; -1 with errno (ENAMETOOLONG past sun_path) on failure.
+static inline int cmhd_bind_unix(int fd, const char *path) {
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof address);
+    address.sun_family = AF_UNIX;
+    size_t length = strlen(path);
+    if (length == 0 || length >= sizeof address.sun_path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(address.sun_path, path, length);
+    return bind(fd, (const struct sockaddr *)&address, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + length + 1));
+}
+
+/// 1 when a server accepts connections on the Unix-domain socket `path`, 0 when none does (refused).
+static inline int cmhd_unix_socket_answers(const char *path) {
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof address);
+    address.sun_family = AF_UNIX;
+    size_t length = strlen(path);
+    if (length == 0 || length >= sizeof address.sun_path) return 0;
+    memcpy(address.sun_path, path, length);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return 0;
+    int rc = connect(fd, (const struct sockaddr *)&address, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + length + 1));
+    close(fd);
+    return rc == 0;
+}
+
+/// The path a Unix-domain socket is bound to, copied into `buffer` (NUL-terminated); its length, or -1
+/// when `fd` is not a bound Unix-domain socket.
+static inline int cmhd_unix_local_path(int fd, char *buffer, size_t size) {
+    struct sockaddr_un address;
+    socklen_t length = sizeof address;
+    memset(&address, 0, sizeof address);
+    if (getsockname(fd, (struct sockaddr *)&address, &length) != 0 || address.sun_family != AF_UNIX) return -1;
+    size_t n = strnlen(address.sun_path, sizeof address.sun_path);
+    if (n == 0 || n + 1 > size) return -1;
+    memcpy(buffer, address.sun_path, n);
+    buffer[n] = 0;
+    return (int)n;
+}
+
+/// The uid of the process at the other end of a Unix-domain connection (SO_PEERCRED), -1 for other
+/// connections. The credentials' layout is struct ucred's (pid, uid, gid), which needs _GNU_SOURCE.
+static inline long long cmhd_client_peer_uid(struct MHD_Connection *connection) {
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (info == NULL) return -1;
+    struct { pid_t pid; uid_t uid; gid_t gid; } credentials;
+    socklen_t length = sizeof credentials;
+    struct sockaddr_storage peer;
+    socklen_t peerLength = sizeof peer;
+    if (getsockname(info->connect_fd, (struct sockaddr *)&peer, &peerLength) != 0 || peer.ss_family != AF_UNIX) return -1;
+    if (getsockopt(info->connect_fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
+    return (long long)credentials.uid;
 }
 
 #endif

@@ -4,6 +4,8 @@ public struct ClientInfo: Sendable {
     public var remoteAddress: String
     /// The protocol version from the request line, for example `HTTP/1.1`.
     public var version: String
+    /// The uid of the client process on a Unix-domain socket (`SO_PEERCRED`); nil over TCP.
+    public var peerUID: UInt32? = nil
 
     /// Creates client information; the server fills it, tests may build one by hand.
     public init(remoteAddress: String = "", version: String = "HTTP/1.1") {

@@ -62,6 +62,8 @@ import Synchronization
     private let configuration: HTTPServerConfiguration
     /// The listening sockets, in ``boundAddresses`` order; closed by ``stop()``.
     private let sockets: [Int32]
+    /// The Unix-domain socket files this server created, removed by ``stop()``.
+    private let unixPaths: [String]
 
     /// Binds, listens and starts serving.
     ///
@@ -101,9 +103,13 @@ import Synchronization
         var sockets: [(fd: Int32, name: String)] = []
         func closeAll() { for socket in sockets { ListenSocket.close(socket.fd) } }
         var bound: [ListenAddress] = []
+        var unixPaths: [String] = []
         do throws(HTTPServerError) {
             for address in configuration.listenAddresses {
-                sockets.append((try ListenSocket.bind(address), address.description))
+                sockets.append(
+                    (try ListenSocket.bind(address, unixMode: configuration.unixSocketMode, unixGroup: configuration.unixSocketGroup),
+                        address.description))
+                if address.family == .unix { unixPaths.append(address.host) }
             }
             for socket in sockets {
                 try ListenSocket.listen(
@@ -117,6 +123,7 @@ import Synchronization
             for socket in sockets { bound.append(try ListenSocket.localAddress(socket.fd)) }
         } catch {
             closeAll()
+            for path in unixPaths { _ = unsafe unlink(path) }
             throw error
         }
 
@@ -137,6 +144,7 @@ import Synchronization
             else {
                 for daemon in daemons { Self.stopDaemon(daemon) }
                 closeAll()
+                for path in unixPaths { _ = unsafe unlink(path) }
                 unsafe Unmanaged<ServerContext>.fromOpaque(rootPointer).release()
                 unsafe logTarget.deinitialize(count: 1)
                 unsafe logTarget.deallocate()
@@ -151,6 +159,7 @@ import Synchronization
         unsafe self.logTarget = logTarget
         self.configuration = configuration
         self.sockets = sockets.map(\.fd)
+        self.unixPaths = unixPaths
         self.state = Mutex(State(daemons: daemons))
     }
 
@@ -326,6 +335,8 @@ import Synchronization
         guard let taken else { return }
         for daemon in taken.daemons { Self.stopDaemon(daemon) }
         for fd in sockets { ListenSocket.close(fd) }
+        // The socket files this server made go with it (those systemd passed stay systemd's).
+        for path in unixPaths { _ = unsafe unlink(path) }
         unsafe Unmanaged.passUnretained(context).release()
         unsafe logTarget.deinitialize(count: 1)
         unsafe logTarget.deallocate()

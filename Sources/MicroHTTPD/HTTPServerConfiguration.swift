@@ -40,6 +40,12 @@ public struct HTTPServerConfiguration: Sendable {
     /// shedding off. Clients then back off instead of piling into a slow server.
     public var overloadThreshold: Int = 0
 
+    /// The permission bits of the Unix-domain sockets the server creates (`unix:` addresses): who may
+    /// connect is who may write the file. Default `0660`: the owner and the group.
+    public var unixSocketMode: UInt32 = 0o660
+    /// The group of those sockets; nil keeps the process's group.
+    public var unixSocketGroup: UInt32? = nil
+
     /// The number of online processors, the default ``threadPoolSize``.
     public static var processorCount: Int {
         max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))

@@ -1,9 +1,10 @@
 import Glibc
 
-/// A numeric IPv4 or IPv6 address and a TCP port to listen on.
+/// A numeric IPv4 or IPv6 address and a TCP port to listen on, or a Unix-domain socket path.
 ///
-/// The text form is `IPv4:PORT` (`127.0.0.1:8741`) or `[IPv6]:PORT` (`[::1]:8741`). Host names are
-/// not resolved. Port 0 asks the kernel for a free port; ``HTTPServer/boundAddresses`` tells which.
+/// The text form is `IPv4:PORT` (`127.0.0.1:8741`), `[IPv6]:PORT` (`[::1]:8741`) or `unix:/ABSOLUTE/PATH`.
+/// Host names are not resolved. Port 0 asks the kernel for a free port; ``HTTPServer/boundAddresses``
+/// tells which.
 public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
     /// The address family of a ``ListenAddress``.
     public enum Family: Sendable, Hashable {
@@ -11,11 +12,13 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
         case ipv4
         /// `AF_INET6`; such sockets are bound with `IPV6_V6ONLY`.
         case ipv6
+        /// `AF_UNIX`: ``host`` is the socket's path, ``port`` is 0.
+        case unix
     }
 
-    /// The numeric host, without brackets (`127.0.0.1`, `::1`).
+    /// The numeric host, without brackets (`127.0.0.1`, `::1`); the path of a Unix-domain socket.
     public let host: String
-    /// The TCP port; 0 means "any free port".
+    /// The TCP port; 0 means "any free port" (always 0 for a Unix-domain socket).
     public let port: UInt16
     /// The address family, derived from ``host``.
     public let family: Family
@@ -37,14 +40,32 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
         self.port = port
     }
 
-    /// Parses `IPv4:PORT` or `[IPv6]:PORT`.
+    /// A Unix-domain socket at `path`: absolute, at most 107 bytes, no NUL.
+    ///
+    /// - Throws: ``HTTPServerError/Code/invalidAddress`` naming what is wrong with the path.
+    public init(unixPath path: String) throws(HTTPServerError) {
+        guard path.hasPrefix("/"), path.utf8.count <= 107, !path.utf8.contains(0) else {
+            throw HTTPServerError(
+                code: .invalidAddress,
+                message: "invalid listen address 'unix:\(path)': the socket path must be absolute and at most 107 bytes")
+        }
+        host = path
+        port = 0
+        family = .unix
+    }
+
+    /// Parses `IPv4:PORT`, `[IPv6]:PORT` or `unix:/PATH`.
     ///
     /// - Throws: ``HTTPServerError/Code/invalidAddress`` naming the text and what is wrong with it.
     public init(parsing text: String) throws(HTTPServerError) {
         func invalid(_ reason: String) -> HTTPServerError {
             HTTPServerError(
                 code: .invalidAddress,
-                message: "invalid listen address '\(text)': \(reason) (expected IPv4:PORT or [IPv6]:PORT)")
+                message: "invalid listen address '\(text)': \(reason) (expected IPv4:PORT, [IPv6]:PORT or unix:/PATH)")
+        }
+        if text.hasPrefix("unix:") {
+            self = try ListenAddress(unixPath: String(text.dropFirst(5)))
+            return
         }
         let hostPart: Substring
         let portPart: Substring
@@ -86,7 +107,8 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
         self = try ListenSocket.localAddress(fd)
     }
 
-    /// Whether only this host can reach the address: `127.0.0.0/8`, `::1`, or `::ffff:127.0.0.0/104`.
+    /// Whether only this host can reach the address: `127.0.0.0/8`, `::1`, `::ffff:127.0.0.0/104`, or a
+    /// Unix-domain socket (its file permissions say who).
     ///
     /// The wildcard addresses `0.0.0.0` and `::` are not loopback: they accept connections from anywhere.
     public var isLoopback: Bool {
@@ -101,12 +123,18 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
             else { return false }
             if bytes[..<15].allSatisfy({ $0 == 0 }) && bytes[15] == 1 { return true }
             return bytes[..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF && bytes[12] == 127
+        case .unix:
+            return true
         }
     }
 
-    /// The text form: `127.0.0.1:8741` or `[::1]:8741`.
+    /// The text form: `127.0.0.1:8741`, `[::1]:8741` or `unix:/run/qcowscope/qcowscoped.sock`.
     public var description: String {
-        family == .ipv6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+        switch family {
+        case .ipv4: "\(host):\(port)"
+        case .ipv6: "[\(host)]:\(port)"
+        case .unix: "unix:\(host)"
+        }
     }
 
     /// Whether `inet_pton` accepts `host` for the family.

@@ -1,3 +1,4 @@
+import CMicroHTTPD
 import Glibc
 
 /// The socket calls that prepare listening sockets, each wrapped once with its errors made readable.
@@ -9,7 +10,8 @@ enum ListenSocket {
     /// - Throws: ``HTTPServerError`` with ``HTTPServerError/Code/addressInUse``,
     ///   ``HTTPServerError/Code/addressUnavailable``, ``HTTPServerError/Code/permissionDenied`` or
     ///   ``HTTPServerError/Code/socketFailed``.
-    static func bind(_ address: ListenAddress) throws(HTTPServerError) -> Int32 {
+    static func bind(_ address: ListenAddress, unixMode: UInt32 = 0o660, unixGroup: UInt32? = nil) throws(HTTPServerError) -> Int32 {
+        if address.family == .unix { return try bindUnix(address, mode: unixMode, group: unixGroup) }
         let domain = address.family == .ipv6 ? AF_INET6 : AF_INET
         let fd = socket(domain, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw failure("socket", address, errno) }
@@ -23,6 +25,41 @@ enum ListenSocket {
         } catch {
             _ = Glibc.close(fd)
             throw error
+        }
+        return fd
+    }
+
+    /// Creates a Unix-domain socket at `address.host` with permissions `mode` and group `group`.
+    ///
+    /// A socket file left by an earlier run (nothing answers on it) is replaced; a socket something
+    /// answers on is `addressInUse`; a path that exists and is not a socket is refused. The mode and
+    /// group are set before the socket listens, so nobody else can connect in between.
+    static func bindUnix(_ address: ListenAddress, mode: UInt32, group: UInt32?) throws(HTTPServerError) -> Int32 {
+        let path = address.host
+        var st = stat()
+        if unsafe lstat(path, &st) == 0 {
+            guard (st.st_mode & S_IFMT) == S_IFSOCK else {
+                throw HTTPServerError(
+                    code: .addressInUse, message: "cannot listen on \(address): the path exists and is not a socket")
+            }
+            guard unsafe cmhd_unix_socket_answers(path) == 0 else {
+                throw HTTPServerError(code: .addressInUse, message: "cannot listen on \(address): another server answers on it")
+            }
+            _ = unsafe unlink(path)
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw failure("socket", address, errno) }
+        guard unsafe cmhd_bind_unix(fd, path) == 0 else {
+            let e = errno
+            _ = Glibc.close(fd)
+            throw failure("bind", address, e)
+        }
+        if unsafe chmod(path, mode_t(mode & 0o777)) != 0 || (group.map { unsafe chown(path, uid_t.max, gid_t($0)) != 0 } ?? false) {
+            let e = errno
+            _ = Glibc.close(fd)
+            _ = unsafe unlink(path)
+            throw HTTPServerError(
+                code: .permissionDenied, message: "cannot set the mode or group of \(address)", errno: e)
         }
         return fd
     }
@@ -63,6 +100,13 @@ enum ListenSocket {
         let decoded = unsafe withUnsafeMutablePointer(to: &storage) {
             unsafe $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
                 unsafe getsockname(fd, pointer, &length) == 0 ? unsafe SocketAddress.decode(pointer) : nil
+            }
+        }
+        if decoded == nil, Int32(storage.ss_family) == AF_UNIX {
+            var path = [CChar](repeating: 0, count: 110)
+            if unsafe cmhd_unix_local_path(fd, &path, path.count) > 0 {
+                let bytes = path.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+                return try ListenAddress(unixPath: String(decoding: bytes, as: UTF8.self))
             }
         }
         guard let decoded else {

@@ -71,8 +71,13 @@ func mhdAccessHandler(
     }
     // Build the request head once, call the handler (or the overload answer) and queue its response.
     let methodText = unsafe method.map { unsafe String(cString: $0) } ?? ""
-    let client = unsafe ClientInfo(
+    var client = unsafe ClientInfo(
         remoteAddress: remoteAddress(connection), version: version.map { unsafe String(cString: $0) } ?? "")
+    // No IP address: a Unix-domain connection, whose peer the kernel names (SO_PEERCRED).
+    if client.remoteAddress.isEmpty {
+        let uid = unsafe cmhd_client_peer_uid(connection)
+        if uid >= 0, uid <= Int64(UInt32.max) { client.peerUID = UInt32(uid) }
+    }
     guard let request = unsafe makeRequest(connection: connection, state: state, method: methodText, context: context)
     else {
         // Not an HTTP method token: MHD parsed a request line no handler can be given.

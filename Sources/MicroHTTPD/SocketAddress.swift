@@ -11,7 +11,9 @@ enum SocketAddress {
         case .ipv4:
             var sin = sockaddr_in()
             return fill(&sin, AF_INET, \.sin_family, \.sin_port, \.sin_addr, address, body)
-        case .ipv6:
+        case .ipv6, .unix:
+            // A Unix-domain socket never gets here: ``ListenSocket/bind(_:unixMode:unixGroup:)`` binds it
+            // through the C shim (sockaddr_un).
             var sin6 = sockaddr_in6()
             return fill(&sin6, AF_INET6, \.sin6_family, \.sin6_port, \.sin6_addr, address, body)
         }

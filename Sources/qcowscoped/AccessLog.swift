@@ -5,13 +5,19 @@ import QCOW2API
 
 /// The access log line of every request, and libmicrohttpd's messages routed to the logger.
 enum AccessLog {
-    /// Logs `METHOD raw-path status bytes duration` at info level, with the client's address.
-    static func record(_ request: HTTPRequest, _ response: Response, client: ClientInfo, elapsed: Duration, logger: Logger) {
+    /// Logs `METHOD raw-path status bytes duration` at info level, with the client's address and the
+    /// name of the bearer token it presented (a name from the token file, never the token).
+    static func record(
+        _ request: HTTPRequest, _ response: Response, client: ClientInfo, elapsed: Duration, token: String? = nil, logger: Logger
+    ) {
         guard logger.logLevel <= .info else { return }
         let micros = elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000
         let path = (request.path ?? "").prefix { $0 != "?" }
         let line = "\(printable(request.method.rawValue)) \(printable(String(path))) \(response.status)"
-        logger.info("\(line) \(response.body.count)B \(micros)us", metadata: ["remote": "\(client.remoteAddress)"])
+        var metadata: Logger.Metadata = ["remote": "\(client.remoteAddress)"]
+        if let token { metadata["token"] = "\(token)" }
+        if let uid = client.peerUID { metadata["uid"] = "\(uid)" }
+        logger.info("\(line) \(response.body.count)B \(micros)us", metadata: metadata)
     }
 
     /// A sink for libmicrohttpd's error messages: warning level, prefixed `libmicrohttpd:`.

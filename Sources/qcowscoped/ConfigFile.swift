@@ -10,7 +10,7 @@ import Glibc
 /// Keys: `images`, `listen` (array of `HOST:PORT`), `log_level`, `threads`, `connection_limit`,
 /// `per_ip_connection_limit`, `connection_timeout`, `tls_cert`, `tls_key`, `token_file`, `open_health`,
 /// `open_metrics`, `insecure_no_auth`, `metrics_max_images`, `io_timeout`, `io_threads`, `check_memory`, `scrub`, `scrub_rate`,
-/// `allowed_hosts`, `cors_origins` (arrays of strings). `null` counts as absent. See `deploy/qcowscoped.json`.
+/// `allowed_hosts`, `cors_origins` (arrays of strings), `socket_mode`, `socket_group` (strings). `null` counts as absent. See `deploy/qcowscoped.json`.
 struct ConfigFile: Decodable, Equatable {
     /// `images`: the images directory.
     var images: String?
@@ -54,13 +54,17 @@ struct ConfigFile: Decodable, Equatable {
     var allowedHosts: [String]?
     /// `cors_origins`: origins (`https://host[:port]`) whose pages may read the answers.
     var corsOrigins: [String]?
+    /// `socket_mode`: permissions of a `unix:` listen socket, octal text (`"0660"`).
+    var socketMode: String?
+    /// `socket_group`: group name or number of a `unix:` listen socket.
+    var socketGroup: String?
 
     /// The keys the file may contain, in documentation order.
     static let knownKeys = [
         "images", "listen", "log_level", "threads", "connection_limit", "per_ip_connection_limit",
         "connection_timeout", "tls_cert", "tls_key", "token_file", "open_health", "open_metrics",
         "insecure_no_auth", "metrics_max_images", "io_timeout", "io_threads", "check_memory", "scrub", "scrub_rate",
-        "allowed_hosts", "cors_origins",
+        "allowed_hosts", "cors_origins", "socket_mode", "socket_group",
     ]
 
     /// A coding key for any string, so unknown keys can be found.
@@ -102,6 +106,8 @@ struct ConfigFile: Decodable, Equatable {
         scrubRate = try container.decodeIfPresent(Int.self, forKey: Key(stringValue: "scrub_rate"))
         allowedHosts = try container.decodeIfPresent([String].self, forKey: Key(stringValue: "allowed_hosts"))
         corsOrigins = try container.decodeIfPresent([String].self, forKey: Key(stringValue: "cors_origins"))
+        socketMode = try container.decodeIfPresent(String.self, forKey: Key(stringValue: "socket_mode"))
+        socketGroup = try container.decodeIfPresent(String.self, forKey: Key(stringValue: "socket_group"))
     }
 
     /// Reads and decodes the file at `path`.

@@ -22,7 +22,7 @@ struct DaemonCommand: ParsableCommand {
 
     @Option(
         name: .long,
-        help: "Address to listen on, IPv4:PORT or [IPv6]:PORT; repeat for several (default 127.0.0.1:8741).")
+        help: "Address to listen on, IPv4:PORT, [IPv6]:PORT or unix:/PATH; repeat for several (default 127.0.0.1:8741).")
     var listen: [String] = []
 
     @Option(
@@ -92,6 +92,16 @@ struct DaemonCommand: ParsableCommand {
     enum Switch: String, ExpressibleByArgument, Sendable {
         case on, off
     }
+
+    @Option(
+        name: .customLong("socket-mode"),
+        help: "Permissions of a unix:/PATH socket, octal (default 0660: its owner and group may connect).")
+    var socketMode: String?
+
+    @Option(
+        name: .customLong("socket-group"),
+        help: "Group (name or number) of a unix:/PATH socket (default: the daemon's group).")
+    var socketGroup: String?
 
     @Option(
         name: .customLong("allowed-host"),
@@ -185,7 +195,7 @@ struct DaemonCommand: ParsableCommand {
         let api = API(
             catalog: catalog, openAPI: Array(OpenAPIDocument.text.utf8), ui: ui, metrics: { metrics.exposition() },
             access: access, io: io, hosts: configuration.hosts, cors: configuration.cors)
-        let service = Service(api: api, metrics: metrics, logger: logger)
+        let service = Service(api: api, metrics: metrics, logger: logger, token: configuration.token)
         let notifier = SystemdNotifier.fromEnvironment()
         let server: HTTPServer
         do {

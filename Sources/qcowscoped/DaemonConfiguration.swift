@@ -139,13 +139,29 @@ struct DaemonConfiguration {
             throw StartupError(
                 "invalid allowed host '\(name.prefix(100))' (expected a DNS name, an IPv4 address or [IPv6], optionally :PORT)")
         }
-        var listeners = addresses.map { a in
-            HostPolicy.Listener(host: a.family == .ipv6 ? "[\(a.host)]" : a.host, port: a.port)
-        }
-        for fd in descriptors {
-            if let a = try? ListenAddress(boundTo: fd) {
-                listeners.append(HostPolicy.Listener(host: a.family == .ipv6 ? "[\(a.host)]" : a.host, port: a.port))
+        let modeText = command.socketMode ?? file.socketMode ?? "0660"
+        guard (3...4).contains(modeText.count), modeText.allSatisfy({ ("0"..."7").contains($0) }),
+            let socketMode = UInt32(modeText, radix: 8), socketMode <= 0o777
+        else { throw StartupError("invalid socket mode '\(modeText.prefix(20))' (expected octal permissions such as 0660)") }
+        var socketGroup: UInt32? = nil
+        if let g = command.socketGroup ?? file.socketGroup {
+            if let number = UInt32(g), g.allSatisfy(\.isASCII) {
+                socketGroup = number
+            } else if let entry = getgrnam(g) {
+                socketGroup = entry.pointee.gr_gid
+            } else {
+                throw StartupError("unknown socket group '\(g.prefix(64))'")
             }
+        }
+        // A Unix-domain socket is reached through ssh -L on a local port of the client's choosing: there,
+        // localhost and the loopback literals are accepted with any port (the names are still checked).
+        func listener(_ a: ListenAddress) -> HostPolicy.Listener {
+            a.family == .unix ? HostPolicy.Listener(host: "localhost", port: 0)
+                : HostPolicy.Listener(host: a.family == .ipv6 ? "[\(a.host)]" : a.host, port: a.port)
+        }
+        var listeners = addresses.map(listener)
+        for fd in descriptors {
+            if let a = try? ListenAddress(boundTo: fd) { listeners.append(listener(a)) }
         }
         let origins = command.corsOrigin.isEmpty ? (file.corsOrigins ?? []) : command.corsOrigin
         for origin in origins where !CORSPolicy.isValidOrigin(origin) {
@@ -181,6 +197,8 @@ struct DaemonConfiguration {
             perIPConnectionLimit: perIP,
             connectionTimeoutSeconds: timeout,
             tls: tls)
+        server.unixSocketMode = socketMode
+        server.unixSocketGroup = socketGroup
         // Shed load before the connection limit: past 3/4 of it in progress at once, answer 503 + Retry-After.
         server.overloadThreshold = max(1, connections * 3 / 4)
         return DaemonConfiguration(

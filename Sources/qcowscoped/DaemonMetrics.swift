@@ -15,6 +15,8 @@ final class DaemonMetrics: Sendable {
     static let requestsTotal = "qcowscope_http_requests_total"
     /// Time from the request line to the response, by `endpoint` and `status`.
     static let requestDuration = "qcowscope_http_request_duration_seconds"
+    /// Requests that carried a valid bearer token, by the token's name.
+    static let requestsByToken = "qcowscope_http_requests_by_token_total"
     /// The `Content-Type` of the text exposition format 0.0.4.
     static let contentType = "text/plain; version=0.0.4; charset=utf-8"
     /// The version reported by `qcowscope_build_info`.
@@ -30,6 +32,7 @@ final class DaemonMetrics: Sendable {
     /// `# HELP` lines for the families swift-metrics creates (its factory registers them without help).
     private static let help: [(name: String, text: String)] = [
         (requestsTotal, "HTTP requests answered, by route pattern, method and status."),
+        (requestsByToken, "HTTP requests that carried a valid bearer token, by the token's name in the token file."),
         (requestDuration, "Seconds from request to response, by route pattern and status."),
     ]
 
@@ -88,6 +91,11 @@ final class DaemonMetrics: Sendable {
         Metrics.Timer(
             label: Self.requestDuration, dimensions: [("endpoint", endpoint), ("status", status)], factory: factory
         ).recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+
+    /// Counts one request that carried the token named `name`.
+    func recordToken(_ name: String) {
+        Counter(label: Self.requestsByToken, dimensions: [("token", name)], factory: factory).increment()
     }
 
     /// The whole exposition: request metrics and build info, then the image gauges computed now.

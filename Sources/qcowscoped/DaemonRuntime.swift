@@ -25,7 +25,11 @@ struct DaemonRuntime {
                 "using \(server.boundAddresses.count) socket(s) passed by systemd; the listen setting is ignored")
         }
         for address in server.boundAddresses {
-            logger.info("qcowscoped listening on \(scheme)://\(address)")
+            if address.family == .unix {
+                logger.info("qcowscoped listening on \(address) (curl --unix-socket \(address.host) \(scheme)://localhost/v1/images)")
+            } else {
+                logger.info("qcowscoped listening on \(scheme)://\(address)")
+            }
         }
         if configuration.token == nil {
             if configuration.insecureNoAuth && server.boundAddresses.contains(where: { !$0.isLoopback }) {
@@ -73,7 +77,7 @@ struct DaemonRuntime {
         if let token = configuration.token {
             do throws(StartupError) {
                 try token.reload()
-                logger.notice("received SIGHUP: reloaded the bearer token from '\(token.path)'")
+                logger.notice("received SIGHUP: reloaded the bearer tokens from '\(token.path)' (\(token.names.joined(separator: ", ")))")
             } catch {
                 logger.error("received SIGHUP: token reload failed, still accepting the previous token: \(error)")
             }

@@ -14,6 +14,8 @@ struct Service: Sendable {
     let metrics: DaemonMetrics
     /// The access log.
     let logger: Logger
+    /// The bearer tokens, to name the client in the log and the metrics (nil: no token configured).
+    var token: BearerToken? = nil
 
     /// Answers one request: at once when it reads no file, else from the API's I/O executor.
     ///
@@ -23,13 +25,16 @@ struct Service: Sendable {
         let clock = ContinuousClock()
         let start = clock.now
         metrics.requestStarted()
+        // The token's name, never the token: which client asked, for the log line and the metrics.
+        let tokenName = token?.name(for: request.headerFields[.authorization])
         api.respond(request) { [metrics, logger] response in
             let elapsed = start.duration(to: clock.now)
             metrics.requestEnded()
             metrics.recordRequest(
                 endpoint: response.route?.label ?? "other", method: request.method.rawValue, status: response.status,
                 duration: elapsed)
-            AccessLog.record(request, response, client: client, elapsed: elapsed, logger: logger)
+            if let tokenName { metrics.recordToken(tokenName) }
+            AccessLog.record(request, response, client: client, elapsed: elapsed, token: tokenName, logger: logger)
             responder.respond(response.head, body: response.body)
         }
     }

@@ -541,6 +541,54 @@ final class OpsTests {
         #expect(try daemon.waitForExit() == 0)
     }
 
+    @Test func namedTokensNameTheClientInTheLogAndMetricsAndAreRemovedAtOnce() throws {
+        let backup = "backup-token-abcdefghijklmnop"
+        let dashboard = "dash-token-0123456789abcdefgh"
+        let path = try tokenFile("# one token per client\nbackup:\(backup)\n\n  dashboard:\(dashboard)  ")
+        let daemon = try OpsDaemon([
+            "--images", try imagesDirectory(), "--listen", "127.0.0.1:0", "--token-file", path,
+        ])
+        let client = try HTTPTestClient(host: "127.0.0.1", port: daemon.port)
+        func status(_ token: String, _ target: String = "/v1/images/clean.qcow2") throws -> Int {
+            try client.request("GET", target, headers: [("Authorization", "Bearer \(token)")]).status
+        }
+        #expect(try status(backup) == 200)
+        #expect(try status(backup, "/v1/images/clean.qcow2/header") == 200)
+        #expect(try status(dashboard) == 200)
+        #expect(try status("backup:\(backup)") == 401)
+        #expect(try status("backup") == 401)
+        // The access log names the token; the token itself appears nowhere in the log.
+        #expect(daemon.waitForLog("token=backup"))
+        #expect(daemon.waitForLog("token=dashboard"))
+        #expect(!daemon.stderr.contains(backup) && !daemon.stderr.contains(dashboard))
+        let metrics = try client.request("GET", "/metrics", headers: [("Authorization", "Bearer \(dashboard)")]).text
+        #expect(sample(metrics, #"qcowscope_http_requests_by_token_total{token="backup"}"#) == 2)
+        #expect(sample(metrics, #"qcowscope_http_requests_by_token_total{token="dashboard"}"#) == 1)
+        #expect(!metrics.contains(backup) && !metrics.contains(dashboard))
+
+        // Rotation: the backup client's token is removed; after SIGHUP it stops working at once,
+        // on a connection that was already open.
+        try "dashboard:\(dashboard)\n".write(toFile: path, atomically: true, encoding: .utf8)
+        daemon.signal(SIGHUP)
+        #expect(daemon.waitForLog("reloaded the bearer tokens from '\(path)' (dashboard)"))
+        #expect(try status(backup) == 401)
+        #expect(try status(dashboard) == 200)
+        client.close()
+        daemon.signal(SIGTERM)
+        #expect(try daemon.waitForExit() == 0)
+
+        // Malformed files stop start-up with the line at fault.
+        for (text, message) in [
+            ("a:\(backup)\nb\(dashboard)\n", "line 2: expected name:token"),
+            ("a:\(backup)\na:\(dashboard)\n", "line 2: the name 'a' is used twice"),
+            ("bad name:\(backup)\n", "line 1: a name is 1 to 64"),
+            ("a:short\n", "line 1: the token has 5 characters"),
+        ] {
+            let bad = try DaemonHarness.runToExit(["--images", try imagesDirectory(), "--token-file", try tokenFile(text)])
+            #expect(bad.status != 0 && bad.stderr.contains(message), "\(bad.stderr)")
+        }
+    }
+
     @Test func tokenInTheQueryStringIsRefused() throws {
         let token = "query-token-abcdefghijklmnop"
         let daemon = try OpsDaemon([
@@ -639,10 +687,12 @@ final class OpsTests {
         let service = try String(contentsOfFile: repositoryRoot + "/deploy/qcowscoped.service", encoding: .utf8)
         try service.replacingOccurrences(of: "/usr/local/bin/qcowscoped", with: binary)
             .write(toFile: directory + "/qcowscoped.service", atomically: true, encoding: .utf8)
-        try FileManager.default.copyItem(
-            atPath: repositoryRoot + "/deploy/qcowscoped.socket", toPath: directory + "/qcowscoped.socket")
+        for unit in ["qcowscoped.socket", "qcowscoped-unix.socket"] {
+            try FileManager.default.copyItem(atPath: repositoryRoot + "/deploy/" + unit, toPath: directory + "/" + unit)
+        }
         let verify = try OpsTool.run(
-            "systemd-analyze", ["verify", directory + "/qcowscoped.service", directory + "/qcowscoped.socket"])
+            "systemd-analyze",
+            ["verify", directory + "/qcowscoped.service", directory + "/qcowscoped.socket", directory + "/qcowscoped-unix.socket"])
         #expect(verify.status == 0, "\(verify.stderr)")
         #expect(!verify.stderr.contains("qcowscoped"), "\(verify.stderr)")
         let security = try OpsTool.run(
@@ -809,6 +859,53 @@ final class OpsTests {
         #expect(badOrigin.status != 0 && badOrigin.stderr.contains("invalid CORS origin"), "\(badOrigin.stderr)")
     }
 
+    // MARK: Unix-domain socket
+
+    @Test func aUnixSocketListensWithItsModeAndNamesThePeerUID() throws {
+        let directory = try temporaryDirectory()
+        let socket = directory + "/qcowscoped.sock"
+        // A file left by an earlier run (nothing answers on it) is replaced.
+        let stale = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in socket.utf8.enumerated() { raw[i] = b }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(bound == 0)
+        Glibc.close(stale)
+        let daemon = try OpsDaemon([
+            "--images", try imagesDirectory(), "--listen", "127.0.0.1:0", "--listen", "unix:\(socket)", "--socket-mode", "0600",
+        ])
+        #expect(daemon.waitForLog("listening on unix:\(socket)"))
+        var st = stat()
+        #expect(stat(socket, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK && (st.st_mode & 0o777) == 0o600)
+        // curl --unix-socket sends Host: localhost, which the Host check allows; no token is configured.
+        let listing = try OpsTool.run("curl", ["-sS", "--max-time", "10", "--unix-socket", socket, "http://localhost/v1/images"])
+        #expect(listing.status == 0 && listing.stdout.contains("clean.qcow2"), "\(listing.stderr)")
+        let rebound = try OpsTool.run(
+            "curl", ["-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", socket, "-H", "Host: evil.example.com", "http://localhost/healthz"])
+        #expect(rebound.stdout == "421")
+        // Through ssh -L LOCALPORT:SOCKET the browser names 127.0.0.1 with a port of its own.
+        let tunnel = try OpsTool.run(
+            "curl", ["-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", socket, "-H", "Host: 127.0.0.1:18741", "http://localhost/healthz"])
+        #expect(tunnel.stdout == "200")
+        #expect(daemon.waitForLog("uid=\(getuid())"))
+        // Another daemon cannot take a socket something answers on.
+        let second = try DaemonHarness.runToExit(["--images", try imagesDirectory(), "--listen", "unix:\(socket)"])
+        #expect(second.status != 0 && second.stderr.contains("another server answers on it"), "\(second.stderr)")
+        daemon.signal(SIGTERM)
+        #expect(try daemon.waitForExit() == 0)
+        #expect(access(socket, F_OK) != 0)  // removed at exit
+
+        let relative = try DaemonHarness.runToExit(["--images", try imagesDirectory(), "--listen", "unix:relative.sock"])
+        #expect(relative.status != 0 && relative.stderr.contains("must be absolute"), "\(relative.stderr)")
+        let mode = try DaemonHarness.runToExit(["--images", try imagesDirectory(), "--listen", "unix:\(socket)", "--socket-mode", "999"])
+        #expect(mode.status != 0 && mode.stderr.contains("invalid socket mode"), "\(mode.stderr)")
+    }
+
     // MARK: Sample configuration
 
     @Test func sampleConfigHasEveryKeyWithItsDefaultAndStarts() throws {
@@ -822,7 +919,7 @@ final class OpsTests {
             "tls_cert": "null", "tls_key": "null", "token_file": "null", "open_health": "false",
             "open_metrics": "false", "insecure_no_auth": "false", "metrics_max_images": "1000", "io_timeout": "5",
             "io_threads": "null", "check_memory": "256", "scrub": "true", "scrub_rate": "33554432",
-            "allowed_hosts": "[]", "cors_origins": "[]",
+            "allowed_hosts": "[]", "cors_origins": "[]", "socket_mode": "\"0660\"", "socket_group": "null",
         ]
         #expect(Set(sample.keys) == Set(expected.keys))
         for (key, value) in expected {

@@ -101,11 +101,13 @@ check "qcowscoped and qcowscope print the same version (${versions[*]})" test "$
 check "qcowscope lists subcommands, so it has pages for them (found $cli_subcommands)" test "$cli_subcommands" -gt 0
 
 unit=$prefix/lib/systemd/system/qcowscoped.service
-expected+=("$unit" "$prefix/lib/systemd/system/qcowscoped.socket")
+expected+=("$unit" "$prefix/lib/systemd/system/qcowscoped.socket" "$prefix/lib/systemd/system/qcowscoped-unix.socket")
 check "qcowscoped.service, mode 0644" mode_is 644 "$unit"
 check "qcowscoped.service starts the installed daemon with the /etc config" \
     contains "$unit" "ExecStart=/usr/local/bin/qcowscoped --config /etc/qcowscope/qcowscoped.json"
 check "qcowscoped.socket is deploy/qcowscoped.socket" cmp -s "$prefix/lib/systemd/system/qcowscoped.socket" deploy/qcowscoped.socket
+check "qcowscoped-unix.socket is deploy/qcowscoped-unix.socket" \
+    cmp -s "$prefix/lib/systemd/system/qcowscoped-unix.socket" deploy/qcowscoped-unix.socket
 check "qcowscoped.service differs from deploy/ at most in ExecStart" \
     test "$(diff <(grep -v '^ExecStart=' deploy/qcowscoped.service) <(grep -v '^ExecStart=' "$unit"))" == ""
 for config in "$prefix/share/qcowscope/qcowscoped.json" "$dest/etc/qcowscope/qcowscoped.json"; do

@@ -60,6 +60,14 @@ public final class FileImageSource: ImageSource {
         if owns { close(fd) }
     }
 
+    /// The file's size now (`fstat` on the descriptor), nil when fstat fails: a read that ended early
+    /// while this still equals ``size`` is the storage's doing, not a truncation.
+    public var currentSize: UInt64? {
+        var st = stat()
+        guard unsafe fstat(fd, &st) == 0 else { return nil }
+        return UInt64(clamping: st.st_size)
+    }
+
     /// Reads exactly `count` bytes with `pread`, retrying on EINTR and short reads.
     public func read(at offset: UInt64, count: Int) throws(QCOW2Error) -> [UInt8] {
         guard count >= 0, offset <= UInt64(Int64.max) else {

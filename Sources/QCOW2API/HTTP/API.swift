@@ -338,12 +338,15 @@ public final class API: Sendable {
     /// The read that failed while an answer about `entry` was made (the failure count moved past
     /// `before`), as an I/O error: the storage failed, not the image, so the answer is `503 io-error`
     /// naming the errno (or the read that ended early) and the file offset, never a document with a
-    /// field missing for a reason that is gone by the next request. Nil when no read failed.
+    /// field missing for a reason that is gone by the next request. Nil when no read failed, and for a
+    /// read that ended early because the file was truncated or replaced meanwhile (its size changed):
+    /// that answer stands as made, and the next request reads the new file.
     static func storageFailure(_ entry: ImageEntry, since before: Int?) -> QCOW2Error? {
         guard let activity = entry.activity, let before, activity.failureCount != before, var e = activity.lastFailure else {
             return nil
         }
         if e.kind != .io {
+            guard let file = entry.image.source as? FileImageSource, file.currentSize == file.size else { return nil }
             e.kind = .io
             e.value = "short read"
         }
