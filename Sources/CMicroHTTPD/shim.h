@@ -15,6 +15,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include <microhttpd.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 
 /// Starts a daemon with its options in an array (MHD_start_daemon is variadic and not imported).
 static inline struct MHD_Daemon *cmhd_start_daemon(unsigned int flags, uint16_t port,
@@ -166,6 +168,30 @@ static inline long long cmhd_client_peer_uid(struct MHD_Connection *connection) 
     if (getsockname(info->connect_fd, (struct sockaddr *)&peer, &peerLength) != 0 || peer.ss_family != AF_UNIX) return -1;
     if (getsockopt(info->connect_fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
     return (long long)credentials.uid;
+}
+
+/// The client certificate of a TLS connection, verified against the daemon's trust
+/// (MHD_OPTION_HTTPS_MEM_TRUST): 1 verified (its subject DN copied into `subject`), 0 none presented,
+/// -1 presented but not verified, -2 not a TLS connection.
+static inline int cmhd_client_certificate(struct MHD_Connection *connection, char *subject, size_t size) {
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (info == NULL || info->tls_session == NULL) return -2;
+    gnutls_session_t session = (gnutls_session_t)info->tls_session;
+    unsigned int count = 0;
+    const gnutls_datum_t *certificates = gnutls_certificate_get_peers(session, &count);
+    if (certificates == NULL || count == 0) return 0;
+    unsigned int status = 0;
+    if (gnutls_certificate_verify_peers2(session, &status) != GNUTLS_E_SUCCESS || status != 0) return -1;
+    if (size > 0) subject[0] = 0;
+    gnutls_x509_crt_t certificate;
+    if (gnutls_x509_crt_init(&certificate) != GNUTLS_E_SUCCESS) return 1;
+    if (gnutls_x509_crt_import(certificate, &certificates[0], GNUTLS_X509_FMT_DER) == GNUTLS_E_SUCCESS && size > 0) {
+        size_t length = size;
+        if (gnutls_x509_crt_get_dn(certificate, subject, &length) != GNUTLS_E_SUCCESS) subject[0] = 0;
+        subject[size - 1] = 0;
+    }
+    gnutls_x509_crt_deinit(certificate);
+    return 1;
 }
 
 #endif

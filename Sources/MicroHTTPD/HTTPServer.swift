@@ -130,7 +130,7 @@ import Synchronization
         let context = ServerContext(
             handler: handler, overloaded: overloaded, scheme: configuration.tls == nil ? "http" : "https",
             errorLog: errorLog, uploadDiscardLimit: configuration.uploadDiscardLimit,
-            overloadThreshold: configuration.overloadThreshold)
+            overloadThreshold: configuration.overloadThreshold, asksClientCertificate: configuration.tls?.clientCAPEM != nil)
         let rootPointer = unsafe Unmanaged.passRetained(context).toOpaque()
         let logTarget = UnsafeMutablePointer<cmhd_log_target>.allocate(capacity: 1)
         unsafe logTarget.initialize(to: cmhd_log_target(sink: mhdLogMessage, context: rootPointer))
@@ -240,6 +240,10 @@ import Synchronization
         try credentials.validate()
         guard usesTLS else {
             throw HTTPServerError(code: .invalidConfiguration, message: "the server was started without TLS")
+        }
+        guard (credentials.clientCAPEM != nil) == context.asksClientCertificate else {
+            throw HTTPServerError(
+                code: .invalidConfiguration, message: "adding or removing the client CA needs a restart, not a reload")
         }
         let shuttingDown = HTTPServerError(code: .invalidConfiguration, message: "the server is shutting down")
         guard state.withLock({ !$0.quiesced && !$0.stopped }) else { throw shuttingDown }
@@ -417,6 +421,7 @@ import Synchronization
             unsafe options.append(cmhd_option_pointer(.HTTPS_MEM_KEY, tls.key))
             unsafe options.append(cmhd_option_pointer(.HTTPS_MEM_CERT, tls.certificate))
             unsafe options.append(cmhd_option_pointer(.HTTPS_PRIORITIES, tls.priorities))
+            if let trust = unsafe tls.trust { unsafe options.append(cmhd_option_pointer(.HTTPS_MEM_TRUST, trust)) }
         }
         unsafe options.append(cmhd_option_end())
         let handle = unsafe options.withUnsafeBufferPointer { items in
@@ -438,6 +443,8 @@ import Synchronization
     let key: UnsafeMutablePointer<CChar>
     /// `MHD_OPTION_HTTPS_PRIORITIES`.
     let priorities: UnsafeMutablePointer<CChar>
+    /// `MHD_OPTION_HTTPS_MEM_TRUST`: the client CAs, nil when no client certificate is asked for.
+    let trust: UnsafeMutablePointer<CChar>?
     /// Bytes of `key` without its NUL, to wipe.
     private let keyLength: Int
 
@@ -452,6 +459,7 @@ import Synchronization
         unsafe certificate = copy(credentials.certificateChainPEM)
         unsafe key = copy(credentials.privateKeyPEM)
         unsafe priorities = copy(Array(credentials.priorities.utf8))
+        unsafe trust = credentials.clientCAPEM.map { copy($0) }
         keyLength = credentials.privateKeyPEM.count
     }
 
@@ -460,5 +468,6 @@ import Synchronization
         unsafe certificate.deallocate()
         unsafe key.deallocate()
         unsafe priorities.deallocate()
+        unsafe trust?.deallocate()
     }
 }

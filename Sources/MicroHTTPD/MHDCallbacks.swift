@@ -78,6 +78,16 @@ func mhdAccessHandler(
         let uid = unsafe cmhd_client_peer_uid(connection)
         if uid >= 0, uid <= Int64(UInt32.max) { client.peerUID = UInt32(uid) }
     }
+    if context.asksClientCertificate {
+        var subject = [CChar](repeating: 0, count: 1024)
+        switch unsafe cmhd_client_certificate(connection, &subject, subject.count) {
+        case 1:
+            let bytes = subject.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+            client.certificate = .verified(subject: String(decoding: bytes, as: UTF8.self))
+        case 0: client.certificate = .absent
+        default: client.certificate = .rejected
+        }
+    }
     guard let request = unsafe makeRequest(connection: connection, state: state, method: methodText, context: context)
     else {
         // Not an HTTP method token: MHD parsed a request line no handler can be given.

@@ -24,6 +24,9 @@ final class ServerContext: Sendable {
     let scheme: String
     /// Where MHD's own error messages go.
     let errorLog: @Sendable (String) -> Void
+    /// Whether TLS clients are asked for a certificate (a client CA is configured): then every request's
+    /// ``ClientInfo/certificate`` says what the client presented.
+    let asksClientCertificate: Bool
     /// Requests in progress above which new ones get 503 (0: never).
     let overloadThreshold: Int
     /// Bytes of request body discarded before answering early (``HTTPServerConfiguration/uploadDiscardLimit``).
@@ -43,8 +46,10 @@ final class ServerContext: Sendable {
         scheme: String,
         errorLog: @escaping @Sendable (String) -> Void,
         uploadDiscardLimit: Int,
-        overloadThreshold: Int = 0
+        overloadThreshold: Int = 0,
+        asksClientCertificate: Bool = false
     ) {
+        self.asksClientCertificate = asksClientCertificate
         self.handler = handler
         self.overloaded = overloaded
         self.scheme = scheme
@@ -62,6 +67,7 @@ final class ServerContext: Sendable {
         overloaded = other.overloaded
         scheme = other.scheme
         errorLog = other.errorLog
+        asksClientCertificate = other.asksClientCertificate
         uploadDiscardLimit = other.uploadDiscardLimit
         overloadThreshold = other.overloadThreshold
         inFlight = other.inFlight

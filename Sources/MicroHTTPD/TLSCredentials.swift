@@ -12,15 +12,23 @@ public struct TLSCredentials: Sendable, Equatable {
     public var privateKeyPEM: [UInt8]
     /// The GnuTLS priority string (`MHD_OPTION_HTTPS_PRIORITIES`).
     public var priorities: String
+    /// PEM certificates of the CAs whose client certificates are accepted (`MHD_OPTION_HTTPS_MEM_TRUST`);
+    /// nil asks for no client certificate. The server only asks for one: the handler is told whether
+    /// it was verified (``ClientInfo/certificate``) and refuses the request otherwise.
+    public var clientCAPEM: [UInt8]?
 
     /// TLS 1.2 and 1.3 only, with GnuTLS's `NORMAL` ciphers.
     public static let defaultPriorities = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
     /// Creates credentials from PEM bytes.
-    public init(certificateChainPEM: [UInt8], privateKeyPEM: [UInt8], priorities: String = defaultPriorities) {
+    public init(
+        certificateChainPEM: [UInt8], privateKeyPEM: [UInt8], priorities: String = defaultPriorities,
+        clientCAPEM: [UInt8]? = nil
+    ) {
         self.certificateChainPEM = certificateChainPEM
         self.privateKeyPEM = privateKeyPEM
         self.priorities = priorities
+        self.clientCAPEM = clientCAPEM
     }
 
     /// Whether this libmicrohttpd supports HTTPS (`MHD_FEATURE_TLS`; Debian's build links GnuTLS).
@@ -41,5 +49,8 @@ public struct TLSCredentials: Sendable, Equatable {
             throw invalid("the TLS private key is empty or contains NUL bytes")
         }
         if priorities.isEmpty || priorities.utf8.contains(0) { throw invalid("the TLS priority string is empty") }
+        if let ca = clientCAPEM, ca.isEmpty || ca.contains(0) {
+            throw invalid("the TLS client CA is empty or contains NUL bytes")
+        }
     }
 }

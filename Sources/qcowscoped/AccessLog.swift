@@ -17,6 +17,7 @@ enum AccessLog {
         var metadata: Logger.Metadata = ["remote": "\(client.remoteAddress)"]
         if let token { metadata["token"] = "\(token)" }
         if let uid = client.peerUID { metadata["uid"] = "\(uid)" }
+        if case .verified(let subject)? = client.certificate { metadata["cert"] = "\(printable(subject))" }
         logger.info("\(line) \(response.body.count)B \(micros)us", metadata: metadata)
     }
 

@@ -10,7 +10,7 @@ import Glibc
 /// Keys: `images`, `listen` (array of `HOST:PORT`), `log_level`, `threads`, `connection_limit`,
 /// `per_ip_connection_limit`, `connection_timeout`, `tls_cert`, `tls_key`, `token_file`, `open_health`,
 /// `open_metrics`, `insecure_no_auth`, `metrics_max_images`, `io_timeout`, `io_threads`, `check_memory`, `scrub`, `scrub_rate`,
-/// `allowed_hosts`, `cors_origins` (arrays of strings), `socket_mode`, `socket_group` (strings). `null` counts as absent. See `deploy/qcowscoped.json`.
+/// `allowed_hosts`, `cors_origins` (arrays of strings), `socket_mode`, `socket_group`, `tls_client_ca` (strings). `null` counts as absent. See `deploy/qcowscoped.json`.
 struct ConfigFile: Decodable, Equatable {
     /// `images`: the images directory.
     var images: String?
@@ -58,13 +58,15 @@ struct ConfigFile: Decodable, Equatable {
     var socketMode: String?
     /// `socket_group`: group name or number of a `unix:` listen socket.
     var socketGroup: String?
+    /// `tls_client_ca`: PEM file of the CAs whose client certificates are required.
+    var tlsClientCA: String?
 
     /// The keys the file may contain, in documentation order.
     static let knownKeys = [
         "images", "listen", "log_level", "threads", "connection_limit", "per_ip_connection_limit",
         "connection_timeout", "tls_cert", "tls_key", "token_file", "open_health", "open_metrics",
         "insecure_no_auth", "metrics_max_images", "io_timeout", "io_threads", "check_memory", "scrub", "scrub_rate",
-        "allowed_hosts", "cors_origins", "socket_mode", "socket_group",
+        "allowed_hosts", "cors_origins", "socket_mode", "socket_group", "tls_client_ca",
     ]
 
     /// A coding key for any string, so unknown keys can be found.
@@ -108,6 +110,7 @@ struct ConfigFile: Decodable, Equatable {
         corsOrigins = try container.decodeIfPresent([String].self, forKey: Key(stringValue: "cors_origins"))
         socketMode = try container.decodeIfPresent(String.self, forKey: Key(stringValue: "socket_mode"))
         socketGroup = try container.decodeIfPresent(String.self, forKey: Key(stringValue: "socket_group"))
+        tlsClientCA = try container.decodeIfPresent(String.self, forKey: Key(stringValue: "tls_client_ca"))
     }
 
     /// Reads and decodes the file at `path`.

@@ -56,6 +56,11 @@ struct DaemonCommand: ParsableCommand {
     @Option(name: .long, help: "Unencrypted PEM private key of --tls-cert.")
     var tlsKey: String?
 
+    @Option(
+        name: .long,
+        help: "PEM file of the CAs whose client certificates every HTTPS request must carry (needs --tls-cert; re-read on SIGHUP).")
+    var tlsClientCa: String?
+
     @Option(name: .long, help: "File holding the bearer token every request must carry (re-read on SIGHUP).")
     var tokenFile: String?
 
@@ -195,7 +200,9 @@ struct DaemonCommand: ParsableCommand {
         let api = API(
             catalog: catalog, openAPI: Array(OpenAPIDocument.text.utf8), ui: ui, metrics: { metrics.exposition() },
             access: access, io: io, hosts: configuration.hosts, cors: configuration.cors)
-        let service = Service(api: api, metrics: metrics, logger: logger, token: configuration.token)
+        let service = Service(
+            api: api, metrics: metrics, logger: logger, token: configuration.token,
+            requiresClientCertificate: configuration.tlsFiles?.clientCA != nil)
         let notifier = SystemdNotifier.fromEnvironment()
         let server: HTTPServer
         do {

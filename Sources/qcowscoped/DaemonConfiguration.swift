@@ -86,9 +86,13 @@ struct DaemonConfiguration {
         var tlsFiles: TLSFiles?
         switch (command.tlsCert ?? file.tlsCert, command.tlsKey ?? file.tlsKey) {
         case (nil, nil): tlsFiles = nil
-        case (let certificate?, let key?): tlsFiles = TLSFiles(certificate: certificate, key: key)
+        case (let certificate?, let key?):
+            tlsFiles = TLSFiles(certificate: certificate, key: key, clientCA: command.tlsClientCa ?? file.tlsClientCA)
         case (_?, nil): throw StartupError("--tls-cert needs --tls-key (config key 'tls_key')")
         case (nil, _?): throw StartupError("--tls-key needs --tls-cert (config key 'tls_cert')")
+        }
+        if tlsFiles == nil, command.tlsClientCa ?? file.tlsClientCA != nil {
+            throw StartupError("--tls-client-ca needs --tls-cert and --tls-key (client certificates are a TLS feature)")
         }
         let tls = try tlsFiles?.load()
         let token = try (command.tokenFile ?? file.tokenFile).map { path throws(StartupError) in

@@ -16,6 +16,8 @@ struct Service: Sendable {
     let logger: Logger
     /// The bearer tokens, to name the client in the log and the metrics (nil: no token configured).
     var token: BearerToken? = nil
+    /// Whether HTTPS requests need a client certificate the configured CAs sign (`--tls-client-ca`).
+    var requiresClientCertificate = false
 
     /// Answers one request: at once when it reads no file, else from the API's I/O executor.
     ///
@@ -27,7 +29,7 @@ struct Service: Sendable {
         metrics.requestStarted()
         // The token's name, never the token: which client asked, for the log line and the metrics.
         let tokenName = token?.name(for: request.headerFields[.authorization])
-        api.respond(request) { [metrics, logger] response in
+        let finish: @Sendable (Response) -> Void = { [metrics, logger] response in
             let elapsed = start.duration(to: clock.now)
             metrics.requestEnded()
             metrics.recordRequest(
@@ -37,6 +39,14 @@ struct Service: Sendable {
             AccessLog.record(request, response, client: client, elapsed: elapsed, token: tokenName, logger: logger)
             responder.respond(response.head, body: response.body)
         }
+        if requiresClientCertificate {
+            switch client.certificate {
+            case .verified?: break
+            case .rejected?: return finish(api.clientCertificateRequired(request, presented: true))
+            case .absent?, nil: return finish(api.clientCertificateRequired(request, presented: false))
+            }
+        }
+        api.respond(request, answer: finish)
     }
 
     /// The answer while the server sheds load (the API's 503 problem), without counting or logging.

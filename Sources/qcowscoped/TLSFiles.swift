@@ -6,6 +6,8 @@ struct TLSFiles: Sendable, Equatable {
     var certificate: String
     /// The unencrypted private key file.
     var key: String
+    /// PEM file of the CAs whose client certificates are required (`--tls-client-ca`); nil: none asked for.
+    var clientCA: String? = nil
 
     /// Reads and sanity-checks both files.
     ///
@@ -27,7 +29,15 @@ struct TLSFiles: Sendable, Equatable {
         guard Self.contains(keyBytes, "PRIVATE KEY-----") else {
             throw StartupError("TLS key '\(key)' holds no PEM private key (-----BEGIN PRIVATE KEY-----)")
         }
-        return TLSCredentials(certificateChainPEM: chain, privateKeyPEM: keyBytes)
+        var ca: [UInt8]? = nil
+        if let clientCA {
+            let bytes = try SmallFile.read(clientCA, what: "TLS client CA")
+            guard Self.contains(bytes, "-----BEGIN CERTIFICATE-----") else {
+                throw StartupError("TLS client CA '\(clientCA)' holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+            }
+            ca = bytes
+        }
+        return TLSCredentials(certificateChainPEM: chain, privateKeyPEM: keyBytes, clientCAPEM: ca)
     }
 
     /// Whether `bytes` contain the ASCII text `marker`.

@@ -197,13 +197,15 @@ final class OpsPKI {
             ])
         try "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
             .write(toFile: directory + "/leaf.ext", atomically: true, encoding: .utf8)
+        try "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n"
+            .write(toFile: directory + "/client.ext", atomically: true, encoding: .utf8)
     }
 
     deinit { try? FileManager.default.removeItem(atPath: directory) }
 
     /// Issues a certificate with common name `name`; returns the certificate and key paths.
     @discardableResult
-    func issue(_ name: String) throws -> (certificate: String, key: String) {
+    func issue(_ name: String, client: Bool = false) throws -> (certificate: String, key: String) {
         let base = directory + "/" + name
         try OpsTool.check(
             "openssl",
@@ -215,7 +217,7 @@ final class OpsPKI {
             "openssl",
             [
                 "x509", "-req", "-in", base + ".csr", "-CA", ca, "-CAkey", directory + "/ca.key", "-CAcreateserial",
-                "-out", base + ".pem", "-days", "2", "-extfile", directory + "/leaf.ext",
+                "-out", base + ".pem", "-days", "2", "-extfile", directory + (client ? "/client.ext" : "/leaf.ext"),
             ])
         return (base + ".pem", base + ".key")
     }
@@ -859,6 +861,40 @@ final class OpsTests {
         #expect(badOrigin.status != 0 && badOrigin.stderr.contains("invalid CORS origin"), "\(badOrigin.stderr)")
     }
 
+    // MARK: Client certificates
+
+    @Test func httpsNeedsAClientCertificateTheConfiguredCASigned() throws {
+        let pki = try OpsPKI()
+        let server = try pki.issue("qcowscope-server")
+        let client = try pki.issue("backup-client", client: true)
+        let stranger = try OpsPKI()
+        let foreign = try stranger.issue("stranger", client: true)
+        let daemon = try OpsDaemon([
+            "--images", try imagesDirectory(), "--listen", "127.0.0.1:0", "--tls-cert", server.certificate, "--tls-key",
+            server.key, "--tls-client-ca", pki.ca,
+        ])
+        let url = "https://127.0.0.1:\(daemon.port)/v1/images"
+        func ask(_ extra: [String]) throws -> (status: Int32, code: String, body: String) {
+            let r = try OpsTool.run(
+                "curl", ["-sS", "--max-time", "10", "--cacert", pki.ca, "-w", "\n%{http_code}"] + extra + [url])
+            let lines = r.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+            return (r.status, String(lines.last ?? ""), lines.dropLast().joined(separator: "\n"))
+        }
+        let signed = try ask(["--cert", client.certificate, "--key", client.key])
+        #expect(signed.status == 0 && signed.code == "200" && signed.body.contains("clean.qcow2"), "\(signed)")
+        #expect(daemon.waitForLog("cert=CN=backup-client"))
+        let none = try ask([])
+        #expect(none.code == "403" && none.body.contains("client-certificate-required") && !none.body.contains("clean.qcow2"))
+        // A certificate from another CA is refused: 403, or the handshake itself fails; never the images.
+        let wrong = try ask(["--cert", foreign.certificate, "--key", foreign.key])
+        #expect((wrong.code == "403" || wrong.status != 0) && !wrong.body.contains("clean.qcow2"), "\(wrong)")
+        daemon.signal(SIGTERM)
+        #expect(try daemon.waitForExit() == 0)
+
+        let plain = try DaemonHarness.runToExit(["--images", try imagesDirectory(), "--tls-client-ca", pki.ca])
+        #expect(plain.status != 0 && plain.stderr.contains("--tls-client-ca needs --tls-cert"), "\(plain.stderr)")
+    }
+
     // MARK: Unix-domain socket
 
     @Test func aUnixSocketListensWithItsModeAndNamesThePeerUID() throws {
@@ -919,7 +955,7 @@ final class OpsTests {
             "tls_cert": "null", "tls_key": "null", "token_file": "null", "open_health": "false",
             "open_metrics": "false", "insecure_no_auth": "false", "metrics_max_images": "1000", "io_timeout": "5",
             "io_threads": "null", "check_memory": "256", "scrub": "true", "scrub_rate": "33554432",
-            "allowed_hosts": "[]", "cors_origins": "[]", "socket_mode": "\"0660\"", "socket_group": "null",
+            "allowed_hosts": "[]", "cors_origins": "[]", "socket_mode": "\"0660\"", "socket_group": "null", "tls_client_ca": "null",
         ]
         #expect(Set(sample.keys) == Set(expected.keys))
         for (key, value) in expected {

@@ -55,6 +55,12 @@ extension QCOW2Image {
                 _ = emit(entryIndex * bitsPerEntry, endBit, false)
                 break
             }
+            // Entries past the end of the file read as zeros (T6): clean from here on, without reading
+            // a table of millions of zero entries chunk by chunk.
+            if let at = (entryIndex *? 8).flatMap({ bitmap.tableOffset +? $0 }), at >= source.size {
+                _ = emit(entryIndex * bitsPerEntry, endBit, false)
+                break
+            }
             let chunk = try bitmapTable(bitmap, offset: entryIndex, limit: Int(min(UInt64(Limits.maxTablePage), min(lastEntry, tableSize - 1) - entryIndex + 1)))
             for e in chunk {
                 let a = max(firstBit, e.index * bitsPerEntry)
@@ -129,6 +135,8 @@ extension QCOW2Image {
         var dirtyBits: UInt64 = 0
         var offset: UInt64 = 0
         while offset < tableSize {
+            // Entries past the end of the file read as zeros: nothing more is dirty.
+            if let at = (offset *? 8).flatMap({ bitmap.tableOffset +? $0 }), at >= source.size { break }
             let page = try bitmapTable(bitmap, offset: offset, limit: Int(min(UInt64(Limits.maxTablePage), tableSize - offset)))
             for e in page {
                 let first = e.index * bitsPerEntry

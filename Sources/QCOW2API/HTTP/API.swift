@@ -188,6 +188,15 @@ public final class API: Sendable {
         return response
     }
 
+    /// The answer to a request refused for want of a verified client certificate: 403 problem+json
+    /// (`presented`: one was sent but did not verify), nothing else done.
+    public func clientCertificateRequired(_ request: HTTPRequest, presented: Bool) -> Response {
+        let path = (request.path ?? "").prefix { $0 != "?" }
+        var response = Problem.clientCertificateRequired(presented: presented).response(instance: path)
+        SecurityHeaders.apply(to: &response.head.headerFields, route: nil)
+        return response
+    }
+
     /// The answer while the server sheds load: 503 problem+json with `Retry-After`, nothing else done.
     public func overloaded(_ request: HTTPRequest) -> Response {
         let path = (request.path ?? "").prefix { $0 != "?" }

@@ -121,6 +121,17 @@ public struct Problem: Error, Sendable {
         return p
     }
 
+    /// 403 for an HTTPS request without a client certificate the configured CAs sign.
+    static func clientCertificateRequired(presented: Bool) -> Problem {
+        var p = Problem(
+            status: 403, slug: "client-certificate-required", title: "Client certificate required",
+            detail: presented
+                ? "the client certificate is not signed by a CA this daemon trusts (or has expired)"
+                : "this daemon answers only clients presenting a certificate its CA signed (curl --cert FILE --key FILE)")
+        p.fields[.cacheControl] = "no-store"
+        return p
+    }
+
     /// 503 while the server sheds load, with `Retry-After`.
     static var overloaded: Problem {
         var p = Problem(
