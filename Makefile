@@ -56,6 +56,7 @@ test: deps-test
 	bash Tests/Reliability/faultfs-selftest.sh
 	/usr/bin/python3 Tests/Reliability/storage-faults.py $$($(SWIFT) build --show-bin-path)/qcowscoped
 	/usr/bin/python3 Tests/Reliability/limits.py $$($(SWIFT) build --show-bin-path)/qcowscoped
+	/usr/bin/python3 Tests/Fleet/fleet.py $$($(SWIFT) build --show-bin-path)/qcowscoped
 	bash Tests/Contract/run-contract.sh
 	bash Tests/Browser/run-browser-tests.sh
 	bash Tests/Fuzz/run-fuzz.sh 60

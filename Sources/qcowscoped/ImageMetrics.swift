@@ -36,7 +36,7 @@ enum ImageMetrics {
         let names = ((try? catalog.names()) ?? []).filter { catalog.isImage($0) }
         // Looked up in parallel under the deadline when the daemon has an executor; an image whose
         // storage is stalled is counted `stalled` without waiting for it.
-        let lookups: [Result<(ImageEntry, AllocationAnswer, Int?), ImageCatalog.LookupError>?]
+        let lookups: [Result<(ImageEntry, AllocationAnswer, Int?, Bool?), ImageCatalog.LookupError>?]
         if let io {
             let ask = names.map { catalog.stall(named: $0, after: io.stallAfter) == nil }
             let asked = names.indices.filter { ask[$0] }.map { names[$0] }
@@ -65,8 +65,15 @@ enum ImageMetrics {
             let status: String
             do {
                 if let lookup {
-                    let (entry, allocation, notReady) = try lookup.get()
+                    let (entry, allocation, notReady, writer) = try lookup.get()
                     status = record(entry, allocation: allocation, image: image, gauge: gauge)
+                    if let writer {
+                        gauge(
+                            "image_writer_present",
+                            "1 while a process holds QEMU's write lock on the image (a running VM, qemu-img commit ...): its bitmaps are in use then, not stale (lock probe, no lock taken).",
+                            image
+                        ).set(Int64(writer ? 1 : 0))
+                    }
                     if let notReady {
                         gauge(
                             "image_checkpoints_not_ready",
@@ -106,11 +113,15 @@ enum ImageMetrics {
         return registry.emitToBuffer()
     }
 
-    /// The image called `name` and its allocation totals (computed once per chain version), on an I/O thread.
-    private static func lookup(_ name: String, _ catalog: ImageCatalog) throws(ImageCatalog.LookupError) -> (ImageEntry, AllocationAnswer, Int?) {
-        let entry = try catalog.image(named: name)
+    /// The image called `name`, its allocation totals (computed once per chain version), its checkpoints
+    /// not ready and whether a writer holds it (probed each scrape), on an I/O thread.
+    private static func lookup(_ name: String, _ catalog: ImageCatalog) throws(ImageCatalog.LookupError) -> (ImageEntry, AllocationAnswer, Int?, Bool?) {
+        let (entry, locks) = try catalog.lookup(named: name, probeLocks: true)
         let chain = catalog.chain(of: entry)
-        return (entry, catalog.allocation(of: chain), catalog.checkpointsNotReady(of: chain, computingUpTo: ImageCatalog.notReadyScrapeBitmaps))
+        return (
+            entry, catalog.allocation(of: chain), catalog.checkpointsNotReady(of: chain, computingUpTo: ImageCatalog.notReadyScrapeBitmaps),
+            locks?.writerPresent
+        )
     }
 
     /// Sets the gauges of one readable image and returns its status (`ok` or `findings`).
