@@ -419,15 +419,6 @@ final class OpsTests {
             ) == 2)
         #expect(!text.contains("made/up") && !text.contains("absent.qcow2"))
 
-        // Every series the dashboard queries is one the daemon exports.
-        let dashboard = try String(contentsOfFile: repositoryRoot + "/deploy/grafana-dashboard.json", encoding: .utf8)
-        let queried = Set(metricNames(in: dashboard))
-        #expect(queried.count >= 10)
-        for name in queried {
-            let family = name.hasSuffix("_bucket") ? String(name.dropLast("_bucket".count)) : name
-            #expect(text.contains("# TYPE \(family) "), "dashboard queries \(name), which /metrics does not have")
-        }
-
         // The scrape itself is counted by the next one; HEAD works, other methods do not.
         let second = try client.request("GET", "/metrics").text
         #expect(sample(second, #"qcowscope_http_requests_total{endpoint="/metrics",method="GET",status="200"}"#) == 1)
@@ -438,6 +429,22 @@ final class OpsTests {
         #expect(second.contains("# TYPE qcowscope_cache_hits_total counter"))
         #expect((sample(second, "qcowscope_cache_misses_total") ?? 0) >= 4)
         #expect((sample(second, "qcowscope_cache_hits_total") ?? 0) >= 3)
+
+        // Every series the dashboard queries is one the daemon exports.
+        let dashboard = try String(contentsOfFile: repositoryRoot + "/deploy/grafana-dashboard.json", encoding: .utf8)
+        let queried = Set(metricNames(in: dashboard))
+        // The check's gauges (the check-age panel) appear once the scrubber has checked the images.
+        var checked = second
+        for _ in 0..<200 where !checked.contains("# TYPE qcowscope_image_check_age_seconds ") {
+            usleep(50_000)
+            checked = try client.request("GET", "/metrics").text
+        }
+        #expect(queried.count >= 10)
+        for name in queried {
+            let family = name.hasSuffix("_bucket") ? String(name.dropLast("_bucket".count)) : name
+            #expect(checked.contains("# TYPE \(family) "), "dashboard queries \(name), which /metrics does not have")
+        }
+
         client.close()
         daemon.signal(SIGTERM)
         #expect(try daemon.waitForExit() == 0)
