@@ -40,6 +40,8 @@ let package = Package(
             pkgConfig: "libmicrohttpd",
             providers: [.apt(["libmicrohttpd-dev"])]
         ),
+        // libcurl as a system library with a header-only shim: the CLI's HTTP client for --server.
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-gnutls-dev"])]),
         // Header-only shim for openat2 (syscall() is variadic and not imported).
         .systemLibrary(name: "CSystemShim"),
         // A small Swift wrapper over libmicrohttpd: start/stop, request in, response out.
@@ -73,7 +75,7 @@ let package = Package(
         .executableTarget(
             name: "qcowscope",
             dependencies: [
-                "QCOW2API", "QCOW2", "QemuCompat",
+                "QCOW2API", "QCOW2", "QemuCompat", "CCurl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: common

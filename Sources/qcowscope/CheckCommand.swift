@@ -20,7 +20,7 @@ struct CheckCommand: ParsableCommand {
 
     @OptionGroup var options: ViewOptions
 
-    @Option(help: "Counter memory the check may use, in MiB (2 bytes per host cluster; default 256).")
+    @Option(help: "Counter memory the check may use, in MiB (2 bytes per host cluster; default 256; with --server the server's own bound applies).")
     var checkMemory: UInt64 = CheckOptions.defaultMemoryLimit >> 20
 
     func run() throws {
@@ -29,7 +29,9 @@ struct CheckCommand: ParsableCommand {
         if isatty(2) == 1 { opts.progress = Self.progressBar }
         let doc = try options.show(
             { a in
-                a.documents.catalog.checks.configure(launch: nil, options: opts)
+                // Remote: the server's check, with the server's memory bound and no progress bar.
+                guard let local = a as? ImageAccess else { return try a.document(.check).value }
+                local.documents.catalog.checks.configure(launch: nil, options: opts)
                 defer { if isatty(2) == 1 { Terminal.writeAll(2, Array("\r\u{1b}[K".utf8)) } }
                 return try a.document(.check).value
             }, text: Self.text)

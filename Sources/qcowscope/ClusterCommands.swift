@@ -25,7 +25,7 @@ struct TablePageOptions: ParsableArguments {
     }
 
     /// The page (or, with `--all`, every page joined) of `route`.
-    func document(_ a: ImageAccess, _ route: RouteID, bitmap: String? = nil, index: UInt64? = nil) throws -> JSONValue {
+    func document(_ a: any ImageDocumentSource, _ route: RouteID, bitmap: String? = nil, index: UInt64? = nil) throws -> JSONValue {
         if all {
             let first = Parameters([("offset", "0"), ("limit", String(Self.paging.maximum))])
             return try a.all(route, bitmap: bitmap, index: index, first, items: "entries")

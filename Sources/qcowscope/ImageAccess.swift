@@ -17,7 +17,7 @@ struct CLIFailure: Error {
 ///
 /// The file's real path is split into its directory (an ``ImageCatalog``, which opens the file
 /// `O_RDONLY` beneath it) and its name, so the CLI reads exactly as the daemon does.
-struct ImageAccess {
+struct ImageAccess: ImageDocumentSource {
     let file: String
     let documents: Documents
     let entry: ImageEntry
@@ -54,9 +54,7 @@ struct ImageAccess {
     }
 
     /// The document of `route` for this image.
-    func document(
-        _ route: RouteID, bitmap: String? = nil, index: UInt64? = nil, _ parameters: Parameters = Parameters()
-    ) throws -> Document {
+    func document(_ route: RouteID, bitmap: String?, index: UInt64?, _ parameters: Parameters) throws -> Document {
         do throws(DocumentError) {
             let plan = try documents.plan(
                 route, entry: entry, locks: route == .locks || RouteTable.route(route).probesLocks ? locks : nil,
@@ -70,45 +68,6 @@ struct ImageAccess {
             Terminal.error(Self.failure(error, file: file).message)
             throw ExitCode(1)
         }
-    }
-
-    /// Follows `next` through every page and returns one document of the first page's shape, with
-    /// every item of `items` (and `next` null, `limit` the number of items when there were more pages).
-    ///
-    /// `merge` joins an item to the previous one when a run was split at a page boundary.
-    /// Pages after the first are asked for with `limit` = `pageLimit` (the route's maximum), so few calls are made.
-    func all(
-        _ route: RouteID, bitmap: String? = nil, index: UInt64? = nil, _ parameters: Parameters, items: String,
-        merge: ((JSONValue, JSONValue) -> JSONValue?)? = nil
-    ) throws -> JSONValue {
-        let pageLimit = String(RouteTable.route(route).paging?.maximum ?? 1000)
-        let firstPage = try document(route, bitmap: bitmap, index: index, parameters)
-        var first = firstPage.value
-        guard case .array(var all)? = first[items] else { return first }
-        var next = firstPage.next
-        var pages = 1
-        while let n = next {
-            var p = parameters
-            p.replace(with: n)
-            if route != .extents && route != .checkpointExtents { p.set("limit", pageLimit) }
-            let page = try document(route, bitmap: bitmap, index: index, p)
-            guard case .array(let more)? = page.value[items], !more.isEmpty else { break }
-            for item in more {
-                if let merge, let last = all.last, let joined = merge(last, item) {
-                    all[all.count - 1] = joined
-                } else {
-                    all.append(item)
-                }
-            }
-            pages += 1
-            next = page.next
-        }
-        if pages > 1 {
-            first.set(items, .array(all))
-            if first["limit"] != nil && route != .extents && route != .checkpointExtents { first.set("limit", .num(all.count)) }
-            first.set("next", .null)
-        }
-        return first
     }
 
     /// What the option accepts, in the CLI's words: `1...4096`, `>= 0`.
@@ -137,7 +96,7 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
 
 /// The arguments every view shares.
 struct ViewOptions: ParsableArguments {
-    @Argument(help: "The qcow2 image file.")
+    @Argument(help: "The qcow2 image file (with --server: the image's name on the server).")
     var file: String
 
     @Option(help: "Output format: json or text (default: json when stdout is not a terminal, text on a terminal).")
@@ -148,8 +107,15 @@ struct ViewOptions: ParsableArguments {
         help: "Seconds the command may wait for the storage before it gives up with exit 1 (default 30).")
     var ioTimeout: Double = Watchdog.defaultSeconds
 
-    /// Opens the image; a failure is one stderr line and exit 1.
-    func open() throws -> ImageAccess {
+    @OptionGroup var remote: ServerOptions
+
+    /// Opens the image (or, with `--server`, names it on the server); a failure is one stderr line and exit 1.
+    func open() throws -> any ImageDocumentSource {
+        if remote.server != nil {
+            let server = try remote.connect(timeout: ioTimeout)
+            Watchdog.arm(seconds: ioTimeout, file: file, server: server.name)
+            return RemoteImage(server: server, image: file)
+        }
         Watchdog.arm(seconds: ioTimeout, file: file)
         do {
             return try ImageAccess(file: file)
@@ -161,7 +127,7 @@ struct ViewOptions: ParsableArguments {
 
     /// Opens the image, makes its document with `body` and prints it.
     @discardableResult
-    func show(_ body: (ImageAccess) throws -> JSONValue, text: (JSONValue) -> String = TextRenderer.render) throws
+    func show(_ body: (any ImageDocumentSource) throws -> JSONValue, text: (JSONValue) -> String = TextRenderer.render) throws
         -> JSONValue
     {
         let doc = try body(try open())

@@ -23,6 +23,11 @@ struct Qcowscope: ParsableCommand {
             default is json when stdout is not a terminal and text on a terminal. findings exits 1 \
             when a finding of severity error exists.
 
+            With --server URL (http://HOST:PORT, https://HOST:PORT or unix:/PATH; --token-file, --cacert, \
+            --cert and --key to reach it), every view asks that qcowscoped instead, FILE being the image's \
+            name in its directory, and prints the same bytes as the local run on the same image; `images` \
+            lists a server's images (or a directory's). Error lines name the server.
+
             dump-header and dump-header-exts print byte for byte what QEMU's \
             tests/qemu-iotests/qcow2.py prints (text, or JSON with -j). Differences on purpose:
             - read-only: qcow2.py opens the image r+b even to dump it; qcowscope opens it O_RDONLY;
@@ -44,7 +49,7 @@ struct Qcowscope: ParsableCommand {
         version: ProductVersion.string,
         subcommands: [
             InfoCommand.self, HeaderCommand.self, ExtensionsCommand.self, BitmapsCommand.self, TableCommand.self, ExtentsCommand.self,
-            SnapshotsCommand.self, FindingsCommand.self, L1Command.self, L2Command.self, MapCommand.self, ChainCommand.self, AllocationCommand.self, CheckCommand.self, CheckpointsCommand.self,
+            SnapshotsCommand.self, FindingsCommand.self, L1Command.self, L2Command.self, MapCommand.self, ChainCommand.self, AllocationCommand.self, CheckCommand.self, CheckpointsCommand.self, ImagesCommand.self,
             DumpHeaderCommand.self,
             DumpHeaderExtsCommand.self,
         ]

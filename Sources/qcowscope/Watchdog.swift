@@ -15,11 +15,16 @@ enum Watchdog {
     static let defaultSeconds = 30.0
 
     /// Starts the timer for `file`; `stalled` says what is stuck (nil: unknown) when it fires.
-    static func arm(seconds: Double, file: String, stalled: @escaping @Sendable () -> String? = { nil }) {
+    ///
+    /// With `server` (`--server`), the line names the server: it is the daemon that did not answer.
+    static func arm(
+        seconds: Double, file: String, server: String? = nil, stalled: @escaping @Sendable () -> String? = { nil }
+    ) {
         guard seconds.isFinite, seconds > 0 else { return }
         let ms = Int(min(seconds, 86_400) * 1000)
         DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(ms)) {
             var line = "\(file): storage did not answer within \(seconds) s (--io-timeout)"
+            if let server { line = "\(server): \(file): the server did not answer within \(seconds) s (--io-timeout)" }
             if let what = stalled() { line += ": \(what)" }
             Terminal.error(line)
             _exit(1)

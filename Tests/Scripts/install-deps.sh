@@ -3,7 +3,8 @@
 # dpkg says are missing, and nothing else (no PyPI package: the test runners put theirs in venvs
 # under .build). Needs root (or sudo) when something is missing.
 #
-#   build   swift build: pkg-config, libmicrohttpd-dev              (make build, release, install)
+#   build   swift build: pkg-config, libmicrohttpd-dev, libcurl4-gnutls-dev (the CLI's --server)
+#                                                                    (make build, release, install)
 #   demo    build + qemu-utils (qemu-img, qemu-io: the demo images)  (make demo)
 #   test    demo + everything make test runs: libnbd-bin (nbdinfo), curl, jq, python3, python3-venv,
 #           openssl, systemd (systemd-analyze), prometheus, chromium, chromium-driver, fuse3 and
@@ -12,7 +13,7 @@
 #   --list  print the packages of the groups instead of installing them
 set -euo pipefail
 
-build=(pkg-config libmicrohttpd-dev)
+build=(pkg-config libmicrohttpd-dev libcurl4-gnutls-dev)
 demo=("${build[@]}" qemu-utils)
 test=("${demo[@]}" libnbd-bin curl jq python3 python3-venv openssl systemd prometheus chromium chromium-driver fuse3 python3-fusepy)
 load=("${demo[@]}" curl jq wrk)

@@ -27,6 +27,14 @@ public struct Parameters: Sendable {
         }
     }
 
+    /// Every name and raw value, in order.
+    public var items: [(name: String, value: [UInt8])] { pairs }
+
+    /// The parameters as a query string `a=1&b=2` (without `?`), every value percent-encoded.
+    public var queryString: String {
+        pairs.map { PercentEncoding.encode(Array($0.name.utf8)) + "=" + PercentEncoding.encode($0.value) }.joined(separator: "&")
+    }
+
     /// Sets `name` (replacing every earlier value).
     public mutating func set(_ name: String, _ value: String) {
         pairs.removeAll { $0.name == name }
