@@ -5,20 +5,22 @@ import QCOW2API
 
 /// The access log line of every request, and libmicrohttpd's messages routed to the logger.
 enum AccessLog {
-    /// Logs `METHOD raw-path status bytes duration` at info level, with the client's address and the
-    /// name of the bearer token it presented (a name from the token file, never the token).
+    /// Hands `METHOD raw-path status bytes duration` to the access log's writer, with the client's address,
+    /// the name of the bearer token it presented (a name from the token file, never the token), the
+    /// peer uid of a Unix-socket client and the subject of a verified client certificate.
     static func record(
-        _ request: HTTPRequest, _ response: Response, client: ClientInfo, elapsed: Duration, token: String? = nil, logger: Logger
+        _ request: HTTPRequest, _ response: Response, client: ClientInfo, elapsed: Duration, token: String? = nil,
+        to writer: AccessLogWriter
     ) {
-        guard logger.logLevel <= .info else { return }
-        let micros = elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000
+        guard writer.isOn else { return }
+        let micros = elapsed.components.seconds &* 1_000_000 &+ elapsed.components.attoseconds / 1_000_000_000_000
         let path = (request.path ?? "").prefix { $0 != "?" }
-        let line = "\(printable(request.method.rawValue)) \(printable(String(path))) \(response.status)"
-        var metadata: Logger.Metadata = ["remote": "\(client.remoteAddress)"]
-        if let token { metadata["token"] = "\(token)" }
-        if let uid = client.peerUID { metadata["uid"] = "\(uid)" }
-        if case .verified(let subject)? = client.certificate { metadata["cert"] = "\(printable(subject))" }
-        logger.info("\(line) \(response.body.count)B \(micros)us", metadata: metadata)
+        var certificate: String?
+        if case .verified(let subject)? = client.certificate { certificate = subject }
+        writer.append(
+            AccessLogWriter.Record(
+                method: request.method.rawValue, path: path, status: response.status, bytes: response.body.count,
+                micros: micros, remote: client.remoteAddress, token: token, uid: client.peerUID, certificate: certificate))
     }
 
     /// A sink for libmicrohttpd's error messages: warning level, prefixed `libmicrohttpd:`.

@@ -7,7 +7,7 @@ import Glibc
 
 /// The JSON configuration file: every key optional, unknown keys rejected.
 ///
-/// Keys: `images`, `listen` (array of `HOST:PORT`), `log_level`, `threads`, `connection_limit`,
+/// Keys: `images`, `listen` (array of `HOST:PORT`), `log_level`, `access_log`, `threads`, `connection_limit`,
 /// `per_ip_connection_limit`, `connection_timeout`, `tls_cert`, `tls_key`, `token_file`, `open_health`,
 /// `open_metrics`, `insecure_no_auth`, `metrics_max_images`, `io_timeout`, `io_threads`, `check_memory`, `scrub`, `scrub_rate`,
 /// `allowed_hosts`, `cors_origins` (arrays of strings), `socket_mode`, `socket_group`, `tls_client_ca` (strings). `null` counts as absent. See `deploy/qcowscoped.json`.
@@ -18,6 +18,8 @@ struct ConfigFile: Decodable, Equatable {
     var listen: [String]?
     /// `log_level`: trace, debug, info, notice, warning, error or critical.
     var logLevel: String?
+    /// `access_log`: off, stderr or a file path.
+    var accessLog: String?
     /// `threads`: threads per listening socket; 0 means one per processor.
     var threads: Int?
     /// `connection_limit`: connections served at once per listening socket.
@@ -63,7 +65,7 @@ struct ConfigFile: Decodable, Equatable {
 
     /// The keys the file may contain, in documentation order.
     static let knownKeys = [
-        "images", "listen", "log_level", "threads", "connection_limit", "per_ip_connection_limit",
+        "images", "listen", "log_level", "access_log", "threads", "connection_limit", "per_ip_connection_limit",
         "connection_timeout", "tls_cert", "tls_key", "token_file", "open_health", "open_metrics",
         "insecure_no_auth", "metrics_max_images", "io_timeout", "io_threads", "check_memory", "scrub", "scrub_rate",
         "allowed_hosts", "cors_origins", "socket_mode", "socket_group", "tls_client_ca",
@@ -89,6 +91,7 @@ struct ConfigFile: Decodable, Equatable {
         images = try container.decodeIfPresent(String.self, forKey: Key(stringValue: "images"))
         listen = try container.decodeIfPresent([String].self, forKey: Key(stringValue: "listen"))
         logLevel = try container.decodeIfPresent(String.self, forKey: Key(stringValue: "log_level"))
+        accessLog = try container.decodeIfPresent(String.self, forKey: Key(stringValue: "access_log"))
         threads = try container.decodeIfPresent(Int.self, forKey: Key(stringValue: "threads"))
         connectionLimit = try container.decodeIfPresent(Int.self, forKey: Key(stringValue: "connection_limit"))
         perIPConnectionLimit = try container.decodeIfPresent(

@@ -30,13 +30,22 @@ struct DaemonCommand: ParsableCommand {
         help: ArgumentHelp(
             "JSON config file (CLI options override it).",
             discussion: "Keys: images, listen, log_level, threads, connection_limit, per_ip_connection_limit, "
-                + "connection_timeout, tls_cert, tls_key, token_file, open_health, open_metrics, insecure_no_auth, "
+                + "connection_timeout, tls_cert, tls_key, token_file, open_health, open_metrics, insecure_no_auth, access_log, "
                 + "metrics_max_images.")
     )
     var config: String?
 
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical (default info).")
     var logLevel: String?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Where the access log goes: off, stderr or a FILE (appended to, opened again on SIGHUP).",
+            discussion: "Default: stderr when --log-level is info or lower, else off. Lines are written in batches by a "
+                + "thread of their own; when it falls behind, lines are dropped and counted "
+                + "(qcowscope_access_log_dropped_lines_total), requests never wait."))
+    var accessLog: String?
 
     @Option(name: .long, help: "Threads per listening socket; 0 means one per processor (default 0).")
     var threads: Int?
@@ -150,6 +159,20 @@ struct DaemonCommand: ParsableCommand {
         Glibc.exit(0)
     }
 
+    /// Raises the soft limit of open descriptors to the hard one (at most 1,048,576), as servers do: the
+    /// parsed-image cache keeps a descriptor per image, and is sized by that limit.
+    private static func raiseDescriptorLimit(_ logger: Logger) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        let wanted = min(limit.rlim_max, 1 << 20)
+        guard limit.rlim_cur < wanted else { return }
+        let before = limit.rlim_cur
+        limit.rlim_cur = wanted
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+            logger.debug("raised the open-descriptor limit from \(before) to \(wanted)")
+        }
+    }
+
     /// Prints `qcowscoped: error: <message>` on stderr and exits.
     private static func fail(_ message: String, code: Int32) -> Never {
         let line = Array("qcowscoped: error: \(message)\n".utf8)
@@ -167,9 +190,13 @@ struct DaemonCommand: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "qcowscoped")
+        Self.raiseDescriptorLimit(logger)
         let catalog: ImageCatalog
         do {
-            catalog = try ImageCatalog(path: configuration.imagesDirectory)
+            // Every image a scrape exports stays parsed (and its descriptor open): with fewer, each scrape
+            // parses again the images evicted since the last one. The descriptor limit bounds it further.
+            catalog = try ImageCatalog(
+                path: configuration.imagesDirectory, cacheCapacity: max(256, min(configuration.metricsMaxImages, 100_000) + 64))
         } catch {
             throw StartupError("images directory '\(configuration.imagesDirectory)': \(error.message)")
         }
@@ -189,9 +216,10 @@ struct DaemonCommand: ParsableCommand {
         scrubSettings.rate = configuration.scrubRate
         scrubSettings.options = checkOptions
         let scrubber = configuration.scrub ? Scrubber(catalog: catalog, settings: scrubSettings) : nil
+        let accessLog = try AccessLogWriter(configuration.accessLog)
         let metrics = DaemonMetrics(
             catalog: catalog, tls: configuration.tlsFiles != nil, maxImages: configuration.metricsMaxImages, io: io,
-            scrubber: scrubber)
+            scrubber: scrubber, accessLog: accessLog)
         let access = configuration.token.map { token in
             API.AccessPolicy(
                 accepts: { token.accepts(authorization: $0) }, openHealth: configuration.openHealth,
@@ -201,7 +229,7 @@ struct DaemonCommand: ParsableCommand {
             catalog: catalog, openAPI: Array(OpenAPIDocument.text.utf8), ui: ui, metrics: { metrics.exposition() },
             access: access, io: io, hosts: configuration.hosts, cors: configuration.cors)
         let service = Service(
-            api: api, metrics: metrics, logger: logger, token: configuration.token,
+            api: api, metrics: metrics, accessLog: accessLog, token: configuration.token,
             requiresClientCertificate: configuration.tlsFiles?.clientCA != nil)
         let notifier = SystemdNotifier.fromEnvironment()
         let server: HTTPServer
@@ -214,7 +242,7 @@ struct DaemonCommand: ParsableCommand {
         }
         scrubber?.start()
         let signal = DaemonRuntime(
-            server: server, configuration: configuration, notifier: notifier, logger: logger,
+            server: server, configuration: configuration, notifier: notifier, logger: logger, accessLog: accessLog,
             drainTimeout: Self.shutdownGracePeriod
         ).run()
         logger.notice("received \(signal): finishing requests in flight, then stopping")
@@ -222,6 +250,7 @@ struct DaemonCommand: ParsableCommand {
         if !server.shutdown(gracePeriod: Self.shutdownGracePeriod) {
             logger.warning("requests still in flight after \(Self.shutdownGracePeriod) were abandoned")
         }
+        accessLog.stop()
         logger.info("qcowscoped stopped")
     }
 }

@@ -13,6 +13,8 @@ struct DaemonConfiguration {
     var imagesDirectory: String
     /// The log level of every handler.
     var logLevel: Logger.Level
+    /// Where the access log goes.
+    var accessLog: AccessLogWriter.Destination
     /// Addresses, limits and timeouts for the HTTP server (and the TLS credentials, when HTTPS is on).
     var server: HTTPServerConfiguration
     /// Where the TLS certificate and key come from (read again on SIGHUP); nil serves plain HTTP.
@@ -81,6 +83,11 @@ struct DaemonConfiguration {
         guard let level = Logger.Level(rawValue: levelText) else {
             throw StartupError(
                 "invalid log level '\(levelText)' (expected trace, debug, info, notice, warning, error or critical)")
+        }
+
+        let accessText = command.accessLog ?? file.accessLog
+        guard let accessLog = accessText.map({ AccessLogWriter.Destination($0) }) ?? (level <= .info ? .stderr : .off) else {
+            throw StartupError("invalid access log '' (expected off, stderr or a file path)")
         }
 
         var tlsFiles: TLSFiles?
@@ -206,7 +213,7 @@ struct DaemonConfiguration {
         // Shed load before the connection limit: past 3/4 of it in progress at once, answer 503 + Retry-After.
         server.overloadThreshold = max(1, connections * 3 / 4)
         return DaemonConfiguration(
-            imagesDirectory: images, logLevel: level, server: server, tlsFiles: tlsFiles, token: token,
+            imagesDirectory: images, logLevel: level, accessLog: accessLog, server: server, tlsFiles: tlsFiles, token: token,
             openHealth: command.openHealth || (file.openHealth ?? Defaults.openHealth),
             openMetrics: command.openMetrics || (file.openMetrics ?? Defaults.openMetrics),
             insecureNoAuth: insecureNoAuth, metricsMaxImages: metricsMaxImages,

@@ -47,13 +47,16 @@ final class DaemonMetrics: Sendable {
     private let inFlight = Atomic<Int>(0)
     /// The background scrubber, when it runs.
     private let scrubber: Scrubber?
+    private let accessLog: AccessLogWriter?
+    private let imageSeries = ImageSeries()
 
     /// Creates the registry and sets `qcowscope_build_info`.
     init(
         catalog: ImageCatalog, tls: Bool, maxImages: Int = ImageMetrics.defaultMaxImages, io: IOPolicy? = nil,
-        scrubber: Scrubber? = nil
+        scrubber: Scrubber? = nil, accessLog: AccessLogWriter? = nil
     ) {
         self.catalog = catalog
+        self.accessLog = accessLog
         self.scrubber = scrubber
         self.io = io
         self.maxImages = maxImages
@@ -79,23 +82,61 @@ final class DaemonMetrics: Sendable {
     /// Marks a request as answered.
     func requestEnded() { inFlight.subtract(1, ordering: .relaxed) }
 
-    /// Counts one answered request and records its duration.
-    func recordRequest(endpoint: String, method: String, status: Int, duration: Duration) {
-        let method = method == "GET" || method == "HEAD" ? method : "other"
-        let status = String(status)
-        Counter(
-            label: Self.requestsTotal, dimensions: [("endpoint", endpoint), ("method", method), ("status", status)],
-            factory: factory
-        ).increment()
-        let (seconds, attoseconds) = duration.components
-        Metrics.Timer(
-            label: Self.requestDuration, dimensions: [("endpoint", endpoint), ("status", status)], factory: factory
-        ).recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    /// The counter and the timer of one route, method and status, made once (the registry validates
+    /// names and labels and takes its lock only then) and looked up by a small key afterwards.
+    private struct Handles: Sendable {
+        let requests: Metrics.Counter
+        let duration: Metrics.Timer
     }
 
-    /// Counts one request that carried the token named `name`.
+    /// What a request is counted by: the route (nil: `other`), the method class and the status.
+    private struct HandleKey: Hashable, Sendable {
+        let route: RouteID?
+        let method: UInt8
+        let status: Int
+    }
+
+    private let handles = Mutex<[HandleKey: Handles]>([:])
+    private let tokenCounters = Mutex<[String: Metrics.Counter]>([:])
+
+    /// Counts one answered request and records its duration, under the route's pattern (`other` when no
+    /// route matched), `GET`, `HEAD` or `other`, and the status.
+    func recordRequest(route: Route?, method: String, status: Int, duration: Duration) {
+        let methodClass: UInt8 = method == "GET" ? 0 : method == "HEAD" ? 1 : 2
+        let key = HandleKey(route: route?.id, method: methodClass, status: status)
+        let h: Handles
+        if let known = handles.withLock({ $0[key] }) {
+            h = known
+        } else {
+            let endpoint = route?.label ?? "other"
+            let methodLabel = methodClass == 0 ? "GET" : methodClass == 1 ? "HEAD" : "other"
+            let made = Handles(
+                requests: Counter(
+                    label: Self.requestsTotal,
+                    dimensions: [("endpoint", endpoint), ("method", methodLabel), ("status", String(status))], factory: factory),
+                duration: Metrics.Timer(
+                    label: Self.requestDuration, dimensions: [("endpoint", endpoint), ("status", String(status))], factory: factory))
+            h = handles.withLock { all in
+                if let raced = all[key] { return raced }
+                // Bounded: routes x 3 methods x the statuses the API answers (a few dozen).
+                if all.count < 4096 { all[key] = made }
+                return made
+            }
+        }
+        h.requests.increment()
+        let (seconds, attoseconds) = duration.components
+        h.duration.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+
+    /// Counts one request that carried the bearer token named `name`.
     func recordToken(_ name: String) {
-        Counter(label: Self.requestsByToken, dimensions: [("token", name)], factory: factory).increment()
+        let counter = tokenCounters.withLock { all -> Metrics.Counter in
+            if let c = all[name] { return c }
+            let c = Counter(label: Self.requestsByToken, dimensions: [("token", name)], factory: factory)
+            if all.count < 4096 { all[name] = c }
+            return c
+        }
+        counter.increment()
     }
 
     /// The whole exposition: request metrics and build info, then the image gauges computed now.
@@ -119,6 +160,9 @@ final class DaemonMetrics: Sendable {
             # HELP qcowscope_cache_misses_total Image lookups that parsed the file (new, changed or evicted).
             # TYPE qcowscope_cache_misses_total counter
             qcowscope_cache_misses_total \(catalog.cacheMisses)
+            # HELP qcowscope_access_log_dropped_lines_total Access-log lines dropped because the writer fell behind.
+            # TYPE qcowscope_access_log_dropped_lines_total counter
+            qcowscope_access_log_dropped_lines_total \(accessLog?.dropped ?? 0)
 
             """
         var executor = ""
@@ -161,6 +205,6 @@ final class DaemonMetrics: Sendable {
 
                 """
         }
-        return Array((text + executor + scrub).utf8) + ImageMetrics.collect(catalog, maxImages: maxImages, io: io)
+        return Array((text + executor + scrub).utf8) + ImageMetrics.collect(catalog, maxImages: maxImages, io: io, series: imageSeries)
     }
 }

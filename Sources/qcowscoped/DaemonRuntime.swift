@@ -11,6 +11,8 @@ struct DaemonRuntime {
     let notifier: SystemdNotifier?
     /// The daemon's logger.
     let logger: Logger
+    /// The access log, whose FILE SIGHUP opens again.
+    let accessLog: AccessLogWriter
     /// How long connections of a daemon replaced by a TLS reload may take to finish.
     let drainTimeout: Duration
 
@@ -56,6 +58,7 @@ struct DaemonRuntime {
     func reload() {
         notify("RELOADING=1\nSTATUS=reloading")
         defer { notify("READY=1\nSTATUS=serving") }
+        accessLog.reopen()
         if configuration.tlsFiles == nil && configuration.token == nil {
             logger.notice("received SIGHUP: nothing to reload (no --tls-cert, no --token-file)")
             return

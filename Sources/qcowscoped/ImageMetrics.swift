@@ -2,9 +2,10 @@ import Prometheus
 import QCOW2
 import QCOW2API
 
-/// Gauges about the images, computed from the catalog at scrape time into a fresh registry.
+/// Gauges about the images, computed from the catalog at scrape time.
 ///
-/// Nothing is kept between scrapes, so images that disappear leave no stale series. Parsed images,
+/// The gauges are kept between scrapes (``ImageSeries``) and every series a scrape did not set is
+/// removed after it, so images that disappear leave no stale series. Parsed images,
 /// findings and dirty counts come from the catalog's cache (re-read only when a file changes).
 /// Series per image are bounded: at most ``maxBitmapsPerImage`` bitmaps of an image get per-bitmap series,
 /// and at most `maxImages` images (the first by name) get per-image series; the others are still parsed and
@@ -17,19 +18,21 @@ enum ImageMetrics {
     static let maxBitmapsPerImage = 64
 
     /// The image gauges in the text format.
-    static func collect(_ catalog: ImageCatalog, maxImages: Int = defaultMaxImages, io: IOPolicy? = nil) -> [UInt8] {
+    static func collect(_ catalog: ImageCatalog, maxImages: Int = defaultMaxImages, io: IOPolicy? = nil, series: ImageSeries)
+        -> [UInt8]
+    {
+        series.scrape { scrape in collect(catalog, maxImages: maxImages, io: io, scrape: &scrape) }
+        return series.registry.emitToBuffer()
+    }
+
+    private static func collect(_ catalog: ImageCatalog, maxImages: Int, io: IOPolicy?, scrape: inout ImageSeries.Scrape) {
         let clock = ContinuousClock()
         let start = clock.now
-        let registry = PrometheusCollectorRegistry()
-        // Per-image gauges of images past the cap go to a registry that is never emitted.
-        let discarded = PrometheusCollectorRegistry()
-        var perImage = registry
         var imagesExported = 0
         var imagesNotExported = 0
+        var exported = true
         func gauge(_ name: String, _ help: String, _ labels: [(String, String)]) -> Gauge {
-            (labels.isEmpty || labels[0].0 != "image" ? registry : perImage).makeGauge(
-                descriptor: MetricNameDescriptor(metricName: "qcowscope_" + name, unitName: "", helpText: help),
-                labels: labels)
+            scrape.gauge(name, help, labels, exported: labels.isEmpty || labels[0].0 != "image" || exported)
         }
         var byStatus: [String: Int] = ["ok": 0, "findings": 0, "unreadable": 0, "stalled": 0, "pending": 0]
         // An unreadable directory exports no per-image series this scrape (qcowscope_images counts 0).
@@ -40,6 +43,7 @@ enum ImageMetrics {
         if let io {
             let ask = names.map { catalog.stall(named: $0, after: io.stallAfter) == nil }
             let asked = names.indices.filter { ask[$0] }.map { names[$0] }
+            // One job per image, not chunks: a slow parse must not make the images queued behind it miss the wait.
             var found = io.executor.map(asked, timeout: io.listingWait) { name in
                 Result { () throws(ImageCatalog.LookupError) in try Self.lookup(name, catalog) }
             }.makeIterator()
@@ -51,17 +55,17 @@ enum ImageMetrics {
             let image = [("image", name)]
             if imagesExported < maxImages {
                 imagesExported += 1
-                perImage = registry
+                exported = true
             } else {
                 imagesNotExported += 1
-                perImage = discarded
+                exported = false
             }
-            (perImage).makeCounter(
-                descriptor: MetricNameDescriptor(
-                    metricName: "qcowscope_image_io_errors_total", unitName: "",
-                    helpText: "Reads of the image that failed (an errno such as EIO, or a read that ended early), since start."),
-                labels: image
-            ).increment(by: Int64(catalog.activity(named: name).failureCount))
+            if exported {
+                scrape.counter(
+                    "image_io_errors_total",
+                    "Reads of the image that failed (an errno such as EIO, or a read that ended early), since start.", image,
+                    value: Int64(clamping: catalog.activity(named: name).failureCount))
+            }
             let status: String
             do {
                 if let lookup {
@@ -110,7 +114,6 @@ enum ImageMetrics {
         let elapsed = start.duration(to: clock.now).components
         gauge("image_metrics_collect_seconds", "Seconds spent computing the image metrics of this scrape.", []).set(
             Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18)
-        return registry.emitToBuffer()
     }
 
     /// The image called `name`, its allocation totals (computed once per chain version), its checkpoints

@@ -1,5 +1,4 @@
 import HTTPTypes
-import Logging
 import MicroHTTPD
 import QCOW2API
 
@@ -13,7 +12,7 @@ struct Service: Sendable {
     /// Request metrics.
     let metrics: DaemonMetrics
     /// The access log.
-    let logger: Logger
+    let accessLog: AccessLogWriter
     /// The bearer tokens, to name the client in the log and the metrics (nil: no token configured).
     var token: BearerToken? = nil
     /// Whether HTTPS requests need a client certificate the configured CAs sign (`--tls-client-ca`).
@@ -29,14 +28,12 @@ struct Service: Sendable {
         metrics.requestStarted()
         // The token's name, never the token: which client asked, for the log line and the metrics.
         let tokenName = token?.name(for: request.headerFields[.authorization])
-        let finish: @Sendable (Response) -> Void = { [metrics, logger] response in
+        let finish: @Sendable (Response) -> Void = { [metrics, accessLog] response in
             let elapsed = start.duration(to: clock.now)
             metrics.requestEnded()
-            metrics.recordRequest(
-                endpoint: response.route?.label ?? "other", method: request.method.rawValue, status: response.status,
-                duration: elapsed)
+            metrics.recordRequest(route: response.route, method: request.method.rawValue, status: response.status, duration: elapsed)
             if let tokenName { metrics.recordToken(tokenName) }
-            AccessLog.record(request, response, client: client, elapsed: elapsed, token: tokenName, logger: logger)
+            AccessLog.record(request, response, client: client, elapsed: elapsed, token: tokenName, to: accessLog)
             responder.respond(response.head, body: response.body)
         }
         if requiresClientCertificate {

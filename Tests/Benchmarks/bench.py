@@ -1527,6 +1527,57 @@ http {{
         self.targets.append({"target": "at least 10x faster than qemu-img merge + qemu-nbd + nbdinfo on the same chain",
                              "pass": agree and ratio >= 10, "figures": f"{ratio:.1f}x"})
 
+    def section12(self):
+        """The fleet scrape (issue 23): GET /metrics of a daemon over 1,000 images (two bitmaps each, the
+        default configuration: scrubber on, every image with its own series), against /healthz on the same
+        daemon and connection (what any answer costs)."""
+        n = 30 if self.quick else 100
+        log(f"12. /metrics over 1,000 images: {n} sequential scrapes after warm-up, vs /healthz")
+        d = os.path.join(self.work, "metrics-1000")
+        os.makedirs(d, exist_ok=True)
+        first = os.path.join(d, "vm-0000.qcow2")
+        run(["qemu-img", "create", "-q", "-f", "qcow2", first, "20G"], "qemu-img create", timeout=60)
+        for b in ("daily", "hourly"):
+            run(["qemu-img", "bitmap", "--add", first, b], "qemu-img bitmap --add", timeout=60)
+        run(["qemu-io", "-f", "qcow2", "-c", "write 0 1M", "-c", "write 1G 64k", first], "qemu-io write", timeout=60)
+        for i in range(1, 1000):
+            run(["cp", "--sparse=always", first, os.path.join(d, f"vm-{i:04d}.qcow2")], "cp", timeout=60)
+        srv = self.start_qcowscoped("qcowscoped-metrics", d)
+        c = Client(srv.port)
+        # Warm: every image parsed (the listing has no pending entry) and one scrape made.
+        deadline = time.monotonic() + 300
+        while True:
+            status, body, _ = c.get("/v1/images?limit=1000")
+            if status == 200 and b'"pending"' not in body.replace(b'"state":"pending"', b""):
+                break
+            if time.monotonic() > deadline:
+                raise Failure("/v1/images still has pending images after 300 s")
+            time.sleep(0.2)
+        for _ in range(3):
+            status, body, _ = c.get("/metrics")
+            if status != 200:
+                raise Failure(f"/metrics: {status}")
+        series = len(re.findall(rb'^qcowscope_image_virtual_size_bytes\{', body, re.M))
+        if series != 1000:
+            raise Failure(f"/metrics has {series} images' virtual-size series, not 1000")
+        nseries = sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))
+        scrape, health = [], []
+        for _ in range(n):
+            status, body, t = c.get("/metrics")
+            scrape.append(t)
+            _, _, t = c.get("/healthz")
+            health.append(t)
+        c.close()
+        srv.stop()
+        scrape_s, health_s = stats(scrape), stats(health)
+        p99 = sorted(scrape)[max(0, int(len(scrape) * 0.99) - 1)]
+        self.report.add(12, "metrics.1000", f"GET /metrics, 1,000 images (2 bitmaps each, {len(body)} bytes), median of {n}",
+                        scrape_s["median_s"], fmt_time(scrape_s["median_s"]), "GET /healthz, same daemon",
+                        health_s["median_s"], fmt_time(health_s["median_s"]),
+                        note=f"p99 {fmt_time(p99)}, max {fmt_time(max(scrape))}; {nseries} series; target < 50 ms")
+        self.targets.append({"target": "/metrics for 1,000 images answers in under 50 ms (p99 of sequential scrapes)",
+                             "pass": p99 < 0.050, "figures": f"median {fmt_time(scrape_s['median_s'])}, p99 {fmt_time(p99)}"})
+
     def section6(self):
         n = 20 if self.quick else 100
         n_ref = 5 if self.quick else 20
@@ -1652,7 +1703,7 @@ http {{
         t0 = time.monotonic()
         if self.a.only == "map":
             self.section9()
-        elif self.a.only not in ("extents", "check", "checkpoints"):
+        elif self.a.only not in ("extents", "check", "checkpoints", "metrics"):
             self.make_images()
             self.start_servers()
             self.start_floors()
@@ -1666,11 +1717,14 @@ http {{
             self.section9()
             self.section10()
             self.section11()
+            self.section12()
+        if self.a.only == "metrics":
+            self.section12()
         if self.a.only == "check":
             self.section10()
         if self.a.only == "checkpoints":
             self.section11()
-        if self.a.only not in ("map", "check", "checkpoints"):
+        if self.a.only not in ("map", "check", "checkpoints", "metrics"):
             self.section6()
         meta = self.meta()
         meta["elapsed_s"] = round(time.monotonic() - t0, 1)
@@ -1709,10 +1763,10 @@ def main():
     ap.add_argument("--duration", type=int, help="seconds per wrk run (default 10, --quick 3)")
     ap.add_argument("--threads", type=int, help="server threads (default: the number of server cores)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary work directory")
-    ap.add_argument("--only", choices=["extents", "map", "check", "checkpoints"],
+    ap.add_argument("--only", choices=["extents", "map", "check", "checkpoints", "metrics"],
                     help="run only section 6 (16 TiB dirty extents vs nbdinfo), 9 (1 TiB allocation map vs qemu-img map), "
                          "10 (check vs qemu-img check, the scrubber's cost) or 11 (checkpoints of a 4 x 1 TiB chain vs "
-                         "qemu-img bitmap --merge + qemu-nbd + nbdinfo)")
+                         "qemu-img bitmap --merge + qemu-nbd + nbdinfo) or 12 (/metrics over 1,000 images)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     args.out = os.path.abspath(args.out)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tests/Benchmarks/run.sh: the qcowscope benchmark (`make bench`). How to read its output: Tests/Benchmarks/README.md.
 #
-#   bash Tests/Benchmarks/run.sh [--quick] [--only extents|map|check|checkpoints] [--duration S] [--threads N] [--keep]
+#   bash Tests/Benchmarks/run.sh [--quick] [--only extents|map|check|checkpoints|metrics] [--duration S] [--threads N] [--keep]
 #                                [--scratch-path DIR | --bin-dir DIR] [--no-install]
 #
 # On a fresh Debian machine with Swift on PATH: installs what is missing (wrk, hyperfine, nginx-light
@@ -14,6 +14,7 @@
 #   --only map         only section 9: the allocation map of 1 TiB disks vs qemu-img map
 #   --only check       only section 10: the check of a 1 TiB disk vs qemu-img check, the scrubber's cost
 #   --only checkpoints only section 11: checkpoints of a 4 x 1 TiB chain vs qemu-img bitmap --merge + qemu-nbd + nbdinfo
+#   --only metrics     only section 12: GET /metrics of a daemon over 1,000 images (target < 50 ms)
 #   --duration S       seconds per wrk run (default 10)
 #   --threads N        server threads (default: the cores the servers are pinned to)
 #   --keep             keep the temporary work directory (images, configs, logs) under .build/bench
@@ -43,7 +44,7 @@ while [[ $# -gt 0 ]]; do
             [[ $# -ge 2 ]] || { echo "run.sh: $1 needs a value" >&2; exit 2; }
             bin_dir=$2; shift ;;
         --no-install) install=0 ;;
-        -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -73,6 +74,7 @@ if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
     if apt-cache show nginx-light >/dev/null 2>&1; then missing+=(nginx-light); else missing+=(nginx); fi
 fi
 if ! pkg-config --exists libmicrohttpd 2>/dev/null; then missing+=(libmicrohttpd-dev); fi
+if ! pkg-config --exists libcurl 2>/dev/null; then missing+=(libcurl4-gnutls-dev); fi
 if [[ ${#missing[@]} -gt 0 ]]; then
     mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
     if [[ $install -eq 0 ]]; then

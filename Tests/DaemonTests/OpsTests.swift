@@ -474,6 +474,40 @@ final class OpsTests {
         #expect(try daemon.waitForExit() == 0)
     }
 
+    @Test func seriesKeptBetweenScrapesFollowTheImages() throws {
+        // The gauges live from one scrape to the next: a removed image, a changed status and a bitmap
+        // gone must leave no series behind, and a new image gets its own.
+        let directory = try imagesDirectory()
+        let daemon = try OpsDaemon(["--images", directory, "--listen", "127.0.0.1:0", "--scrub", "off"])
+        let client = try HTTPTestClient(host: "127.0.0.1", port: daemon.port)
+        let first = try client.request("GET", "/metrics").text
+        #expect(sample(first, #"qcowscope_image_status{image="clean.qcow2",status="ok"}"#) == 1)
+        #expect(sample(first, #"qcowscope_bitmap_in_use{image="clean.qcow2",bitmap="b1"}"#) != nil)
+        #expect(first.contains(#"image="many.qcow2""#))
+        // clean.qcow2 becomes the in-use image (findings, one bitmap), many.qcow2 goes, fresh.qcow2 comes.
+        var inUse = CraftedImages.baseline()
+        inUse.bitmaps[0].flags |= ImageBuilder.Bitmap.inUse
+        inUse.incompatibleFeatures = 1
+        try Data(inUse.build()).write(to: URL(fileURLWithPath: directory + "/clean.qcow2.new"))
+        #expect(rename(directory + "/clean.qcow2.new", directory + "/clean.qcow2") == 0)
+        #expect(unlink(directory + "/many.qcow2") == 0)
+        try Data(CraftedImages.baseline().build()).write(to: URL(fileURLWithPath: directory + "/fresh.qcow2"))
+        var second = ""
+        let deadline = Date().addingTimeInterval(5)
+        repeat {
+            second = try client.request("GET", "/metrics").text
+        } while !second.contains(#"image="fresh.qcow2""#) && Date() < deadline
+        #expect(sample(second, #"qcowscope_image_status{image="clean.qcow2",status="findings"}"#) == 1)
+        #expect(sample(second, #"qcowscope_image_status{image="clean.qcow2",status="ok"}"#) == nil)
+        #expect(sample(second, #"qcowscope_bitmap_in_use{image="clean.qcow2",bitmap="b1"}"#) == nil)
+        #expect(!second.contains(#"image="many.qcow2""#))
+        #expect(sample(second, #"qcowscope_image_status{image="fresh.qcow2",status="ok"}"#) == 1)
+        #expect(sample(second, #"qcowscope_images{status="findings"}"#) == 2)
+        client.close()
+        daemon.signal(SIGTERM)
+        #expect(try daemon.waitForExit() == 0)
+    }
+
     @Test func metricsMaxImagesCapsThePerImageSeries() throws {
         // Sorted names: broken, clean, inuse, many; a cap of 2 exports broken and clean only.
         let daemon = try OpsDaemon(["--images", try imagesDirectory(), "--listen", "127.0.0.1:0", "--metrics-max-images", "2"])
@@ -957,7 +991,7 @@ final class OpsTests {
         let object = try JSONSerialization.jsonObject(with: Data(text.utf8))
         let sample = try #require(object as? [String: Any])
         let expected: [String: String] = [
-            "images": "\"/var/lib/qcowscope/images\"", "listen": "[\"127.0.0.1:8741\"]", "log_level": "\"info\"",
+            "images": "\"/var/lib/qcowscope/images\"", "listen": "[\"127.0.0.1:8741\"]", "log_level": "\"info\"", "access_log": "\"stderr\"",
             "threads": "0", "connection_limit": "1024", "per_ip_connection_limit": "0", "connection_timeout": "30",
             "tls_cert": "null", "tls_key": "null", "token_file": "null", "open_health": "false",
             "open_metrics": "false", "insecure_no_auth": "false", "metrics_max_images": "1000", "io_timeout": "5",

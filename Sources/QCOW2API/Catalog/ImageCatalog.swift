@@ -51,7 +51,10 @@ public final class ImageCatalog: Sendable {
     }
     private struct CacheState {
         var entries: [String: Slot] = [:]
-        var order: [String] = []
+        /// When each entry was last used (a tick of ``clock``): O(1) per hit, where a list scan was O(n)
+        /// under the lock (1,000 images scraped at once waited on it).
+        var uses: [String: UInt64] = [:]
+        var clock: UInt64 = 0
         var magic: [String: (FileInfo, Bool)] = [:]
         /// The sorted directory listing and the directory's (mtime, ctime) when it was read.
         var listing: (stamp: [Int], names: [String])?
@@ -266,19 +269,21 @@ public final class ImageCatalog: Sendable {
         let soleName = unsafe before != nil && css_is_sole_name(dirfd, name, info.inode) != 0
         let locks = probeLocks ? LockState.probe(fd: fd) : nil
         let slot = cache.withLock { state -> Slot in
+            state.clock &+= 1
             if let s = state.entries[name], s.file.sameVersion(as: info), !(s.tainted) {
-                if let i = state.order.lastIndex(of: name) { state.order.remove(at: i) }
-                state.order.append(name)
+                state.uses[name] = state.clock
                 return s
             }
             let s = Slot(file: info)
-            if state.entries.updateValue(s, forKey: name) != nil, let i = state.order.firstIndex(of: name) {
-                state.order.remove(at: i)
-            }
-            state.order.append(name)
-            while state.order.count > capacity {
-                let old = state.order.removeFirst()
-                state.entries[old] = nil
+            state.entries[name] = s
+            state.uses[name] = state.clock
+            if state.entries.count > capacity {
+                // Drop the least recently used eighth at once: the sort is paid once per capacity/8 misses.
+                let excess = state.entries.count - capacity + max(1, capacity / 8)
+                for (old, _) in state.uses.sorted(by: { $0.value < $1.value }).prefix(excess) where old != name {
+                    state.entries[old] = nil
+                    state.uses[old] = nil
+                }
             }
             return s
         }
@@ -329,7 +334,10 @@ public final class ImageCatalog: Sendable {
             if case .unreadable(let e) = error, e.kind == .io {
                 // Nothing is cached from a failed read: the next request tries again.
                 cache.withLock { state in
-                    if state.entries[name] === slot { state.entries[name] = nil }
+                    if state.entries[name] === slot {
+                        state.entries[name] = nil
+                        state.uses[name] = nil
+                    }
                 }
             }
             throw error
