@@ -48,7 +48,6 @@ final class DaemonMetrics: Sendable {
     /// The background scrubber, when it runs.
     private let scrubber: Scrubber?
     private let accessLog: AccessLogWriter?
-    private let imageSeries = ImageSeries()
 
     /// Creates the registry and sets `qcowscope_build_info`.
     init(
@@ -205,6 +204,6 @@ final class DaemonMetrics: Sendable {
 
                 """
         }
-        return Array((text + executor + scrub).utf8) + ImageMetrics.collect(catalog, maxImages: maxImages, io: io, series: imageSeries)
+        return Array((text + executor + scrub).utf8) + ImageMetrics.collect(catalog, maxImages: maxImages, io: io)
     }
 }

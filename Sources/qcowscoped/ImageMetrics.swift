@@ -1,11 +1,9 @@
-import Prometheus
 import QCOW2
 import QCOW2API
 
 /// Gauges about the images, computed from the catalog at scrape time.
 ///
-/// The gauges are kept between scrapes (``ImageSeries``) and every series a scrape did not set is
-/// removed after it, so images that disappear leave no stale series. Parsed images,
+/// Written afresh each scrape (``ImageExposition``), so images that disappear leave no stale series. Parsed images,
 /// findings and dirty counts come from the catalog's cache (re-read only when a file changes).
 /// Series per image are bounded: at most ``maxBitmapsPerImage`` bitmaps of an image get per-bitmap series,
 /// and at most `maxImages` images (the first by name) get per-image series; the others are still parsed and
@@ -18,21 +16,20 @@ enum ImageMetrics {
     static let maxBitmapsPerImage = 64
 
     /// The image gauges in the text format.
-    static func collect(_ catalog: ImageCatalog, maxImages: Int = defaultMaxImages, io: IOPolicy? = nil, series: ImageSeries)
-        -> [UInt8]
-    {
-        series.scrape { scrape in collect(catalog, maxImages: maxImages, io: io, scrape: &scrape) }
-        return series.registry.emitToBuffer()
+    static func collect(_ catalog: ImageCatalog, maxImages: Int = defaultMaxImages, io: IOPolicy? = nil) -> [UInt8] {
+        let out = ImageExposition()
+        collect(catalog, maxImages: maxImages, io: io, into: out)
+        return out.bytes()
     }
 
-    private static func collect(_ catalog: ImageCatalog, maxImages: Int, io: IOPolicy?, scrape: inout ImageSeries.Scrape) {
+    private static func collect(_ catalog: ImageCatalog, maxImages: Int, io: IOPolicy?, into out: ImageExposition) {
         let clock = ContinuousClock()
         let start = clock.now
         var imagesExported = 0
         var imagesNotExported = 0
         var exported = true
-        func gauge(_ name: String, _ help: String, _ labels: [(String, String)]) -> Gauge {
-            scrape.gauge(name, help, labels, exported: labels.isEmpty || labels[0].0 != "image" || exported)
+        func gauge(_ name: String, _ help: String, _ labels: [(String, String)]) -> ImageExposition.Sample {
+            out.sample(name, help, labels, exported: labels.isEmpty || labels[0].0 != "image" || exported)
         }
         var byStatus: [String: Int] = ["ok": 0, "findings": 0, "unreadable": 0, "stalled": 0, "pending": 0]
         // An unreadable directory exports no per-image series this scrape (qcowscope_images counts 0).
@@ -60,12 +57,10 @@ enum ImageMetrics {
                 imagesNotExported += 1
                 exported = false
             }
-            if exported {
-                scrape.counter(
-                    "image_io_errors_total",
-                    "Reads of the image that failed (an errno such as EIO, or a read that ended early), since start.", image,
-                    value: Int64(clamping: catalog.activity(named: name).failureCount))
-            }
+            out.sample(
+                "image_io_errors_total", "Reads of the image that failed (an errno such as EIO, or a read that ended early), since start.",
+                image, kind: .counter, exported: exported
+            ).set(Int64(clamping: catalog.activity(named: name).failureCount))
             let status: String
             do {
                 if let lookup {
@@ -119,7 +114,15 @@ enum ImageMetrics {
     /// The image called `name`, its allocation totals (computed once per chain version), its checkpoints
     /// not ready and whether a writer holds it (probed each scrape), on an I/O thread.
     private static func lookup(_ name: String, _ catalog: ImageCatalog) throws(ImageCatalog.LookupError) -> (ImageEntry, AllocationAnswer, Int?, Bool?) {
-        let (entry, locks) = try catalog.lookup(named: name, probeLocks: true)
+        // Known unchanged (inotify, no event since it was parsed): probe the locks on the descriptor the
+        // cached entry holds, one fcntl instead of open, fstat, fcntl and close.
+        let entry: ImageEntry
+        let locks: LockState?
+        if let fresh = catalog.freshEntry(named: name), let source = fresh.image.source as? FileImageSource {
+            (entry, locks) = (fresh, LockState.probe(fd: source.fd))
+        } else {
+            (entry, locks) = try catalog.lookup(named: name, probeLocks: true)
+        }
         let chain = catalog.chain(of: entry)
         return (
             entry, catalog.allocation(of: chain), catalog.checkpointsNotReady(of: chain, computingUpTo: ImageCatalog.notReadyScrapeBitmaps),
@@ -130,7 +133,7 @@ enum ImageMetrics {
     /// Sets the gauges of one readable image and returns its status (`ok` or `findings`).
     /// The last check verdict of an image (whatever file version it was for; the age tells how old).
     private static func recordCheck(
-        _ outcome: CheckOutcome?, image: [(String, String)], gauge: (String, String, [(String, String)]) -> Gauge
+        _ outcome: CheckOutcome?, image: [(String, String)], gauge: (String, String, [(String, String)]) -> ImageExposition.Sample
     ) {
         guard let o = outcome else { return }
         gauge("image_check_corruptions", "Corruptions the last refcount check found (as qemu-img check counts them).", image)
@@ -147,7 +150,7 @@ enum ImageMetrics {
 
     private static func record(
         _ entry: ImageEntry, allocation: AllocationAnswer, image: [(String, String)],
-        gauge: (String, String, [(String, String)]) -> Gauge
+        gauge: (String, String, [(String, String)]) -> ImageExposition.Sample
     ) -> String {
         let header = entry.image.header
         if let t = allocation.totals {

@@ -521,9 +521,9 @@ http {{
 
     # -- measurements --------------------------------------------------------------------------
 
-    def wrk(self, server, path, duration, label):
+    def wrk(self, server, path, duration, label, connections=64):
         url = f"http://127.0.0.1:{server.port}{path}"
-        argv = self.taskset("client") + ["wrk", "-t", str(self.wrk_threads), "-c", "64", "-d", f"{duration}s",
+        argv = self.taskset("client") + ["wrk", "-t", str(self.wrk_threads), "-c", str(connections), "-d", f"{duration}s",
                                          "--latency", "-s", os.path.join(HERE, "report.lua"), url]
         server_cpu = cpu_seconds(server.pid)
         client_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -549,15 +549,16 @@ http {{
         res["wrk_cpu_utilization"] = client_cpu / seconds / self.wrk_threads
         return res
 
-    def load(self, server, path, label):
-        self.wrk(server, path, self.warmup, label + "-warmup")
-        return self.wrk(server, path, self.duration, label)
+    def load(self, server, path, label, connections=64):
+        self.wrk(server, path, self.warmup, label + "-warmup", connections)
+        return self.wrk(server, path, self.duration, label, connections)
 
     def section1(self):
         log(f"1. throughput: wrk -t{self.wrk_threads} -c64 -d{self.duration}s --latency, "
             f"qcowscoped vs C floor vs nginx, {len(self.section1_paths())} paths")
         self.wrk_results = {}
-        servers = [("qcowscoped", self.q), ("C floor", self.floor), ("nginx", self.nginx)]
+        # The default configuration: log level info, so the access log is on (its stderr goes to a file).
+        servers = [("qcowscoped", self.qlog), ("C floor", self.floor), ("nginx", self.nginx)]
         for key, path, label in self.section1_paths():
             res = {}
             for name, server in servers:
@@ -571,13 +572,22 @@ http {{
                                 q["rps"], fmt_wrk(q), ref, res[ref]["rps"], fmt_wrk(res[ref]),
                                 note="; ".join(x for x in (wrk_note(q, res[ref]), socket_errors(q, res[ref])) if x),
                                 extra={"path": path, "qcowscoped": q, "reference": res[ref], "body_bytes": size})
-        res = self.load(self.qlog, "/healthz", "healthz-accesslog")
+        res = self.load(self.q, "/healthz", "healthz-noaccesslog")
         base = self.wrk_results["healthz"]["qcowscoped"]
-        self.report.add(1, "rps.healthz.accesslog", "req/s /healthz, access log on (info, to a file)",
-                        res["rps"], fmt_wrk(res), "log-level warning", base["rps"], fmt_wrk(base),
-                        note="; ".join(x for x in (wrk_note(res, base), socket_errors(res)) if x),
-                        extra={"qcowscoped": res, "reference": base})
-        log(f"   /healthz with access log: {fmt_wrk(res)}")
+        self.report.add(1, "rps.healthz.accesslog", "req/s /healthz, access log on (the default, to a file)",
+                        base["rps"], fmt_wrk(base), "access log off (log-level warning)", res["rps"], fmt_wrk(res),
+                        note="; ".join(x for x in (wrk_note(base, res), socket_errors(res)) if x),
+                        extra={"qcowscoped": base, "reference": res})
+        log(f"   /healthz without access log: {fmt_wrk(res)}")
+        # Latency under 256 connections: cached /header, p99 against the C floor's.
+        self.wrk_256 = {}
+        for name, server in (("qcowscoped", self.qlog), ("C floor", self.floor)):
+            self.wrk_256[name] = self.load(server, "/v1/images/bitmaps.qcow2/header", f"header-256-{name.replace(' ', '-')}",
+                                           connections=256)
+        q, f = self.wrk_256["qcowscoped"], self.wrk_256["C floor"]
+        self.report.add(1, "p99.header.256", "p99 latency cached /header, 256 connections", q["p99_us"] / 1e6,
+                        fmt_time(q["p99_us"] / 1e6), "C floor", f["p99_us"] / 1e6, fmt_time(f["p99_us"] / 1e6),
+                        note=f"req/s {fmt_rate(q['rps'])} vs {fmt_rate(f['rps'])}")
 
     def section2(self):
         image = os.path.join(self.main_dir, "bitmaps.qcow2")
@@ -1005,10 +1015,18 @@ http {{
         def target(name, ok, figures):
             t.append({"target": name, "pass": bool(ok) if ok is not None else None, "figures": figures})
 
-        h = self.wrk_results["header"]
-        r = h["qcowscoped"]["rps"] / h["C floor"]["rps"]
-        target("cached /header >= 0.8x C floor req/s", r >= 0.8,
-               f"{h['qcowscoped']['rps']:,.0f}/s vs {h['C floor']['rps']:,.0f}/s = {r:.2f}x")
+        # Issue 21: every ratio with the default configuration (access log on, metrics on).
+        for key, label, floor_ratio in (("header", "cached /header", 0.8), ("healthz", "/healthz", 0.9),
+                                        ("bitmaps", "cached /bitmaps", 0.6), ("table", "cached table page", 0.6),
+                                        ("listing", "listing page", 0.6)):
+            h = self.wrk_results[key]
+            r = h["qcowscoped"]["rps"] / h["C floor"]["rps"]
+            target(f"{label} >= {floor_ratio}x C floor req/s (default configuration)", r >= floor_ratio,
+                   f"{h['qcowscoped']['rps']:,.0f}/s vs {h['C floor']['rps']:,.0f}/s = {r:.2f}x")
+        q, f = self.wrk_256["qcowscoped"], self.wrk_256["C floor"]
+        r = q["p99_us"] / f["p99_us"] if f["p99_us"] else 0
+        target("p99 latency under 256 connections <= 2x the C floor's (cached /header)", r <= 2,
+               f"{fmt_time(q['p99_us'] / 1e6)} vs {fmt_time(f['p99_us'] / 1e6)} = {r:.2f}x")
         # Per answer: daemon-side latency of an already-running daemon (sequential keep-alive GETs from the
         # section 3 client: cached, and the first request after touch) vs one `qemu-img info` process
         # (hyperfine median, section 2).
@@ -1575,8 +1593,10 @@ http {{
                         scrape_s["median_s"], fmt_time(scrape_s["median_s"]), "GET /healthz, same daemon",
                         health_s["median_s"], fmt_time(health_s["median_s"]),
                         note=f"p99 {fmt_time(p99)}, max {fmt_time(max(scrape))}; {nseries} series; target < 50 ms")
+        self.targets.append({"target": "/metrics for 1,000 images answers in under 50 ms (median of sequential scrapes)",
+                             "pass": scrape_s["median_s"] < 0.050, "figures": f"median {fmt_time(scrape_s['median_s'])}"})
         self.targets.append({"target": "/metrics for 1,000 images answers in under 50 ms (p99 of sequential scrapes)",
-                             "pass": p99 < 0.050, "figures": f"median {fmt_time(scrape_s['median_s'])}, p99 {fmt_time(p99)}"})
+                             "pass": p99 < 0.050, "figures": f"p99 {fmt_time(p99)}, max {fmt_time(max(scrape))}"})
 
     def section6(self):
         n = 20 if self.quick else 100

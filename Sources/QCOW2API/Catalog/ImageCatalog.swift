@@ -473,6 +473,8 @@ public final class ImageCatalog: Sendable {
     /// Damaged images (empty, zeroed header, a raw file named `.qcow2`) are images too: they are
     /// listed with `status: "unreadable"`, so a dashboard shows the image that needs attention most.
     public func isImage(_ name: String) -> Bool {
+        // Parsed and unchanged since (inotify): an image, known without opening it again.
+        if ImageCatalog.hasImageSuffix(name), freshEntry(named: name) != nil { return true }
         guard let (fd, info) = try? openBeneath(name) else { return false }
         defer { close(fd) }
         if ImageCatalog.hasImageSuffix(name) { return true }

@@ -73,6 +73,8 @@ public final class Scrubber: Sendable {
     /// Starts the background thread (once).
     public func start() {
         _ = thread.submit { [self] in
+            // The pass itself (listing, lookups, pacing) yields the CPU as its checks do.
+            _ = unsafe css_lower_thread_priority(19)
             while !stopped.load(ordering: .relaxed) { pass() }
         }
     }
