@@ -421,6 +421,65 @@ def image_page(ui):
     check("no-such.qcow2" in ui.js("return document.querySelector('main').textContent"), "problem detail shown")
 
 
+def alloc_pixel(ui, x):
+    """The RGBA of the allocation map's canvas at canvas column x (its own pixels, not CSS ones)."""
+    return ui.js("const c = document.querySelector('.alloc-canvas'); "
+                 "return Array.from(c.getContext('2d').getImageData(arguments[0], 10, 1, 1).data);", x)
+
+
+@test
+def image_status_map_and_chain(ui):
+    """The image page leads with its status (writer, check, bits, findings), then the allocation map from
+    /map coloured by kind and layer, then the backing chain as links; the details are folded."""
+    ui.load("#/images/overlay.qcow2")
+    ui.wait(lambda: ui.h1() == "Image overlay.qcow2", message="the overlay image")
+    order = ui.js("return [...document.querySelectorAll('main section')].map(s => s.id)")
+    check(order[:5] == ["status", "allocation", "chain", "bitmaps", "findings"], f"sections: {order}")
+    check(ui.js("return ['summary', 'header', 'extensions', 'snapshots'].every(id => "
+                "document.querySelector('#' + id + ' details.fold:not([open])') !== null)"), "the details are not folded")
+    banner = ui.js("const b = document.getElementById('writer-banner'); return [b.className, b.textContent]")
+    check("status-ok" in banner[0] and "no writer" in banner[1], f"writer banner: {banner}")
+    check(ui.js("return document.getElementById('check-status') !== null"), "no check status")
+    # overlay.qcow2 (1 MiB, 1000 canvas columns of 1,048.576 bytes): base.qcow2 holds 0-64k, the overlay
+    # 32k-36k, nothing holds the rest.
+    ui.wait(lambda: ui.js("return document.querySelector('.alloc-canvas') !== null"), message="the allocation map")
+    own, backing, empty = alloc_pixel(ui, 33), alloc_pixel(ui, 10), alloc_pixel(ui, 500)
+    check(own[:3] == [47, 129, 247] and own[3] == 255, f"column 33 (the overlay's 4k at 32k) is {own}")
+    check(backing[:3] == [137, 87, 229] and backing[3] == 255, f"column 10 (base.qcow2's data) is {backing}")
+    check(alloc_pixel(ui, 60)[:3] == [137, 87, 229], "column 60 (base.qcow2's data up to 64k)")
+    check(empty[3] == 0, f"column 500 (unallocated) is {empty}")
+    legend = ui.js("return document.querySelector('.alloc-legend').textContent")
+    check("data in this image: 4 KiB" in legend and "unallocated: 960 KiB" in legend, f"legend: {legend}")
+    links = ui.js("return [...document.querySelectorAll('#chain a.chain-link')].map(a => [a.textContent, a.getAttribute('href')])")
+    check(links == [["overlay.qcow2", "#/images/overlay.qcow2"], ["base.qcow2", "#/images/base.qcow2"]], f"chain: {links}")
+    ui.shot("image-overlay")
+    ui.driver.find_element(By.CSS_SELECTOR, "#chain a.chain-link[href='#/images/base.qcow2']").click()
+    ui.wait(lambda: ui.h1() == "Image base.qcow2", message="the chain link to base.qcow2")
+
+    # A crash left a bitmap in use and nothing holds the image: the banner says so and what to do.
+    ui.go("#/images/bitmap-in-use.qcow2")
+    ui.wait(lambda: ui.h1() == "Image bitmap-in-use.qcow2", message="the in-use image")
+    banner = ui.js("const b = document.getElementById('writer-banner'); return [b.className, b.textContent]")
+    check("status-bad" in banner[0] and "bitmaps left in use" in banner[1] and "full backup" in banner[1], f"banner: {banner}")
+    ui.shot("image-in-use")
+
+    # A real writer: qemu-io holds plain.qcow2 open (QEMU's write lock); the banner follows it.
+    ui.go("#/images/plain.qcow2")
+    ui.wait(lambda: ui.h1() == "Image plain.qcow2", message="the plain image")
+    holder = subprocess.Popen(["qemu-io", "-f", "qcow2", os.path.join(ui.args.images, "plain.qcow2")],
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        ui.wait(lambda: "writer present" in ui.js("return document.getElementById('writer-banner').textContent"), 30,
+                "the writer banner while qemu-io holds the image")
+        check("status-warn" in ui.js("return document.getElementById('writer-banner').className"), "writer banner class")
+        ui.shot("image-writer")
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    ui.wait(lambda: "no writer" in ui.js("return document.getElementById('writer-banner').textContent"), 30,
+            "the banner after qemu-io exits")
+
+
 @test
 def bitmap_page_and_dirty_map(ui):
     """The bitmap page: totals, flags, fields, and the canvas map coloured where dirty, with a tooltip."""

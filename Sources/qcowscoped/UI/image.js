@@ -48,6 +48,12 @@ function section(id, title, ...body) {
   return h("section", { id, "aria-labelledby": `${id}-h` }, h("h2", { id: `${id}-h` }, title), ...body);
 }
 
+/** A section folded under its title (a <details>): the details after what matters first. */
+function folded(id, title, ...body) {
+  return h("section", { id, "aria-labelledby": `${id}-h` },
+    h("details", { class: "fold" }, h("summary", {}, h("h2", { id: `${id}-h`, class: "fold-title" }, title)), ...body));
+}
+
 function summaryFields(s) {
   return dl([
     ["Format", s.format],
@@ -179,6 +185,138 @@ function snapshotsTable(doc) {
   return parts;
 }
 
+/** One status line: a badge, what it means, and what to do about it. */
+function statusItem(id, kind, label, meaning, todo) {
+  return h("li", { class: `status-item status-${kind}`, id },
+    badge(label, kind), " ", h("span", { class: "meaning" }, meaning), todo ? h("span", { class: "todo" }, ` ${todo}`) : null);
+}
+
+/** The status panel: who holds the image, the check's verdict, the header bits, findings by severity. */
+export function statusPanel(s) {
+  const items = [];
+  const inUse = (s.bitmaps || []).filter((b) => (b.flags || []).includes("in-use")).length;
+  if (s.writer_present === true) {
+    items.push(statusItem("writer-banner", "warn", "writer present",
+      "A process holds QEMU's write lock on this image (a running VM, qemu-img commit…): it is being written now.",
+      inUse ? `Its ${inUse} in-use bitmap${inUse === 1 ? " is" : "s are"} expected while it runs; figures can change as you look.` : "Figures can change as you look."));
+  } else if (s.writer_present === false) {
+    items.push(inUse
+      ? statusItem("writer-banner", "bad", "bitmaps left in use",
+        `No process holds the image, yet ${inUse} bitmap${inUse === 1 ? " is" : "s are"} still flagged in use: a VM or qemu-img stopped without closing it.`,
+        "The next incremental backup from them fails: take a full backup and recreate them (see Checkpoints).")
+      : statusItem("writer-banner", "ok", "no writer", "No process holds QEMU's write lock: the image is at rest.", null));
+  } else {
+    items.push(statusItem("writer-banner", "info", "writer unknown", "The lock probe could not tell whether a process holds the image.", null));
+  }
+  const c = s.check || { state: "pending" };
+  const when = c.checked_at ? [" Checked ", timeNode(c.checked_at), "."] : "";
+  const checkText = {
+    clean: ["ok", "check clean", "The refcount check found no corruption and no leak.", null],
+    leaks: ["warn", "leaks", `The refcount check found ${int(c.leaks)} leaked cluster${Number(c.leaks) === 1 ? "" : "s"}: space lost, no data at risk.`,
+      "qemu-img check -r leaks reclaims it while the VM is stopped."],
+    corrupt: ["bad", "corrupt", `The refcount check found ${int(c.corruptions)} corruption${Number(c.corruptions) === 1 ? "" : "s"}.`,
+      "Stop the VM; repair a copy with qemu-img check -r all, or restore from backup."],
+    busy: ["warn", "checked while written", "A writer held the image during the check: its figures are not reliable.", "It is checked again when the writer is gone."],
+    error: ["bad", "check failed", `The check could not finish (${int(c.check_errors)} error${Number(c.check_errors) === 1 ? "" : "s"}).`, "See the check document for why."],
+    pending: ["info", "not checked yet", "The background check has not reached this version of the file yet.", null],
+  }[c.state] || ["info", String(c.state), "", null];
+  const [kind, label, meaning, todo] = checkText;
+  items.push(h("li", { class: `status-item status-${kind}`, id: "check-status" }, badge(label, kind), " ",
+    h("span", { class: "meaning" }, meaning, when), todo ? h("span", { class: "todo" }, ` ${todo}`) : null));
+  if (s.corrupt) {
+    items.push(statusItem("corrupt-bit", "bad", "corrupt bit", "QEMU found inconsistent metadata and set the corrupt bit: it refuses to write the image.",
+      "Repair a copy with qemu-img check -r all, or restore from backup."));
+  }
+  if (s.dirty) {
+    items.push(statusItem("dirty-bit", "warn", "dirty bit", "Refcounts may be stale (lazy refcounts; the image was not closed cleanly).",
+      "QEMU repairs them on its next open; qemu-img check -r all does it offline."));
+  }
+  const f = s.finding_counts || {};
+  const e = Number(f.error || 0), w = Number(f.warning || 0), i = Number(f.info || 0);
+  items.push(h("li", { class: `status-item status-${e ? "bad" : w ? "warn" : "ok"}`, id: "findings-status" },
+    badge(e ? "errors" : w ? "warnings" : "no findings", e ? "bad" : w ? "warn" : "ok"), " ",
+    h("span", { class: "meaning" }, e || w || i ? [`${int(e)} error${e === 1 ? "" : "s"}, ${int(w)} warning${w === 1 ? "" : "s"}, ${int(i)} info: `,
+      h("a", { href: "#findings-h", class: "to-findings" }, "each with its rule, structure and file offset"), "."]
+      : "The image breaks none of the format's rules.")));
+  return h("ul", { class: "status-list plain" }, items);
+}
+
+/** The backing chain: each layer a link to its own page, with its format, size and state. */
+export function chainList(doc) {
+  const layers = doc.layers || [];
+  const items = layers.map((l) => h("li", { class: "chain-layer", "data-depth": String(l.depth) },
+    h("span", { class: "depth" }, Number(l.depth) === 0 ? "this image" : `depth ${int(l.depth)}`), " ",
+    h("a", { href: `#/images/${imageSegment(l.name)}`, class: "chain-link" }, l.name), " ",
+    h("span", { class: "breakdown" }, `${l.format || "?"}, ${l.virtual_size === null || l.virtual_size === undefined ? "—" : sizeNode(l.virtual_size).textContent}`),
+    l.writer_present ? [" ", badge("writer present", "warn")] : null,
+    l.corrupt ? [" ", badge("corrupt", "bad")] : null,
+    l.finding_counts && Number(l.finding_counts.error) ? [" ", badge(`${int(l.finding_counts.error)} errors`, "bad")] : null));
+  const parts = [h("ol", { class: "chain plain" }, items)];
+  if (doc.complete === false) {
+    const why = (doc.findings || []).map((x) => x.message).join("; ");
+    parts.push(h("p", { class: "error" }, "The chain ends early", why ? `: ${why}` : "."));
+  }
+  return parts;
+}
+
+/** Colours of the allocation map, by kind (and, for data, by the layer that holds it). */
+const ALLOC_COLOURS = {
+  own: "#2f81f7",
+  backing: ["#8957e5", "#bf8700", "#1a7f37", "#cf222e"],
+  zero: "#9ba6b2",
+  compressed: "#db61a2",
+  unallocated: null,
+};
+
+/** What an extent of /map is: no layer holds it (it reads as zeros), compressed, a zero cluster, or data. */
+function allocKind(e) {
+  if (!e.present) return "unallocated";
+  if (e.compressed) return "compressed";
+  if (e.zero || !e.data) return "zero";
+  return Number(e.depth) === 0 ? "own" : "backing";
+}
+
+/** The allocation map of /map (its first page of extents): one bar over the guest disk, coloured by kind. */
+export function allocationMap(doc) {
+  const size = Number(doc.virtual_size);
+  const width = 1000;
+  const height = 28;
+  const canvas = h("canvas", {
+    class: "alloc-canvas", width: String(width), height: String(height), role: "img",
+    "data-virtual-size": String(doc.virtual_size), "data-width": String(width),
+  });
+  const totals = { own: 0, backing: 0, zero: 0, compressed: 0, unallocated: 0 };
+  const depths = new Set();
+  let covered = 0;
+  const ctx = canvas.getContext("2d");
+  for (const e of doc.extents || []) {
+    const kind = allocKind(e);
+    const start = Number(e.start), length = Number(e.length);
+    totals[kind] += length;
+    covered = Math.max(covered, start + length);
+    if (kind === "backing") depths.add(Number(e.depth));
+    const colour = kind === "backing" ? ALLOC_COLOURS.backing[(Number(e.depth) - 1) % 4] : ALLOC_COLOURS[kind];
+    if (!colour || !size) continue;
+    const x0 = Math.floor((start / size) * width);
+    const x1 = Math.max(x0 + 1, Math.ceil(((start + length) / size) * width));
+    ctx.fillStyle = colour;
+    ctx.fillRect(x0, 0, x1 - x0, height);
+  }
+  const pct = (n) => (size ? `${((n / size) * 100).toFixed(n && n / size < 0.001 ? 3 : 1)}%` : "—");
+  const label = `Allocation map of ${sizeNode(doc.virtual_size).textContent}: ${pct(totals.own)} data in this image, ${pct(totals.backing)} from backing files, ${pct(totals.zero)} zero, ${pct(totals.compressed)} compressed, ${pct(totals.unallocated)} unallocated.`;
+  canvas.setAttribute("aria-label", label);
+  const legend = h("ul", { class: "alloc-legend plain" },
+    [["own", "data in this image"], ["backing", `data from backing file${depths.size === 1 ? "" : "s"}`], ["zero", "zero"],
+      ["compressed", "compressed"], ["unallocated", "unallocated"]].map(([k, text]) => h("li", { "data-kind": k },
+      h("span", { class: `swatch swatch-${k}` }), ` ${text}: ${sizeNode(totals[k]).textContent} (${pct(totals[k])})`)));
+  const axis = h("div", { class: "alloc-axis" }, h("span", {}, "0"), h("span", {}, sizeNode(doc.virtual_size).textContent));
+  const parts = [canvas, axis, legend];
+  if (doc.next !== null && covered < size) {
+    parts.push(h("p", { class: "note" }, `The first ${int((doc.extents || []).length)} extents cover the disk up to ${sizeNode(covered).textContent}; the rest is not drawn.`));
+  }
+  return parts;
+}
+
 export async function imageView(main, params, live, app) {
   const { image } = params;
   const base = `/v1/images/${imageSegment(image)}`;
@@ -186,6 +324,9 @@ export async function imageView(main, params, live, app) {
   app.setCrumbs([h("a", { href: `#/images/${imageSegment(image)}`, "aria-current": "page" }, image)]);
 
   const summaryBox = h("div", {});
+  const statusBox = h("div", {});
+  const mapBox = h("div", {});
+  const chainBox = h("div", {});
   const statusLine = h("p", { class: "lead" });
   const bitmapsBox = h("div", {});
   const findingsBox = h("div", {});
@@ -201,6 +342,7 @@ export async function imageView(main, params, live, app) {
   // in parallel; a section whose document fails shows the problem in its place.
   await live.watch(base, (s, first) => {
     replace(summaryBox, summaryFields(s));
+    replace(statusBox, statusPanel(s));
     const c = s.finding_counts;
     const worst = Number(c.error) ? badge("errors", "bad") : Number(c.warning) ? badge("warnings", "warn") : badge("ok", "ok");
     replace(statusLine, worst, ` ${sizeNode(s.virtual_size).textContent} qcow2 v${s.compat === "0.10" ? 2 : 3} image, `,
@@ -223,6 +365,8 @@ export async function imageView(main, params, live, app) {
       replace(bitmapsBox, bitmapsTable(image, all),
         all.bitmaps.length < Number(doc.total) ? h("p", { class: "note" }, `Showing ${int(all.bitmaps.length)} of ${int(doc.total)} bitmaps.`) : null);
     }],
+    [`${base}/map?limit=10000`, mapBox, (doc) => replace(mapBox, allocationMap(doc))],
+    [`${base}/chain`, chainBox, (doc) => replace(chainBox, chainList(doc))],
     [`${base}/findings`, findingsBox, (doc) => replace(findingsBox, findingsTable(doc.findings, "Findings"))],
     [`${base}/header`, headerBox, (doc) => replace(headerBox, headerFields(doc))],
     [`${base}/extensions`, extBox, (doc) => replace(extBox, extensionsTable(doc))],
@@ -234,11 +378,15 @@ export async function imageView(main, params, live, app) {
   main.replaceChildren(
     h("h1", {}, h("span", { class: "kind" }, "Image "), image),
     statusLine,
-    section("summary", "Summary", summaryBox),
+    section("status", "Status", statusBox),
+    section("allocation", "Allocation", mapBox),
+    section("chain", "Backing chain", chainBox),
     section("bitmaps", "Bitmaps", bitmapsBox),
     section("findings", "Findings", findingsBox),
-    section("header", "Header fields", headerBox),
-    section("extensions", "Header extensions", extBox),
-    section("snapshots", "Snapshots", snapBox),
+    // The details, folded: open one to read it.
+    folded("summary", "Summary", summaryBox),
+    folded("header", "Header fields", headerBox),
+    folded("extensions", "Header extensions", extBox),
+    folded("snapshots", "Snapshots", snapBox),
   );
 }
