@@ -275,10 +275,14 @@ def image_list(ui):
     ui.load("#/")
     ui.wait(lambda: len(ui.rows()) == len(DEMO), message=f"{len(DEMO)} rows")
     check(ui.rows() == DEMO, f"rows: {ui.rows()}")
-    row = ui.js("return [...document.querySelector('tr[data-name=\"bitmaps.qcow2\"]').cells].map(c => c.textContent)")
-    check(row == ["bitmaps.qcow2", "4 MiB", "2", "ok", "0"], f"bitmaps.qcow2 row: {row}")
-    row = ui.js("return [...document.querySelector('tr[data-name=\"bitmap-in-use.qcow2\"]').cells].map(c => c.textContent)")
-    check(row == ["bitmap-in-use.qcow2", "1 MiB", "1", "ok", "1 (1 info)"], f"bitmap-in-use.qcow2 row: {row}")
+    def cells(name):
+        return ui.js("const r = document.querySelector(`tr[data-name=\"${arguments[0]}\"]`); "
+                     "return ['th', 'td.col-virtual_size', 'td.col-bitmaps', 'td.in-use', 'td.writer', 'td.status', 'td.findings']"
+                     ".map(s => r.querySelector(s).textContent)", name)
+    row = cells("bitmaps.qcow2")
+    check(row == ["bitmaps.qcow2", "4 MiB", "2", "0", "none", "ok", "0"], f"bitmaps.qcow2 row: {row}")
+    row = cells("bitmap-in-use.qcow2")
+    check(row == ["bitmap-in-use.qcow2", "1 MiB", "1", "1 stale", "none", "ok", "1 (1 info)"], f"bitmap-in-use.qcow2 row: {row}")
     row = ui.js("return [...document.querySelector('tr[data-name=\"paging.qcow2\"]').cells].map(c => c.textContent)")
     check(row[1] == "64 MiB", f"paging.qcow2 row: {row}")
     check(ui.js("return document.querySelector('tr[data-name=\"bitmaps.qcow2\"] td').title") == "4,194,304 bytes", "exact size title")
@@ -321,6 +325,35 @@ def sort_and_filter(ui):
     ui.wait(lambda: "No image matches" in ui.js("return document.getElementById('image-table').textContent"), message="empty state")
     f.send_keys(Keys.CONTROL, "a")
     f.send_keys(Keys.BACKSPACE)
+
+
+@test
+def list_columns(ui):
+    """The listing shows bitmaps in use (stale when no writer holds the image), the writer, the check state
+    and the modification time as "ago" with the full time on hover; each column sorts and the filter knows them."""
+    ui.load("#/")
+    ui.wait(lambda: len(ui.rows()) == len(DEMO), message="rows")
+    cells = ui.js("""const r = document.querySelector('tr[data-name="bitmap-in-use.qcow2"]');
+        return [r.querySelector('td.in-use').textContent, r.querySelector('td.writer').textContent,
+                r.querySelector('td.check').textContent, r.querySelector('td.mtime time').textContent,
+                r.querySelector('td.mtime time').getAttribute('title')]""")
+    check(cells[0] == "1 stale" and cells[1] == "none", f"in use / writer: {cells}")
+    check(re.search(r"(pending|clean|leaks|corrupt|busy)", cells[2]), f"check: {cells[2]}")
+    check(re.fullmatch(r"(just now|\d+ s ago|\d+ min ago|\d+ h ago|\d+ days ago)", cells[3]) and cells[4].endswith("Z"), f"mtime: {cells[3:]}")
+    ui.driver.find_element(By.CSS_SELECTOR, 'button[data-sort="in_use"]').click()
+    ui.driver.find_element(By.CSS_SELECTOR, 'button[data-sort="in_use"]').click()
+    check(ui.rows()[0] == "bitmap-in-use.qcow2", f"descending by bitmaps in use: {ui.rows()}")
+    for key in ("writer", "check", "mtime"):
+        ui.driver.find_element(By.CSS_SELECTOR, f'button[data-sort="{key}"]').click()
+        check(len(ui.rows()) == len(DEMO), f"sorting by {key} keeps every row")
+    ui.driver.find_element(By.CSS_SELECTOR, 'button[data-sort="name"]').click()
+    f = ui.driver.find_element(By.ID, "image-filter")
+    f.send_keys("stale")
+    ui.wait(lambda: ui.rows() == ["bitmap-in-use.qcow2"], message=f"the stale filter, got {ui.rows()}")
+    f.send_keys(Keys.CONTROL, "a")
+    f.send_keys(Keys.BACKSPACE)
+    ui.wait(lambda: len(ui.rows()) == len(DEMO), message="all rows after clearing the filter")
+    ui.shot("list")
 
 
 @test
@@ -871,7 +904,7 @@ def malformed_images(ui):
         ui.wait(lambda: len(ui.rows()) > 10, message="the malformed list")
         images = ui.js("return [...document.querySelectorAll('#image-table a.image-link')].map(a => [a.textContent, a.getAttribute('href')])")
         check(any(n == "huge.qcow2" for n, _ in images), f"images: {images}")
-        statuses = ui.js("return Object.fromEntries([...document.querySelectorAll('#image-table tbody tr[data-name]')].map(r => [r.dataset.name, r.cells[3].textContent]))")
+        statuses = ui.js("return Object.fromEntries([...document.querySelectorAll('#image-table tbody tr[data-name]')].map(r => [r.dataset.name, r.querySelector('td.status').textContent]))")
         check(statuses.get("short.qcow2") == "unreadable", f"short.qcow2 status {statuses.get('short.qcow2')}")
         pages = 0
         ui.js("localStorage.setItem('qcowscope.pollSeconds', '1')")

@@ -446,7 +446,7 @@ public struct Documents: Sendable {
         if pending == nil && slow {
             return .obj([
                 "name": .string(name), "size_bytes": .null, "mtime": .null, "virtual_size": .null, "bitmaps": .null,
-                "status": .string("pending"), "finding_counts": .null, "check": ImageViews.checkState(check),
+                "bitmaps_in_use": .null, "writer_present": .null, "status": .string("pending"), "finding_counts": .null, "check": ImageViews.checkState(check),
                 "error": .obj([
                     "kind": .string("pending"), "code": .string("pending"), "structure": .string("file"), "field": .null,
                     "value": .null, "offset": .null,
@@ -462,7 +462,7 @@ public struct Documents: Sendable {
         }
         return .obj([
             "name": .string(name), "size_bytes": .null, "mtime": .null, "virtual_size": .null, "bitmaps": .null,
-            "status": .string("stalled"), "finding_counts": .null, "check": ImageViews.checkState(check),
+            "bitmaps_in_use": .null, "writer_present": .null, "status": .string("stalled"), "finding_counts": .null, "check": ImageViews.checkState(check),
             "error": .obj([
                 "kind": .string("stalled"), "code": .string("stalled"), "structure": .string("file"), "field": .null,
                 "value": .null, "offset": pending?.offset.map { .num($0) } ?? .null, "message": .string(message),
@@ -473,7 +473,8 @@ public struct Documents: Sendable {
     /// One listed image: its sizes and status, or why it cannot be read.
     public func listItem(_ name: String) -> JSONValue {
         do {
-            let e = try catalog.image(named: name)
+            // The lock probe is one fcntl on the descriptor the lookup opens anyway.
+            let (e, locks) = try catalog.lookup(named: name, probeLocks: true)
             let job = catalog.checks.job(of: e, named: name)
             let f = job?.findings(merging: e.findingIndex) ?? e.findingIndex
             let outcome = job?.outcome
@@ -481,6 +482,8 @@ public struct Documents: Sendable {
             return .obj([
                 "name": .string(name), "size_bytes": .num(e.file.size), "mtime": .string(e.file.mtimeRFC3339),
                 "virtual_size": .num(e.image.header.size), "bitmaps": .num(e.image.bitmaps.count),
+                "bitmaps_in_use": .num(e.image.bitmaps.filter(\.inUse).count),
+                "writer_present": locks?.writerPresent.map { .bool($0) } ?? .null,
                 "status": .string(status), "finding_counts": ImageViews.findingCounts(f),
                 "check": ImageViews.checkState(outcome), "error": .null,
             ])
@@ -495,7 +498,7 @@ public struct Documents: Sendable {
             return .obj([
                 "name": .string(name), "size_bytes": info.map { .num($0.size) } ?? .null,
                 "mtime": info.map { .string($0.mtimeRFC3339) } ?? .null, "virtual_size": .null, "bitmaps": .null,
-                "status": .string("unreadable"), "finding_counts": .null,
+                "bitmaps_in_use": .null, "writer_present": .null, "status": .string("unreadable"), "finding_counts": .null,
                 "check": ImageViews.checkState(catalog.checks.lastOutcome(named: name)), "error": err,
             ])
         }

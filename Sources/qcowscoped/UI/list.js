@@ -1,15 +1,50 @@
 // The image list (#/ and #/?limit=N&cursor=NAME): GET /v1/images, one page at a time, following
 // the `next` cursor; sortable by column and filterable by text within the page.
 
-import { badge, h, imageSegment, int, replace, size } from "./util.js";
+import { agoNode, badge, h, imageSegment, int, replace, size } from "./util.js";
 
 const COLUMNS = [
   { key: "name", label: "Name", value: (i) => i.name },
   { key: "virtual_size", label: "Virtual size", value: (i) => i.virtual_size, numeric: true },
   { key: "bitmaps", label: "Bitmaps", value: (i) => i.bitmaps, numeric: true },
+  { key: "in_use", label: "In use", value: (i) => i.bitmaps_in_use ?? null, numeric: true },
+  { key: "writer", label: "Writer", value: (i) => (i.writer_present === null || i.writer_present === undefined ? null : i.writer_present ? 1 : 0) },
   { key: "status", label: "Status", value: (i) => i.status },
+  { key: "check", label: "Check", value: (i) => (i.check ? i.check.state : null) },
   { key: "findings", label: "Findings", value: (i) => findingTotal(i), numeric: true },
+  { key: "mtime", label: "Modified", value: (i) => i.mtime },
 ];
+
+/** The words the filter matches besides the name: status, check state, writer, bitmaps left in use. */
+function filterWords(i) {
+  const w = [i.status];
+  if (i.check) w.push(`check ${i.check.state}`, i.check.state);
+  if (i.writer_present === true) w.push("writer", "in use by a writer");
+  if (i.writer_present === false) w.push("no writer");
+  if (Number(i.bitmaps_in_use) > 0) w.push("in use", i.writer_present === false ? "stale" : "");
+  return w.join(" ");
+}
+
+function writerCell(i) {
+  if (i.writer_present === true) return badge("writer", "warn");
+  if (i.writer_present === false) return h("span", { class: "breakdown" }, "none");
+  return "—";
+}
+
+function inUseCell(i) {
+  if (i.bitmaps_in_use === null || i.bitmaps_in_use === undefined) return "—";
+  const n = Number(i.bitmaps_in_use);
+  if (!n) return "0";
+  // In use with no writer: left by a crash (the next incremental backup from them fails).
+  return i.writer_present === false ? badge(`${n} stale`, "bad") : int(n);
+}
+
+function checkCell(i) {
+  const c = i.check;
+  if (!c) return "—";
+  const kind = { clean: "ok", leaks: "warn", busy: "warn", corrupt: "bad", error: "bad" }[c.state] || "info";
+  return [badge(c.state, kind), c.checked_at ? [" ", h("span", { class: "breakdown" }, agoNode(c.checked_at))] : null];
+}
 
 const PAGE_SIZES = [10, 100, 1000];
 
@@ -81,7 +116,7 @@ export async function listView(main, query, live, app) {
   let items = [];
   let next = null;
   const filterInput = h("input", {
-    id: "image-filter", type: "search", placeholder: "name or status", autocomplete: "off", "aria-controls": "image-table",
+    id: "image-filter", type: "search", placeholder: "name, status, check, writer, stale", autocomplete: "off", "aria-controls": "image-table",
   });
   filterInput.value = state.filter;
   const count = h("p", { class: "count", id: "image-count" });
@@ -99,7 +134,7 @@ export async function listView(main, query, live, app) {
   function render() {
     const needle = state.filter.trim().toLowerCase();
     const shown = items.filter(
-      (i) => !needle || i.name.toLowerCase().includes(needle) || i.status.includes(needle) || (i.error && String(i.error.message || "").toLowerCase().includes(needle)),
+      (i) => !needle || i.name.toLowerCase().includes(needle) || filterWords(i).includes(needle) || (i.error && String(i.error.message || "").toLowerCase().includes(needle)),
     );
     const col = COLUMNS.find((c) => c.key === state.sort) || COLUMNS[0];
     shown.sort((a, b) => {
@@ -127,7 +162,7 @@ export async function listView(main, query, live, app) {
           }
           render();
         });
-        return h("th", { scope: "col", "aria-sort": dir, class: c.numeric ? "num" : null }, button);
+        return h("th", { scope: "col", "aria-sort": dir, class: `col-${c.key}${c.numeric ? " num" : ""}` }, button);
       }),
     );
     const rows = shown.map((i) =>
@@ -135,10 +170,14 @@ export async function listView(main, query, live, app) {
         "tr",
         { "data-name": i.name },
         h("th", { scope: "row" }, h("a", { href: `#/images/${imageSegment(i.name)}`, class: "image-link" }, i.name)),
-        h("td", { class: "num", title: i.virtual_size === null ? null : `${int(i.virtual_size)} bytes` }, i.virtual_size === null ? "—" : size(i.virtual_size)),
-        h("td", { class: "num" }, i.bitmaps === null ? "—" : int(i.bitmaps)),
-        h("td", {}, statusBadge(i)),
-        h("td", { class: "num findings" }, findingsCell(i)),
+        h("td", { class: "num col-virtual_size", title: i.virtual_size === null ? null : `${int(i.virtual_size)} bytes` }, i.virtual_size === null ? "—" : size(i.virtual_size)),
+        h("td", { class: "num col-bitmaps" }, i.bitmaps === null ? "—" : int(i.bitmaps)),
+        h("td", { class: "num in-use col-in_use" }, inUseCell(i)),
+        h("td", { class: "writer col-writer" }, writerCell(i)),
+        h("td", { class: "status col-status" }, statusBadge(i)),
+        h("td", { class: "check col-check" }, checkCell(i)),
+        h("td", { class: "num findings col-findings" }, findingsCell(i)),
+        h("td", { class: "mtime col-mtime" }, agoNode(i.mtime)),
       ),
     );
     replace(

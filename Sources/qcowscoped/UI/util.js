@@ -150,6 +150,26 @@ export function timeNode(iso) {
   return h("time", { datetime: iso, title: iso, class: "nowrap" }, text);
 }
 
+/** How long ago an RFC 3339 time was, in words ("3 min ago"), from `now` (milliseconds). */
+export function agoText(iso, now = Date.now()) {
+  const t = Date.parse(iso);
+  if (!Number.isFinite(t)) return "—";
+  const s = Math.round((now - t) / 1000);
+  if (s < 0) return "in the future";
+  if (s < 60) return s < 5 ? "just now" : `${s} s ago`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ago`;
+  const hours = Math.floor(m / 60);
+  if (hours < 48) return `${hours} h ago`;
+  return `${Math.floor(hours / 24)} days ago`;
+}
+
+/** A <time> reading "3 min ago", the full time on hover and in its datetime attribute. */
+export function agoNode(iso) {
+  if (typeof iso !== "string") return "—";
+  return h("time", { datetime: iso, title: iso, class: "nowrap ago" }, agoText(iso));
+}
+
 export function yesNo(b) {
   return b ? "yes" : "no";
 }
