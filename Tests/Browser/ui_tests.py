@@ -612,7 +612,23 @@ def untrustworthy_bitmap(ui):
     state = ui.js("return document.getElementById('totals').textContent")
     check("in use" in state and "untrustworthy" in state, f"badges: {state}")
     check(ui.js("return document.querySelector('.dirtymap').classList.contains('untrusted')"), "map not marked")
+    # As a checkpoint: not ready, with the K rule that says why.
+    ui.wait(lambda: ui.js("return document.getElementById('checkpoint-verdict') !== null"), message="the checkpoint verdict")
+    verdict = ui.js("return document.getElementById('checkpoint').textContent")
+    check("not ready" in verdict and "full backup" in verdict and re.search(r"K\d+", verdict), f"checkpoint: {verdict}")
     ui.shot("bitmap-in-use")
+
+
+@test
+def checkpoint_ready(ui):
+    """A consistent bitmap's page says an incremental backup since it is ready and what it reads."""
+    ui.load("#/images/bitmaps.qcow2/bitmaps/b-enabled")
+    ui.wait(lambda: ui.js("return document.getElementById('checkpoint-verdict') !== null"), message="the checkpoint verdict")
+    verdict = ui.js("return document.getElementById('checkpoint').textContent")
+    doc = json.loads(http_get(ui.base + "/v1/images/bitmaps.qcow2/checkpoints/b-enabled")[2])
+    check(doc["incremental_ready"] is True and "ready" in verdict and "not ready" not in verdict, f"checkpoint: {verdict}")
+    check(f"{doc['backup_bytes']:,} bytes of data" in verdict and "192 KiB" in verdict, f"sizes: {verdict} vs {doc['backup_bytes']}")
+    ui.shot("bitmap-checkpoint")
 
 
 @test

@@ -4,7 +4,7 @@
 import { createDirtyMap } from "./dirtymap.js";
 import { findingsTable, trustBadges } from "./image.js";
 import { HTTPError } from "./api.js";
-import { badge, dl, h, hex, imageSegment, int, offset, percent, problemText, replace, size, sizeNode, table, yesNo } from "./util.js";
+import { badge, bitmapSegment, dl, h, hex, imageSegment, int, offset, percent, problemText, replace, size, sizeNode, table, yesNo } from "./util.js";
 
 /** Extents pages walked for the map (10000 runs each). */
 export const EXTENT_PAGES = 20;
@@ -76,6 +76,35 @@ function tableRows(doc) {
   });
 }
 
+/** The checkpoint verdict of this bitmap's name across the chain: ready or not, why, and what a backup reads. */
+export function checkpointView(c) {
+  const ready = c.incremental_ready === true;
+  const parts = [
+    h("p", { class: `notice ${ready ? "notice-ok" : "notice-bad"}`, id: "checkpoint-verdict" },
+      badge(ready ? "ready" : "not ready", ready ? "ok" : "bad"), " ",
+      ready
+        ? "An incremental backup since this checkpoint can be taken from these bitmaps."
+        : "An incremental backup since this checkpoint would miss writes: take a full backup instead."),
+  ];
+  if ((c.reasons || []).length) {
+    parts.push(h("ul", { class: "reasons", id: "checkpoint-reasons" },
+      c.reasons.map((r) => h("li", {}, r.code ? [h("code", { class: "rule" }, r.code), " "] : null, r.message || String(r)))));
+  }
+  if (c.sizes_known) {
+    parts.push(dl([
+      ["Backup reads", [sizeNode(c.backup_bytes), ` (${int(c.backup_bytes)} bytes of data)`]],
+      ["Dirty", [sizeNode(c.dirty_bytes), ` in ${int(c.dirty_runs)} run${Number(c.dirty_runs) === 1 ? "" : "s"}`]],
+      ["Zero (no data to copy)", sizeNode(c.zero_bytes)],
+      ["Bitmaps merged", (c.merged || []).join(", ") || "—"],
+      ["Layers", (c.layers || []).map((l) => `${l.image}${l.present ? "" : " (no such bitmap)"}`).join(" → ")],
+    ]));
+  } else if (c.sizes_reason) {
+    parts.push(h("p", { class: "note" }, `Sizes not known: ${c.sizes_reason}`));
+  }
+  if (c.stale_reason) parts.push(h("p", { class: "note" }, c.stale_reason));
+  return parts;
+}
+
 export async function bitmapView(main, params, live, app) {
   const { image, bitmapSegment: seg } = params;
   const imageHref = `#/images/${imageSegment(image)}`;
@@ -90,6 +119,7 @@ export async function bitmapView(main, params, live, app) {
   const map = createDirtyMap("map");
   const mapStatus = h("p", { class: "note", id: "map-status" });
   const runsBox = h("div", {});
+  const checkpointBox = h("div", {});
   const tableBox = h("div", {});
   const tableInfo = h("p", { class: "count", id: "table-info" });
   const tablePager = h("div", { class: "pager" });
@@ -207,6 +237,21 @@ export async function bitmapView(main, params, live, app) {
     },
   );
   await refreshMap();
+  // The readiness of this name as a checkpoint (by name: a bitmap reached by @index:N is asked by its name).
+  const nameWatch = async (b) => {
+    if (typeof b.name !== "string") return;
+    const path = `/v1/images/${imageSegment(image)}/checkpoints/${b.name_hex ? bitmapSegment(b.name_hex) : encodeURIComponent(b.name)}`;
+    try {
+      await live.watch(path, (c) => replace(checkpointBox, checkpointView(c)), (err) => replace(checkpointBox, h("p", { class: "error" }, problemText(err))));
+    } catch (err) {
+      replace(checkpointBox, h("p", { class: "error" }, problemText(err)));
+    }
+  };
+  try {
+    await nameWatch(await app.get(base));
+  } catch (err) {
+    replace(checkpointBox, h("p", { class: "error" }, problemText(err)));
+  }
   try {
     tableWatch = await live.watch(tablePath(), (doc) => {
       replace(tableBox, table("Bitmap table", ["Index", "Type", "Data offset", "Guest range", "Raw"], tableRows(doc), { captionHidden: true }));
@@ -230,6 +275,7 @@ export async function bitmapView(main, params, live, app) {
       mapStatus,
       runsBox,
     ),
+    section("checkpoint", "Incremental backup", checkpointBox),
     section("findings", "Findings", findingsBox),
     section("directory", "Directory entry", fieldsBox),
     section("table", "Bitmap table", tableInfo, tablePager, tableBox),
