@@ -42,11 +42,19 @@ public struct FileInfo: Sendable, Hashable {
                 x >>= 8
             }
         }
-        for v in [device, inode, size, UInt64(bitPattern: mtimeSec), UInt64(bitPattern: mtimeNsec),
-            UInt64(bitPattern: ctimeSec), UInt64(bitPattern: ctimeNsec)] { mix(v) }
+        // No array and no radix conversion: this runs on every request a cached body answers.
+        mix(device)
+        mix(inode)
+        mix(size)
+        mix(UInt64(bitPattern: mtimeSec))
+        mix(UInt64(bitPattern: mtimeNsec))
+        mix(UInt64(bitPattern: ctimeSec))
+        mix(UInt64(bitPattern: ctimeNsec))
         if dependencies != 0 { mix(dependencies) }
         for b in view.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        let s = String(h, radix: 16)
-        return "\"" + String(repeating: "0", count: 16 - s.count) + s + "\""
+        let digits: [UInt8] = Array("0123456789abcdef".utf8)
+        var out = [UInt8](repeating: 0x22, count: 18)
+        for i in 0..<16 { out[16 - i] = digits[Int((h >> (UInt64(i) * 4)) & 0xf)] }
+        return String(decoding: out, as: UTF8.self)
     }
 }
