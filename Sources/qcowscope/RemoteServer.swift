@@ -13,6 +13,10 @@ import QCOW2API
 final class RemoteServer {
     /// Largest body read (a page of 10,000 extents is about 1 MB).
     static let maximumBody = 64 << 20
+    /// Most bytes all the answers of one command may bring (pages joined by `--all`): a server that
+    /// keeps sending `next` pages cannot make the CLI hold more.
+    static let maximumTotal = 1 << 30
+    private var received = 0
 
     /// The server as the user gave it, for error lines.
     let name: String
@@ -139,6 +143,10 @@ final class RemoteServer {
         }
         let b = body.pointee
         let h = head.pointee
+        received += b.length
+        guard received <= Self.maximumTotal else {
+            throw CLIFailure(message: "\(name): the answers add up to more than \(Self.maximumTotal) bytes; ask for fewer pages (--limit)")
+        }
         let bytes = b.data.map { Array(UnsafeBufferPointer(start: UnsafeRawPointer($0).assumingMemoryBound(to: UInt8.self), count: b.length)) } ?? []
         let headText = h.data.map {
             String(decoding: UnsafeBufferPointer(start: UnsafeRawPointer($0).assumingMemoryBound(to: UInt8.self), count: h.length), as: UTF8.self)
