@@ -604,6 +604,58 @@ def bitmap_table_paging_and_large_map(ui):
 
 
 @test
+def dirty_map_zoom(ui):
+    """The dirty map zooms: + on the focused map shows the selected cell's range (in the address, so it can be
+    shared), asks the extents of that range only, and relabels the guest-offset axis; - zooms out, a drag
+    selects cells, "Whole disk" goes back."""
+    base = "#/images/paging.qcow2/bitmaps/fine"
+    ui.load(base)
+    ui.wait(lambda: ui.js("return !!document.querySelector('.map-canvas[data-cells]')"), message="the map")
+    axis = lambda: ui.js("return [...document.querySelectorAll('#map-axis span')].map(s => s.textContent)")
+    check(axis() == ["0x0 (0 bytes)", "0x2000000 (32 MiB)", "0x4000000 (64 MiB)"], f"axis of the whole disk: {axis()}")
+    g = ui.map_geometry()
+    check(g["cells"] == 1024 and g["cellBytes"] == "65536", f"geometry: {g}")
+    ui.network_statuses("extents")  # forget the requests so far
+    canvas = ui.driver.find_element(By.CSS_SELECTOR, ".map-canvas")
+    canvas.click()
+    ui.js("document.querySelector('.map-canvas').focus()")
+    for _ in range(5):
+        canvas.send_keys(Keys.ARROW_RIGHT)
+    ui.wait(lambda: ui.js("return document.querySelector('.map-canvas').dataset.selected") == "5", message="cell 5 selected")
+    canvas.send_keys("+")
+    ui.wait(lambda: ui.driver.current_url.endswith(base + "?start=327680&length=65536"), message=f"the zoomed address, at {ui.driver.current_url}")
+    ui.wait(lambda: ui.js("return document.querySelector('.map-canvas[data-from]')?.dataset.from") == "327680", message="the zoomed map")
+    check(axis() == ["0x50000 (320 KiB)", "0x58000 (352 KiB)", "0x60000 (384 KiB)"], f"axis zoomed: {axis()}")
+    g = ui.map_geometry()
+    check(g["cells"] == 128 and g["cellBytes"] == "512", f"zoomed geometry: {g}")
+    asked = [u for _, u in ui.network_statuses("/extents")]
+    check(any("start=327680&length=65536" in u for u in asked), f"the range's extents were not asked: {asked}")
+    check(not any("/extents?limit=10000" in u and "start=" not in u for u in asked), f"the whole disk was asked again: {asked}")
+    ui.shot("bitmap-zoomed")
+    # Zoom out: eight times wider around the centre.
+    ui.js("document.querySelector('.map-canvas').focus()")
+    ui.driver.find_element(By.CSS_SELECTOR, ".map-canvas").send_keys("-")
+    ui.wait(lambda: "length=524288" in ui.driver.current_url, message=f"zoomed out, at {ui.driver.current_url}")
+    # A drag over cells 0..3 of the whole disk shows those four cells.
+    ui.go(base)
+    ui.wait(lambda: ui.js("return document.querySelector('.map-canvas[data-cells]')?.dataset.length") == "67108864", message="the whole disk again")
+    g = ui.map_geometry()
+    left, top = ui.js("const r = document.querySelector('.map-canvas').getBoundingClientRect(); return [r.left, r.top]")
+    a = ui.cell_center(0, g)
+    b = ui.cell_center(3, g)
+    actions = ActionBuilder(ui.driver)
+    actions.pointer_action.move_to_location(int(left + a[0]), int(top + a[1]))
+    actions.pointer_action.pointer_down()
+    actions.pointer_action.move_to_location(int(left + b[0]), int(top + b[1]))
+    actions.pointer_action.pointer_up()
+    actions.perform()
+    ui.wait(lambda: ui.driver.current_url.endswith(base + "?start=0&length=262144"), message=f"the dragged range, at {ui.driver.current_url}")
+    ui.wait(lambda: ui.js("return !!document.getElementById('zoom-reset')"), message="the whole-disk link")
+    ui.driver.find_element(By.ID, "zoom-reset").click()
+    ui.wait(lambda: ui.driver.current_url.endswith(base), message="back to the whole disk")
+
+
+@test
 def untrustworthy_bitmap(ui):
     """An in-use bitmap is visibly marked untrustworthy on its page."""
     ui.load("#/images/bitmap-in-use.qcow2/bitmaps/b-inuse")
@@ -628,6 +680,7 @@ def checkpoint_ready(ui):
     doc = json.loads(http_get(ui.base + "/v1/images/bitmaps.qcow2/checkpoints/b-enabled")[2])
     check(doc["incremental_ready"] is True and "ready" in verdict and "not ready" not in verdict, f"checkpoint: {verdict}")
     check(f"{doc['backup_bytes']:,} bytes of data" in verdict and "192 KiB" in verdict, f"sizes: {verdict} vs {doc['backup_bytes']}")
+    check("notice-ok" in ui.js("return document.getElementById('checkpoint-verdict').className"), "a ready verdict is not drawn as good news")
     ui.shot("bitmap-checkpoint")
 
 

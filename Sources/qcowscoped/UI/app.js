@@ -131,7 +131,9 @@ function parseRoute(hash) {
     if (parts.length === 2) return { view: imageView, params: { image } };
     if (parts.length === 4 && parts[2] === "bitmaps" && parts[3]) {
       // Canonical percent-encoding of the name bytes, whatever the address held.
-      return { view: bitmapView, params: { image, bitmapSegment: encodeBytes(decodeSegment(parts[3])) } };
+      // ?start=&length= is the dirty map's zoomed range (guest bytes), kept in the address so it can be shared.
+      const query = new URLSearchParams(q || "");
+      return { view: bitmapView, params: { image, bitmapSegment: encodeBytes(decodeSegment(parts[3])), start: query.get("start"), length: query.get("length") } };
     }
   }
   return { view: notFound("No page has this address."), params: null };

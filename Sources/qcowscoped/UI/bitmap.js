@@ -116,7 +116,17 @@ export async function bitmapView(main, params, live, app) {
   const totalsBox = h("div", {});
   const fieldsBox = h("div", {});
   const findingsBox = h("div", {});
-  const map = createDirtyMap("map");
+  // The zoomed guest range (?start=&length= in the address), or the whole disk.
+  const digits = (v) => (typeof v === "string" && /^[0-9]{1,20}$/.test(v) ? BigInt(v) : null);
+  const view = { start: digits(params.start), length: digits(params.length) };
+  const zoomed = view.start !== null && view.length !== null && view.length > 0n;
+  const bitmapHref = `#/images/${imageSegment(image)}/bitmaps/${seg}`;
+  const map = createDirtyMap("map", (start, length) => {
+    location.hash = `${bitmapHref}?start=${start}&length=${length}`;
+  });
+  const zoomBar = h("div", { class: "zoom-bar" },
+    h("span", { class: "hint" }, "Zoom: drag across cells, the wheel, or + and − on the focused map; 0 shows the whole disk. "),
+    zoomed ? h("a", { href: bitmapHref, id: "zoom-reset", "data-key": "zoom-reset" }, "Whole disk") : null);
   const mapStatus = h("p", { class: "note", id: "map-status" });
   const runsBox = h("div", {});
   const checkpointBox = h("div", {});
@@ -130,18 +140,22 @@ export async function bitmapView(main, params, live, app) {
   async function loadExtents() {
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        let doc = await app.get(`${base}/extents?limit=${EXTENT_LIMIT}`);
+        // Only the visible range is asked for: a zoomed view of a 16 TiB disk reads its own extents.
+        const range = zoomed ? `&start=${view.start}&length=${view.length}` : "";
+        let doc = await app.get(`${base}/extents?limit=${EXTENT_LIMIT}${range}`);
         const extents = [...doc.extents];
+        const from = BigInt(doc.start);
         const length = BigInt(doc.length);
+        const disk = zoomed ? BigInt((await app.get(`${base}/extents?limit=1`)).length) : length;
         let pages = 1;
         while (doc.next !== null && pages < EXTENT_PAGES) {
-          doc = await app.get(`${base}/extents?limit=${EXTENT_LIMIT}&cursor=${encodeURIComponent(doc.next)}`);
+          doc = await app.get(`${base}/extents?limit=${EXTENT_LIMIT}${range}&cursor=${encodeURIComponent(doc.next)}`);
           extents.push(...doc.extents);
           pages++;
         }
         const last = extents[extents.length - 1];
-        const covered = doc.next === null ? length : last ? BigInt(last.start) + BigInt(last.length) : 0n;
-        return { length, granularity: doc.granularity, extents, covered, complete: doc.next === null, pages, trusted: doc.consistent };
+        const covered = doc.next === null ? from + length : last ? BigInt(last.start) + BigInt(last.length) : from;
+        return { length, from, diskLength: disk, granularity: doc.granularity, extents, covered, complete: doc.next === null, pages, trusted: doc.consistent };
       } catch (err) {
         if (!(err instanceof HTTPError && err.status === 410) || attempt === 2) throw err;
       }
@@ -271,6 +285,7 @@ export async function bitmapView(main, params, live, app) {
       "map",
       "Dirty map",
       h("p", { class: "hint" }, "Built from ", h("code", {}, "GET …/extents"), ", the same runs a backup tool reads."),
+      zoomBar,
       map.element,
       mapStatus,
       runsBox,

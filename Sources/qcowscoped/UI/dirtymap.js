@@ -15,9 +15,10 @@ export const MAX_CELLS = 1024;
  * dirty bytes of `extents` in each; `covered` is where the loaded extents end (cells past it
  * are unknown).
  */
-export function computeCells(length, granularity, extents, covered) {
+export function computeCells(length, granularity, extents, covered, from = 0n) {
   const L = BigInt(length);
-  if (L === 0n) return { cells: [], cellBytes: 0n };
+  if (L === 0n) return { cells: [], cellBytes: 0n, from: BigInt(from) };
+  const F = BigInt(from);
   const g = granularity ? BigInt(granularity) : 1n;
   const granules = (L + g - 1n) / g;
   const max = BigInt(MAX_CELLS);
@@ -27,15 +28,15 @@ export function computeCells(length, granularity, extents, covered) {
   const cov = BigInt(covered);
   const cells = new Array(n);
   for (let i = 0; i < n; i++) {
-    const start = BigInt(i) * cellBytes;
-    const end = start + cellBytes < L ? start + cellBytes : L;
+    const start = F + BigInt(i) * cellBytes;
+    const end = start + cellBytes < F + L ? start + cellBytes : F + L;
     cells[i] = { start, end, dirty: 0n, known: end <= cov ? end - start : cov > start ? cov - start : 0n };
   }
   for (const e of extents) {
     if (!e.dirty) continue;
     const s = BigInt(e.start);
     const t = s + BigInt(e.length);
-    let i = Number(s / cellBytes);
+    let i = s > F ? Number((s - F) / cellBytes) : 0;
     for (; i < n && cells[i].start < t; i++) {
       const c = cells[i];
       const a = s > c.start ? s : c.start;
@@ -43,7 +44,7 @@ export function computeCells(length, granularity, extents, covered) {
       if (b > a) c.dirty += b - a;
     }
   }
-  return { cells, cellBytes };
+  return { cells, cellBytes, from: F };
 }
 
 function parseColor(text, fallback) {
@@ -72,8 +73,14 @@ export function cellText(c, index, count) {
   return [range, `${int(c.dirty)} of ${int(len)} bytes dirty (${percent(frac)})${partial}`];
 }
 
-/** Creates the map; call update(data) with {length, granularity, extents, covered, trusted}. */
-export function createDirtyMap(id) {
+/**
+ * Creates the map; call update(data) with {length, granularity, extents, covered, trusted, from, diskLength}.
+ *
+ * `onZoom(start, length)` is called to show another guest range: + (or Enter) and the wheel zoom into the
+ * selected or hovered cell, - zooms out eight times, 0 shows the whole disk, and a drag selects the
+ * cells from where it started to where it ended.
+ */
+export function createDirtyMap(id, onZoom = null) {
   const canvas = h("canvas", {
     id: `${id}-canvas`, class: "map-canvas", tabindex: "0", role: "img",
     "aria-label": "Dirty map", "aria-describedby": `${id}-help ${id}-readout`,
@@ -90,9 +97,35 @@ export function createDirtyMap(id) {
     h("li", {}, h("span", { class: "swatch swatch-dirty", "aria-hidden": "true" }), "all dirty"),
     h("li", {}, h("span", { class: "swatch swatch-unknown", "aria-hidden": "true" }), "not loaded"),
   );
-  const element = h("div", { class: "dirtymap" }, wrap, legend, help, readout);
+  const axis = h("div", { class: "map-axis", id: `${id}-axis` });
+  const element = h("div", { class: "dirtymap" }, wrap, axis, legend, help, readout);
 
-  let model = { cells: [], cellBytes: 0n, trusted: true };
+  let model = { cells: [], cellBytes: 0n, trusted: true, from: 0n, length: 0n, disk: 0n };
+  let dragFrom = -1;
+
+  /** Asks for [start, start + length) clipped to the disk, in whole cells of at least one granule. */
+  function zoomTo(start, length) {
+    if (!onZoom || model.disk === 0n) return;
+    let s = start < 0n ? 0n : start;
+    let l = length < 1n ? 1n : length;
+    if (s >= model.disk) s = model.disk - 1n;
+    if (s + l > model.disk) l = model.disk - s;
+    if (s === model.from && l === model.length) return;
+    onZoom(s, l);
+  }
+
+  function zoomInto(i) {
+    if (i < 0 || i >= model.cells.length) return;
+    const c = model.cells[i];
+    zoomTo(c.start, c.end - c.start);
+  }
+
+  function zoomOut() {
+    const wider = model.length * 8n;
+    const centre = model.from + model.length / 2n;
+    const s = centre > wider / 2n ? centre - wider / 2n : 0n;
+    zoomTo(wider >= model.disk ? 0n : s, wider >= model.disk ? model.disk : wider);
+  }
   let geometry = { cols: 1, rows: 0, px: 0 };
   let selected = -1;
   let hover = -1;
@@ -212,9 +245,41 @@ export function createDirtyMap(id) {
   canvas.addEventListener("blur", () => {
     tip.hidden = true;
   });
+  canvas.addEventListener("mousedown", (ev) => {
+    dragFrom = cellAt(ev);
+  });
+  canvas.addEventListener("mouseup", (ev) => {
+    const to = cellAt(ev);
+    const from = dragFrom;
+    dragFrom = -1;
+    if (from < 0 || to < 0 || from === to) return;
+    const a = Math.min(from, to), b = Math.max(from, to);
+    zoomTo(model.cells[a].start, model.cells[b].end - model.cells[a].start);
+  });
+  canvas.addEventListener("wheel", (ev) => {
+    if (!onZoom) return;
+    ev.preventDefault();
+    if (ev.deltaY < 0) zoomInto(cellAt(ev) >= 0 ? cellAt(ev) : selected);
+    else if (ev.deltaY > 0) zoomOut();
+  }, { passive: false });
   canvas.addEventListener("keydown", (ev) => {
     const n = model.cells.length;
     if (!n) return;
+    if (ev.key === "+" || ev.key === "=" || ev.key === "Enter") {
+      ev.preventDefault();
+      zoomInto(selected < 0 ? 0 : selected);
+      return;
+    }
+    if (ev.key === "-") {
+      ev.preventDefault();
+      zoomOut();
+      return;
+    }
+    if (ev.key === "0") {
+      ev.preventDefault();
+      zoomTo(0n, model.disk);
+      return;
+    }
     const { cols } = geometry;
     const moves = {
       ArrowRight: 1, ArrowLeft: -1, ArrowDown: cols, ArrowUp: -cols, PageDown: cols * 4, PageUp: -cols * 4,
@@ -243,12 +308,21 @@ export function createDirtyMap(id) {
   }).observe(wrap);
 
   function update(data) {
-    const { cells, cellBytes } = computeCells(data.length, data.granularity, data.extents, data.covered);
-    model = { cells, cellBytes, trusted: data.trusted };
+    const from = BigInt(data.from ?? 0n);
+    const { cells, cellBytes } = computeCells(data.length, data.granularity, data.extents, data.covered, from);
+    model = { cells, cellBytes, trusted: data.trusted, from, length: BigInt(data.length), disk: BigInt(data.diskLength ?? data.length) };
+    // Guest offsets under the map: its first byte, its middle, its end.
+    const end = from + BigInt(data.length);
+    const mid = from + BigInt(data.length) / 2n;
+    axis.replaceChildren(...[from, mid, end].map((v, k) => h("span", { class: `axis-${["start", "mid", "end"][k]}`, title: `${int(v)}` }, `${hex(v)} (${size(v)})`)));
+    canvas.dataset.from = String(from);
+    canvas.dataset.length = String(data.length);
     if (selected >= cells.length) selected = cells.length - 1;
     const dirtyCells = cells.filter((c) => c.dirty > 0n).length;
     help.replaceChildren(
-      `${int(cells.length)} cells of ${size(cellBytes)} each (${int(cellBytes)} bytes) cover the ${size(data.length)} guest disk in address order, left to right, top to bottom; `,
+      model.length === model.disk
+        ? `${int(cells.length)} cells of ${size(cellBytes)} each (${int(cellBytes)} bytes) cover the ${size(data.length)} guest disk in address order, left to right, top to bottom; `
+        : `${int(cells.length)} cells of ${size(cellBytes)} each (${int(cellBytes)} bytes) cover guest bytes ${hex(from)}–${hex(end - 1n)} (${size(data.length)} of the ${size(model.disk)} disk); `,
       `${int(dirtyCells)} ${dirtyCells === 1 ? "cell holds" : "cells hold"} dirty bytes.`,
       data.trusted ? "" : " This bitmap is not trustworthy: the map shows what the file holds, not what changed.",
     );
