@@ -55,21 +55,7 @@ struct ImagesCommand: ParsableCommand {
         if remote.server != nil {
             let server = try remote.connect(timeout: ioTimeout)
             Watchdog.arm(seconds: ioTimeout, file: "/v1/images", server: server.name)
-            fetch = { p in
-                let target = RemoteImage.target(.images, image: "", p)
-                let reply: RemoteServer.Reply
-                do throws(CLIFailure) { reply = try server.get(target) } catch {
-                    Terminal.error(error.message)
-                    throw ExitCode(1)
-                }
-                guard reply.status == 200 else { throw RemoteImage.failure(reply, server: server, file: server.name, target: target) }
-                do throws(JSONParser.Failure) {
-                    return Document(try JSONParser.parse(reply.body), next: reply.field("link").flatMap(RemoteImage.nextParameters))
-                } catch {
-                    Terminal.error("\(server.name): the answer to \(target) is not a document: \(error)")
-                    throw ExitCode(1)
-                }
-            }
+            fetch = { p in try RemoteImage.fetch(RemoteImage.target(.images, image: "", p), from: server, naming: server.name) }
         } else {
             let dir = directory ?? "."
             Watchdog.arm(seconds: ioTimeout, file: dir)

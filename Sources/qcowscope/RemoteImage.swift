@@ -19,7 +19,12 @@ struct RemoteImage: ImageDocumentSource {
     var file: String { "\(server.name): \(image)" }
 
     func document(_ route: RouteID, bitmap: String?, index: UInt64?, _ parameters: Parameters) throws -> Document {
-        let target = Self.target(route, image: image, bitmap: bitmap, index: index, parameters)
+        try Self.fetch(Self.target(route, image: image, bitmap: bitmap, index: index, parameters), from: server, naming: file)
+    }
+
+    /// GETs `target` and reads the answer back into a document; a refusal or a transport failure is one
+    /// stderr line naming `file` (the server, and the image when there is one) and an exit code.
+    static func fetch(_ target: String, from server: RemoteServer, naming file: String) throws -> Document {
         while true {
             let reply: RemoteServer.Reply
             do throws(CLIFailure) {
