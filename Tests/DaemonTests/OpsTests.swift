@@ -475,7 +475,7 @@ final class OpsTests {
     }
 
     @Test func seriesKeptBetweenScrapesFollowTheImages() throws {
-        // The gauges live from one scrape to the next: a removed image, a changed status and a bitmap
+        // Series follow the images from one scrape to the next: a removed image, a changed status and a bitmap
         // gone must leave no series behind, and a new image gets its own.
         let directory = try imagesDirectory()
         let daemon = try OpsDaemon(["--images", directory, "--listen", "127.0.0.1:0", "--scrub", "off"])
