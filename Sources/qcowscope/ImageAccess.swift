@@ -94,29 +94,42 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case text
 }
 
-/// The arguments every view shares.
-struct ViewOptions: ParsableArguments {
-    @Argument(help: "The qcow2 image file (with --server: the image's name on the server).")
-    var file: String
-
+/// How a command prints and how long it may wait: `--format`, `--io-timeout`, and the `--server` options.
+///
+/// Shared by the views (``ViewOptions``) and `images`.
+struct OutputOptions: ParsableArguments {
     @Option(help: "Output format: json or text (default: json when stdout is not a terminal, text on a terminal).")
     var format: OutputFormat?
 
     @Option(
         name: .customLong("io-timeout"),
-        help: "Seconds the command may wait for the storage before it gives up with exit 1 (default 30).")
+        help: "Seconds the command may wait for the storage (with --server: the server) before it gives up with exit 1 (default 30).")
     var ioTimeout: Double = Watchdog.defaultSeconds
 
     @OptionGroup var remote: ServerOptions
 
+    /// Prints `doc`: pretty JSON, or `text(doc)`, as `--format` says (default: JSON unless stdout is a terminal).
+    func print(_ doc: JSONValue, text: (JSONValue) -> String) {
+        let useJSON = (format ?? (Terminal.stdoutIsTerminal ? .text : .json)) == .json
+        Terminal.print(useJSON ? JSONWriter(style: .pretty(indent: 2)).string(doc) + "\n" : text(doc))
+    }
+}
+
+/// The arguments every view shares.
+struct ViewOptions: ParsableArguments {
+    @Argument(help: "The qcow2 image file (with --server: the image's name on the server).")
+    var file: String
+
+    @OptionGroup var output: OutputOptions
+
     /// Opens the image (or, with `--server`, names it on the server); a failure is one stderr line and exit 1.
     func open() throws -> any ImageDocumentSource {
-        if remote.server != nil {
-            let server = try remote.connect(timeout: ioTimeout)
-            Watchdog.arm(seconds: ioTimeout, file: file, server: server.name)
+        if output.remote.server != nil {
+            let server = try output.remote.connect(timeout: output.ioTimeout)
+            Watchdog.arm(seconds: output.ioTimeout, file: file, server: server.name)
             return RemoteImage(server: server, image: file)
         }
-        Watchdog.arm(seconds: ioTimeout, file: file)
+        Watchdog.arm(seconds: output.ioTimeout, file: file)
         do {
             return try ImageAccess(file: file)
         } catch {
@@ -131,8 +144,7 @@ struct ViewOptions: ParsableArguments {
         -> JSONValue
     {
         let doc = try body(try open())
-        let useJSON = (format ?? (Terminal.stdoutIsTerminal ? .text : .json)) == .json
-        Terminal.print(useJSON ? JSONWriter(style: .pretty(indent: 2)).string(doc) + "\n" : text(doc))
+        output.print(doc, text: text)
         return doc
     }
 }

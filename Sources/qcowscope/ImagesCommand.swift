@@ -23,24 +23,15 @@ struct ImagesCommand: ParsableCommand {
     @Argument(help: "The images directory (default: the current one; not with --server).")
     var directory: String?
 
-    @Option(help: "Output format: json or text (default: json when stdout is not a terminal, text on a terminal).")
-    var format: OutputFormat?
-
-    @Option(
-        name: .customLong("io-timeout"),
-        help: "Seconds the command may wait for the storage (or the server) before it gives up with exit 1 (default 30).")
-    var ioTimeout: Double = Watchdog.defaultSeconds
-
-    @OptionGroup var remote: ServerOptions
+    @OptionGroup var output: OutputOptions
 
     func validate() throws {
-        if remote.server != nil && directory != nil { throw ValidationError("Give a DIRECTORY or --server, not both.") }
+        if output.remote.server != nil && directory != nil { throw ValidationError("Give a DIRECTORY or --server, not both.") }
     }
 
     func run() throws {
         let doc = try listing()
-        let useJSON = (format ?? (Terminal.stdoutIsTerminal ? .text : .json)) == .json
-        Terminal.print(useJSON ? JSONWriter(style: .pretty(indent: 2)).string(doc) + "\n" : Self.text(doc))
+        output.print(doc, text: Self.text)
         guard case .array(let items)? = doc["images"] else { return }
         if items.contains(where: { $0["status"] == .string("unreadable") || $0["status"] == .string("errors") }) {
             throw ExitCode(1)
@@ -52,13 +43,13 @@ struct ImagesCommand: ParsableCommand {
         let page = PageLimits(default: 1000, maximum: 1000)
         let limit = String(RouteTable.route(.images).paging?.maximum ?? page.maximum)
         var fetch: (Parameters) throws -> Document
-        if remote.server != nil {
-            let server = try remote.connect(timeout: ioTimeout)
-            Watchdog.arm(seconds: ioTimeout, file: "/v1/images", server: server.name)
+        if output.remote.server != nil {
+            let server = try output.remote.connect(timeout: output.ioTimeout)
+            Watchdog.arm(seconds: output.ioTimeout, file: "/v1/images", server: server.name)
             fetch = { p in try RemoteImage.fetch(RemoteImage.target(.images, image: "", p), from: server, naming: server.name) }
         } else {
             let dir = directory ?? "."
-            Watchdog.arm(seconds: ioTimeout, file: dir)
+            Watchdog.arm(seconds: output.ioTimeout, file: dir)
             let documents: Documents
             do {
                 documents = Documents(catalog: try ImageCatalog(path: dir, cacheCapacity: 64, watchChanges: false))

@@ -228,9 +228,11 @@ export async function bitmapView(main, params, live, app) {
   }
 
   // The entry: a 404 here is the page's answer; after that, a 404 means the bitmap went away.
+  let entry = null;
   await live.watch(
     base,
     async (b, first) => {
+      entry = b;
       gone.replaceChildren();
       app.setTitle(`${b.name} — ${image}`);
       app.setCrumbs([h("a", { href: imageHref }, image), h("a", { href: location.hash, "aria-current": "page" }, b.name)]);
@@ -261,11 +263,8 @@ export async function bitmapView(main, params, live, app) {
       replace(checkpointBox, h("p", { class: "error" }, problemText(err)));
     }
   };
-  try {
-    await nameWatch(await app.get(base));
-  } catch (err) {
-    replace(checkpointBox, h("p", { class: "error" }, problemText(err)));
-  }
+  // The entry the watch above already loaded: no second GET of it.
+  if (entry) await nameWatch(entry);
   try {
     tableWatch = await live.watch(tablePath(), (doc) => {
       replace(tableBox, table("Bitmap table", ["Index", "Type", "Data offset", "Guest range", "Raw"], tableRows(doc), { captionHidden: true }));
