@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <sys/un.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 #include <microhttpd.h>
 #include <gnutls/gnutls.h>
@@ -20,10 +21,20 @@
 
 /// Starts a daemon with its options in an array (MHD_start_daemon is variadic and not imported).
 static inline struct MHD_Daemon *cmhd_start_daemon(unsigned int flags, uint16_t port,
+                                                   MHD_AcceptPolicyCallback accept, void *accept_cls,
                                                    MHD_AccessHandlerCallback handler, void *handler_cls,
                                                    const struct MHD_OptionItem *options) {
-    return MHD_start_daemon(flags, port, NULL, NULL, handler, handler_cls,
+    return MHD_start_daemon(flags, port, accept, accept_cls, handler, handler_cls,
                             MHD_OPTION_ARRAY, options, MHD_OPTION_END);
+}
+/// A non-blocking, close-on-exec eventfd (an event loop's stop signal), -1 with errno on failure.
+static inline int cmhd_eventfd(void) {
+    return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+/// The epoll descriptor of a daemon started with MHD_USE_EPOLL and no internal thread, -1 when none.
+static inline int cmhd_epoll_fd(struct MHD_Daemon *daemon) {
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    return info == NULL ? -1 : info->epoll_fd;
 }
 
 /// An option item carrying an integer value (MHD_OptionItem has no Swift-friendly initializer).
@@ -59,6 +70,10 @@ static inline struct MHD_OptionItem cmhd_option_notify_completed(MHD_RequestComp
     CMHD_OPTION_CALLBACK(MHD_OPTION_NOTIFY_COMPLETED, fn, cls)
 }
 
+/// MHD_OPTION_NOTIFY_CONNECTION with its callback and closure.
+static inline struct MHD_OptionItem cmhd_option_notify_connection(MHD_NotifyConnectionCallback fn, void *cls) {
+    CMHD_OPTION_CALLBACK(MHD_OPTION_NOTIFY_CONNECTION, fn, cls)
+}
 /// The signature MHD_OPTION_URI_LOG_CALLBACK expects (the header documents it but has no typedef).
 typedef void *(*cmhd_uri_log_callback)(void *cls, const char *uri, struct MHD_Connection *connection);
 

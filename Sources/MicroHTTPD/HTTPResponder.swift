@@ -51,7 +51,11 @@ public final class HTTPResponder: Sendable {
             unsafe MHD_resume_connection(c.handle)
             return (true, true)
         }
-        if resumed { waiting.remove(self) }
+        if resumed {
+            waiting.remove(self)
+            // libmicrohttpd does not wake an external event loop for a resumed connection.
+            waiting.wakeLoops()
+        }
         return won
     }
 
@@ -98,6 +102,18 @@ final class SuspendedRequests: Sendable {
     }
 
     private let state = Mutex(State())
+    /// The event loops serving these connections, woken when one is resumed.
+    private let loops = Mutex<[EventLoop]>([])
+
+    /// Sets the event loops to wake when a connection is resumed (once their daemons started).
+    func setLoops(_ all: [EventLoop]) {
+        loops.withLock { $0 = all }
+    }
+
+    /// Wakes every event loop of the daemon, so the one holding a resumed connection serves it now.
+    func wakeLoops() {
+        for loop in loops.withLock({ $0 }) { loop.wake() }
+    }
 
     /// Runs `suspend` and records `responder` when it suspended, unless the server is stopping.
     ///

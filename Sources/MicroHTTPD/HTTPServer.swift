@@ -5,9 +5,10 @@ import Synchronization
 
 /// An HTTP/1.1 server on libmicrohttpd that calls one synchronous handler for every request.
 ///
-/// `init` binds every address first, then listens on all of them, then starts one MHD daemon per
-/// socket (`MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL` with a thread pool, plus `MHD_USE_TLS` when
-/// ``HTTPServerConfiguration/tls`` is set). A bind failure is thrown before any socket listens; on any
+/// `init` binds every address first, then listens on all of them, then starts the daemons of each
+/// socket: one MHD daemon (`MHD_USE_EPOLL`, plus `MHD_USE_TLS` when ``HTTPServerConfiguration/tls`` is
+/// set) per thread of ``HTTPServerConfiguration/threadPoolSize``, each run by its own ``EventLoop``
+/// rather than by libmicrohttpd's internal threads (whose epoll loop can hang, see there). A bind failure is thrown before any socket listens; on any
 /// failure what was already opened or started is closed and stopped again. The handler runs on MHD's
 /// threads, several at once; it must not block waiting for a Swift `Task`.
 ///
@@ -25,12 +26,20 @@ import Synchronization
     /// The addresses actually bound, in configuration order (listen addresses, then descriptors); real ports, never 0.
     public let boundAddresses: [ListenAddress]
 
-    /// One running MHD daemon: its handle, its duplicate of the socket, its retained context and its TLS strings.
-    @safe private struct Daemon: @unchecked Sendable {
-        let handle: OpaquePointer
-        /// The daemon's own duplicate of the listening socket; closed after the daemon is stopped.
+    /// One MHD daemon and its event loop, with its own duplicate of the listening socket (closed after
+    /// the daemon is stopped).
+    @safe private struct Worker: @unchecked Sendable {
+        let loop: EventLoop
         let fd: Int32
-        /// Retained once for MHD; released after `MHD_stop_daemon` returned.
+        var handle: OpaquePointer { loop.handle }
+    }
+
+    /// The daemons serving one socket (one per thread), their retained context and their TLS strings.
+    @safe private struct Daemon: @unchecked Sendable {
+        let workers: [Worker]
+        /// Open connections over the workers.
+        var connections: Int { workers.reduce(0) { unsafe $0 + Int(cmhd_current_connections($1.handle)) } }
+        /// Retained once for MHD; released after every worker's `MHD_stop_daemon` returned.
         let context: Unmanaged<ServerContext>
         /// The PEM strings MHD was given; kept until the daemon is stopped.
         let tls: TLSMemory?
@@ -93,10 +102,12 @@ import Synchronization
     ///
     /// The same as ``init(configuration:errorLog:overloaded:handler:)``, but `respond` gets each request's
     /// ``HTTPResponder`` and may keep it: the connection is suspended until it answers, holding no thread.
+    /// `hot`, when given, is tried first for every `GET` and `HEAD` (see ``HotPath``).
     public init(
         configuration: HTTPServerConfiguration,
         errorLog: @escaping @Sendable (String) -> Void = { _ in },
         overloaded: @escaping HTTPHandler = HTTPServer.plainOverloaded,
+        hot: HotPath? = nil,
         respond handler: @escaping DeferredHTTPHandler
     ) throws(HTTPServerError) {
         try configuration.validate()
@@ -130,7 +141,8 @@ import Synchronization
         let context = ServerContext(
             handler: handler, overloaded: overloaded, scheme: configuration.tls == nil ? "http" : "https",
             errorLog: errorLog, uploadDiscardLimit: configuration.uploadDiscardLimit,
-            overloadThreshold: configuration.overloadThreshold, asksClientCertificate: configuration.tls?.clientCAPEM != nil)
+            overloadThreshold: configuration.overloadThreshold, asksClientCertificate: configuration.tls?.clientCAPEM != nil,
+            perAddressLimit: configuration.perIPConnectionLimit, hotPath: hot)
         let rootPointer = unsafe Unmanaged.passRetained(context).toOpaque()
         let logTarget = UnsafeMutablePointer<cmhd_log_target>.allocate(capacity: 1)
         unsafe logTarget.initialize(to: cmhd_log_target(sink: mhdLogMessage, context: rootPointer))
@@ -197,8 +209,8 @@ import Synchronization
     public var openConnections: Int {
         state.withLock { state in
             if state.stopped { return 0 }
-            let current = state.daemons.reduce(0) { unsafe $0 + Int(cmhd_current_connections($1.handle)) }
-            return state.retiring.reduce(current) { unsafe $0 + Int(cmhd_current_connections($1.daemon.handle)) }
+            let current = state.daemons.reduce(0) { $0 + $1.connections }
+            return state.retiring.reduce(current) { $0 + $1.daemon.connections }
         }
     }
 
@@ -216,7 +228,7 @@ import Synchronization
             state.quiesced = true
             for daemon in state.daemons {
                 unsafe daemon.context.takeUnretainedValue().startDraining()
-                _ = unsafe MHD_quiesce_daemon(daemon.handle)
+                for worker in daemon.workers { _ = unsafe MHD_quiesce_daemon(worker.handle) }
             }
             // MHD no longer polls the sockets; on Linux shutting them down stops the kernel from
             // completing new handshakes, so clients are refused at once instead of hanging in the
@@ -268,7 +280,7 @@ import Synchronization
             for old in state.daemons {
                 unsafe old.context.takeUnretainedValue().startDraining()
                 // The socket stays open and listening: the new daemon accepts on it from now on.
-                _ = unsafe MHD_quiesce_daemon(old.handle)
+                for worker in old.workers { _ = unsafe MHD_quiesce_daemon(worker.handle) }
                 state.retiring.append(Retiring(daemon: old, deadline: deadline))
             }
             state.daemons = started
@@ -291,7 +303,7 @@ import Synchronization
             var due: [Daemon] = []
             var keep: [Retiring] = []
             for entry in state.retiring {
-                if unsafe now >= entry.deadline || cmhd_current_connections(entry.daemon.handle) == 0 {
+                if now >= entry.deadline || entry.daemon.connections == 0 {
                     due.append(entry.daemon)
                 } else {
                     keep.append(entry)
@@ -368,7 +380,7 @@ import Synchronization
     /// The daemon is quiesced first (a no-op if it already was), so libmicrohttpd hands the descriptor
     /// back instead of closing it: the one place it is closed is here.
     private static func stopDaemon(_ daemon: Daemon) {
-        _ = unsafe MHD_quiesce_daemon(daemon.handle)
+        for worker in daemon.workers { _ = unsafe MHD_quiesce_daemon(worker.handle) }
         // libmicrohttpd must not be stopped with suspended connections: answer (and resume) them first.
         let answered = unsafe daemon.context.takeUnretainedValue().suspended.closeAll(
             answering: HTTPResponse(status: .serviceUnavailable, headerFields: [.retryAfter: "1", .connection: "close"]))
@@ -377,30 +389,65 @@ import Synchronization
             var pause = timespec(tv_sec: 0, tv_nsec: 100_000_000)
             _ = unsafe nanosleep(&pause, nil)
         }
-        unsafe MHD_stop_daemon(daemon.handle)
-        ListenSocket.close(daemon.fd)
+        for worker in daemon.workers { stopWorker(worker) }
         unsafe daemon.context.release()
     }
 
-    /// Starts one MHD daemon on a duplicate of a listening socket, with its own context (a sibling of `root`).
+    /// Ends a worker's loop, then stops its daemon on this thread and closes its socket duplicate.
+    private static func stopWorker(_ worker: Worker) {
+        worker.loop.stop()
+        unsafe MHD_stop_daemon(worker.handle)
+        ListenSocket.close(worker.fd)
+    }
+
+    /// Starts the daemons of one socket, one per thread, each on its own duplicate of the socket and
+    /// with its own event loop; they share one context (a sibling of `root`).
     ///
-    /// When the start fails libmicrohttpd has closed (or owns) the duplicate; it is never touched again.
+    /// The connection limit is shared out among them as libmicrohttpd's thread pool does. When any start
+    /// fails, the ones started are stopped and nil is returned.
     private static func startDaemon(
         socket: Int32, configuration: HTTPServerConfiguration, tls: TLSMemory?, root: ServerContext,
         logTarget: UnsafeMutablePointer<cmhd_log_target>
     ) -> Daemon? {
+        let context = Unmanaged.passRetained(root.sibling())
+        let threads = max(1, configuration.threadPoolSize)
+        var workers: [Worker] = []
+        for index in 0..<threads {
+            // Limits of at least one connection each, the remainder to the first workers.
+            let share = max(1, configuration.connectionLimit / threads + (index < configuration.connectionLimit % threads ? 1 : 0))
+            guard
+                let worker = unsafe startWorker(
+                    socket: socket, connectionLimit: share, configuration: configuration, tls: tls, context: context,
+                    root: root, logTarget: logTarget)
+            else {
+                for worker in workers { stopWorker(worker) }
+                unsafe context.release()
+                return nil
+            }
+            workers.append(worker)
+        }
+        unsafe context.takeUnretainedValue().suspended.setLoops(workers.map(\.loop))
+        return unsafe Daemon(workers: workers, context: context, tls: tls)
+    }
+
+    /// Starts one MHD daemon in external-loop mode on a duplicate of a listening socket, and its ``EventLoop``.
+    ///
+    /// When the start fails libmicrohttpd has closed (or owns) the duplicate; it is never touched again.
+    private static func startWorker(
+        socket: Int32, connectionLimit: Int, configuration: HTTPServerConfiguration, tls: TLSMemory?,
+        context: Unmanaged<ServerContext>, root: ServerContext, logTarget: UnsafeMutablePointer<cmhd_log_target>
+    ) -> Worker? {
         let fd = fcntl(socket, F_DUPFD_CLOEXEC, 3)
         guard fd >= 0 else {
             root.errorLog("cannot duplicate listening socket \(socket): \(unsafe String(cString: strerror(errno)))")
             return nil
         }
-        let context = Unmanaged.passRetained(root.sibling())
         let contextPointer = unsafe context.toOpaque()
         // The logger must come first, or MHD warns that earlier options may log elsewhere.
         var options: [MHD_OptionItem] = unsafe [
             cmhd_option_logger(logTarget),
             cmhd_option_int(.LISTEN_SOCKET, Int(fd)),
-            cmhd_option_int(.CONNECTION_LIMIT, configuration.connectionLimit),
+            cmhd_option_int(.CONNECTION_LIMIT, connectionLimit),
             cmhd_option_int(.CONNECTION_TIMEOUT, configuration.connectionTimeoutSeconds),
             cmhd_option_int(.CONNECTION_MEMORY_LIMIT, configuration.connectionMemoryLimit),
             unsafe cmhd_option_uri_log(mhdRequestStarted, contextPointer),
@@ -408,14 +455,9 @@ import Synchronization
             cmhd_option_identity_unescape(),
         ]
         if configuration.perIPConnectionLimit > 0 {
-            unsafe options.append(cmhd_option_int(.PER_IP_CONNECTION_LIMIT, configuration.perIPConnectionLimit))
+            unsafe options.append(cmhd_option_notify_connection(mhdConnectionNotified, contextPointer))
         }
-        if configuration.threadPoolSize > 1 {
-            unsafe options.append(cmhd_option_int(.THREAD_POOL_SIZE, configuration.threadPoolSize))
-        }
-        var flags =
-            MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_EPOLL.rawValue | MHD_USE_ITC.rawValue
-            | MHD_USE_ERROR_LOG.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue
+        var flags = MHD_USE_EPOLL.rawValue | MHD_USE_ITC.rawValue | MHD_USE_ERROR_LOG.rawValue | MHD_ALLOW_SUSPEND_RESUME.rawValue
         if let tls {
             flags |= MHD_USE_TLS.rawValue
             unsafe options.append(cmhd_option_pointer(.HTTPS_MEM_KEY, tls.key))
@@ -424,14 +466,20 @@ import Synchronization
             if let trust = unsafe tls.trust { unsafe options.append(cmhd_option_pointer(.HTTPS_MEM_TRUST, trust)) }
         }
         unsafe options.append(cmhd_option_end())
+        let accept: MHD_AcceptPolicyCallback? = configuration.perIPConnectionLimit > 0 ? mhdAcceptPolicy : nil
         let handle = unsafe options.withUnsafeBufferPointer { items in
-            unsafe cmhd_start_daemon(UInt32(flags), 0, mhdAccessHandler, contextPointer, items.baseAddress)
+            unsafe cmhd_start_daemon(
+                UInt32(flags), 0, accept, contextPointer, mhdAccessHandler, contextPointer, items.baseAddress)
         }
-        guard let handle = unsafe handle else {
-            unsafe context.release()
+        guard let handle = unsafe handle else { return nil }
+        guard let loop = unsafe EventLoop(handle: handle) else {
+            root.errorLog("cannot start an event loop thread: \(unsafe String(cString: strerror(errno)))")
+            _ = unsafe MHD_quiesce_daemon(handle)
+            unsafe MHD_stop_daemon(handle)
+            ListenSocket.close(fd)
             return nil
         }
-        return unsafe Daemon(handle: handle, fd: fd, context: context, tls: tls)
+        return Worker(loop: loop, fd: fd)
     }
 }
 

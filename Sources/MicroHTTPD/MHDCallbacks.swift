@@ -18,6 +18,34 @@ func mhdRequestStarted(
     return unsafe Unmanaged.passRetained(RequestState(rawTarget: target)).toOpaque()
 }
 
+/// The accept policy of every daemon: refuses a client address that has its per-address limit of
+/// connections open (``AddressLimit``); admits everything when no limit is set.
+func mhdAcceptPolicy(
+    _ cls: UnsafeMutableRawPointer?, _ address: UnsafePointer<sockaddr>?, _ length: socklen_t
+) -> MHD_Result {
+    guard let cls = unsafe cls else { return .YES }
+    let context = unsafe Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue()
+    guard let limit = context.addressLimit else { return .YES }
+    let key = unsafe ClientAddress(address, length: Int(length))
+    if limit.admits(key) { return .YES }
+    let who = unsafe address.flatMap { unsafe SocketAddress.decode($0) }?.host ?? "a client"
+    context.errorLog("refused a connection from \(who): it has \(limit.limit) open already (the per-IP connection limit)")
+    return .NO
+}
+
+/// MHD_OPTION_NOTIFY_CONNECTION: counts a connection per client address as it opens and closes.
+func mhdConnectionNotified(
+    _ cls: UnsafeMutableRawPointer?, _ connection: OpaquePointer?,
+    _ socketContext: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ code: MHD_ConnectionNotificationCode
+) {
+    guard let cls = unsafe cls, let connection = unsafe connection else { return }
+    let context = unsafe Unmanaged<ServerContext>.fromOpaque(cls).takeUnretainedValue()
+    guard let limit = context.addressLimit else { return }
+    let key = unsafe ClientAddress(cmhd_client_address(connection), length: MemoryLayout<sockaddr_in6>.size)
+    // MHD_CONNECTION_NOTIFY_STARTED is 0, MHD_CONNECTION_NOTIFY_CLOSED 1.
+    limit.count(key, code.rawValue == 0 ? 1 : -1)
+}
+
 /// MHD_OPTION_NOTIFY_COMPLETED: ends a request (answered, failed or its connection closed).
 func mhdRequestCompleted(
     _ cls: UnsafeMutableRawPointer?, _ connection: OpaquePointer?,
@@ -69,10 +97,19 @@ func mhdAccessHandler(
             return state.discardedBytes <= context.uploadDiscardLimit ? .YES : .NO
         }
     }
+    // A GET or HEAD the application answers from a prepared response: queued as it is, no head built.
+    if let hot = context.hotPath, let isHead = unsafe plainMethod(method), !context.isDraining, !context.isOverloaded {
+        let request = HotRequest(target: state.rawTarget, isHead: isHead, connection: connection)
+        if let prepared = hot(request) {
+            let queued = unsafe MHD_queue_response(connection, UInt32(prepared.status), prepared.handle)
+            if queued != .YES { context.errorLog("libmicrohttpd refused to queue a \(prepared.status) response") }
+            return queued
+        }
+    }
     // Build the request head once, call the handler (or the overload answer) and queue its response.
     let methodText = unsafe method.map { unsafe String(cString: $0) } ?? ""
     var client = unsafe ClientInfo(
-        remoteAddress: remoteAddress(connection), version: version.map { unsafe String(cString: $0) } ?? "")
+        remoteAddress: mhdRemoteAddress(connection), version: version.map { unsafe String(cString: $0) } ?? "")
     // No IP address: a Unix-domain connection, whose peer the kernel names (SO_PEERCRED).
     if client.remoteAddress.isEmpty {
         let uid = unsafe cmhd_client_peer_uid(connection)
@@ -104,6 +141,14 @@ func mhdAccessHandler(
     return unsafe queue(answer, on: connection, context: context)
 }
 
+/// Whether `method` is `HEAD` (true) or `GET` (false); nil for any other method.
+private func plainMethod(_ method: UnsafePointer<CChar>?) -> Bool? {
+    guard let m = unsafe method else { return nil }
+    if unsafe m[0] == 0x47, unsafe m[1] == 0x45, unsafe m[2] == 0x54, unsafe m[3] == 0 { return false }
+    if unsafe m[0] == 0x48, unsafe m[1] == 0x45, unsafe m[2] == 0x41, unsafe m[3] == 0x44, unsafe m[4] == 0 { return true }
+    return nil
+}
+
 /// Whether the request declares no body, or a `Content-Length` body of at most `limit` bytes.
 private func bodyFitsDiscardLimit(_ connection: OpaquePointer, limit: Int) -> Bool {
     if unsafe MHD_lookup_connection_value(connection, .HEADER_KIND, "Transfer-Encoding") != nil { return false }
@@ -116,7 +161,7 @@ private func bodyFitsDiscardLimit(_ connection: OpaquePointer, limit: Int) -> Bo
 }
 
 /// The client's numeric address, or an empty string.
-private func remoteAddress(_ connection: OpaquePointer) -> String {
+func mhdRemoteAddress(_ connection: OpaquePointer) -> String {
     if let address = unsafe cmhd_client_address(connection), let decoded = unsafe SocketAddress.decode(address) {
         return decoded.host
     }

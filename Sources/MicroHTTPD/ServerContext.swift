@@ -18,6 +18,8 @@ final class ServerContext: Sendable {
     let handler: DeferredHTTPHandler
     /// The requests of this daemon waiting for a deferred answer (answered before it is stopped).
     let suspended: SuspendedRequests
+    /// Answers from prepared responses tried before ``handler`` (nil: none; never when client certificates are asked for).
+    let hotPath: HotPath?
     /// The answer while load is shed (the application's 503), called instead of ``handler``.
     let overloaded: HTTPHandler
     /// `https` when the server speaks TLS, else `http` (the scheme of every request head).
@@ -36,6 +38,8 @@ final class ServerContext: Sendable {
     /// Requests whose headers are complete and that are not completed yet: what load shedding counts, so
     /// slow clients still sending headers (slowloris) cannot make the server refuse everyone.
     private let active: Counter
+    /// Open connections per client address, when ``HTTPServerConfiguration/perIPConnectionLimit`` is set.
+    let addressLimit: AddressLimit?
     /// Whether this daemon is going away: its responses then carry `Connection: close`.
     private let draining = Atomic<Bool>(false)
 
@@ -47,8 +51,12 @@ final class ServerContext: Sendable {
         errorLog: @escaping @Sendable (String) -> Void,
         uploadDiscardLimit: Int,
         overloadThreshold: Int = 0,
-        asksClientCertificate: Bool = false
+        asksClientCertificate: Bool = false,
+        perAddressLimit: Int = 0,
+        hotPath: HotPath? = nil
     ) {
+        self.hotPath = asksClientCertificate ? nil : hotPath
+        self.addressLimit = perAddressLimit > 0 ? AddressLimit(limit: perAddressLimit) : nil
         self.asksClientCertificate = asksClientCertificate
         self.handler = handler
         self.overloaded = overloaded
@@ -64,6 +72,7 @@ final class ServerContext: Sendable {
     /// A context for another daemon of the same server.
     private init(sharing other: ServerContext) {
         handler = other.handler
+        hotPath = other.hotPath
         overloaded = other.overloaded
         scheme = other.scheme
         errorLog = other.errorLog
@@ -73,6 +82,8 @@ final class ServerContext: Sendable {
         inFlight = other.inFlight
         active = other.active
         suspended = SuspendedRequests()
+        // Each socket has its own per-address count, as it has its own connection limit.
+        addressLimit = other.addressLimit.map { AddressLimit(limit: $0.limit) }
     }
 
     /// A new context with the same handler and in-flight counter, not draining.

@@ -1,4 +1,5 @@
 import Glibc
+import MicroHTTPD
 import QCOW2API
 import Synchronization
 
@@ -34,7 +35,9 @@ final class AccessLogWriter: Sendable {
         var status: Int
         var bytes: Int
         var micros: Int64
+        /// The client's numeric address, or "" with `address` set (its text is made by the writer).
         var remote: String
+        var address: ClientAddress? = nil
         var token: String?
         var uid: UInt32?
         var certificate: String?
@@ -170,6 +173,8 @@ final class AccessLogWriter: Sendable {
 struct AccessLogFormatter {
     private var second: time_t = -1
     private var stamp: [UInt8] = []
+    /// The text of recent client addresses (few clients make most requests).
+    private var addresses: [ClientAddress: String] = [:]
 
     /// Appends the line of `r` to `out`.
     mutating func append(_ r: AccessLogWriter.Record, to out: inout [UInt8]) {
@@ -188,13 +193,69 @@ struct AccessLogFormatter {
         out += " info qcowscoped:".utf8
         // swift-log prints metadata sorted by key.
         if let c = r.certificate { out += " cert=\(AccessLog.printable(c))".utf8 }
-        out += " remote=\(r.remote)".utf8
-        if let t = r.token { out += " token=\(t)".utf8 }
-        if let u = r.uid { out += " uid=\(u)".utf8 }
+        out += " remote=".utf8
+        if let a = r.address {
+            if let text = addresses[a] {
+                out += text.utf8
+            } else {
+                let text = a.text
+                if addresses.count >= 1024 { addresses.removeAll(keepingCapacity: true) }
+                addresses[a] = text
+                out += text.utf8
+            }
+        } else {
+            out += r.remote.utf8
+        }
+        if let t = r.token {
+            out += " token=".utf8
+            out += t.utf8
+        }
+        if let u = r.uid {
+            out += " uid=".utf8
+            Self.decimal(Int64(u), to: &out)
+        }
         out += " [qcowscoped] ".utf8
-        out += AccessLog.printable(r.method).utf8
+        Self.printable(r.method.utf8, to: &out)
         out.append(0x20)
-        out += AccessLog.printable(String(r.path)).utf8
-        out += " \(r.status) \(r.bytes)B \(r.micros)us\n".utf8
+        Self.printable(r.path.utf8, to: &out)
+        out.append(0x20)
+        Self.decimal(Int64(r.status), to: &out)
+        out.append(0x20)
+        Self.decimal(Int64(r.bytes), to: &out)
+        out += "B ".utf8
+        Self.decimal(r.micros, to: &out)
+        out += "us\n".utf8
+    }
+
+    /// Appends `bytes` as ``AccessLog/printable(_:)`` writes them: control bytes and backslashes as `\xNN`.
+    static func printable(_ bytes: some Sequence<UInt8>, to out: inout [UInt8]) {
+        let hex = Array("0123456789ABCDEF".utf8)
+        for b in bytes {
+            if b >= 0x20 && b != 0x7f && b != 0x5c {
+                out.append(b)
+            } else {
+                out += [0x5c, 0x78, hex[Int(b >> 4)], hex[Int(b & 15)]]
+            }
+        }
+    }
+
+    /// Appends `value` in decimal (a minus sign first when negative).
+    static func decimal(_ value: Int64, to out: inout [UInt8]) {
+        var v = value.magnitude
+        if value < 0 { out.append(0x2d) }
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+            UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var n = 0
+        withUnsafeMutableBytes(of: &digits) { d in
+            repeat {
+                d[n] = UInt8(0x30 + v % 10)
+                v /= 10
+                n += 1
+            } while v > 0
+            while n > 0 {
+                n -= 1
+                out.append(d[n])
+            }
+        }
     }
 }

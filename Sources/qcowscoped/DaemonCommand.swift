@@ -228,15 +228,21 @@ struct DaemonCommand: ParsableCommand {
         let api = API(
             catalog: catalog, openAPI: Array(OpenAPIDocument.text.utf8), ui: ui, metrics: { metrics.exposition() },
             access: access, io: io, hosts: configuration.hosts, cors: configuration.cors)
+        let requiresClientCertificate = configuration.tlsFiles?.clientCA != nil
+        // Not with client certificates: their verdict is checked per request by the Service.
+        let hot = requiresClientCertificate
+            ? nil : HotAnswers(api: api, metrics: metrics, accessLog: accessLog, token: configuration.token)
         let service = Service(
             api: api, metrics: metrics, accessLog: accessLog, token: configuration.token,
-            requiresClientCertificate: configuration.tlsFiles?.clientCA != nil)
+            requiresClientCertificate: requiresClientCertificate, hot: hot)
+        var hotPath: HotPath? = nil
+        if let hot { hotPath = { (request: borrowing HotRequest) -> PreparedResponse? in hot.answer(request) } }
         let notifier = SystemdNotifier.fromEnvironment()
         let server: HTTPServer
         do {
             server = try HTTPServer(
                 configuration: configuration.server, errorLog: AccessLog.libraryLogger(logger),
-                overloaded: service.overloaded, respond: service.respond)
+                overloaded: service.overloaded, hot: hotPath, respond: service.respond)
         } catch {
             throw StartupError(error.description)
         }

@@ -45,6 +45,8 @@ final class DaemonMetrics: Sendable {
     private let io: IOPolicy?
     /// Requests being answered now (``Service`` brackets every request with begin/end).
     private let inFlight = Atomic<Int>(0)
+    /// Requests answered from a prepared response (``HotAnswers``).
+    private let prepared = Atomic<UInt64>(0)
     /// The background scrubber, when it runs.
     private let scrubber: Scrubber?
     private let accessLog: AccessLogWriter?
@@ -80,6 +82,9 @@ final class DaemonMetrics: Sendable {
 
     /// Marks a request as answered.
     func requestEnded() { inFlight.subtract(1, ordering: .relaxed) }
+
+    /// Counts a request answered from a prepared response (it is counted by ``recordRequest`` too).
+    func preparedAnswer() { prepared.add(1, ordering: .relaxed) }
 
     /// The counter and the timer of one route, method and status, made once (the registry validates
     /// names and labels and takes its lock only then) and looked up by a small key afterwards.
@@ -153,6 +158,9 @@ final class DaemonMetrics: Sendable {
             # HELP qcowscope_http_requests_in_flight Requests being answered now (this scrape included).
             # TYPE qcowscope_http_requests_in_flight gauge
             qcowscope_http_requests_in_flight \(inFlight.load(ordering: .relaxed))
+            # HELP qcowscope_http_prepared_answers_total Requests answered from a prepared response kept for their target (the hot path); counted in qcowscope_http_requests_total too.
+            # TYPE qcowscope_http_prepared_answers_total counter
+            qcowscope_http_prepared_answers_total \(prepared.load(ordering: .relaxed))
             # HELP qcowscope_cache_hits_total Image lookups answered from the parsed-image cache.
             # TYPE qcowscope_cache_hits_total counter
             qcowscope_cache_hits_total \(catalog.cacheHits)

@@ -17,6 +17,8 @@ struct Service: Sendable {
     var token: BearerToken? = nil
     /// Whether HTTPS requests need a client certificate the configured CAs sign (`--tls-client-ca`).
     var requiresClientCertificate = false
+    /// The hot path, offered every reusable answer (nil: none).
+    var hot: HotAnswers? = nil
 
     /// Answers one request: at once when it reads no file, else from the API's I/O executor.
     ///
@@ -28,7 +30,8 @@ struct Service: Sendable {
         metrics.requestStarted()
         // The token's name, never the token: which client asked, for the log line and the metrics.
         let tokenName = token?.name(for: request.headerFields[.authorization])
-        let finish: @Sendable (Response) -> Void = { [metrics, accessLog] response in
+        let finish: @Sendable (Response) -> Void = { [metrics, accessLog, hot] response in
+            hot?.offer(request, response)
             let elapsed = start.duration(to: clock.now)
             metrics.requestEnded()
             metrics.recordRequest(route: response.route, method: request.method.rawValue, status: response.status, duration: elapsed)

@@ -1723,6 +1723,11 @@ http {{
         t0 = time.monotonic()
         if self.a.only == "map":
             self.section9()
+        elif self.a.only == "throughput":
+            self.make_images()
+            self.start_servers()
+            self.start_floors()
+            self.section1()
         elif self.a.only not in ("extents", "check", "checkpoints", "metrics"):
             self.make_images()
             self.start_servers()
@@ -1744,7 +1749,7 @@ http {{
             self.section10()
         if self.a.only == "checkpoints":
             self.section11()
-        if self.a.only not in ("map", "check", "checkpoints", "metrics"):
+        if self.a.only not in ("map", "check", "checkpoints", "metrics", "throughput"):
             self.section6()
         meta = self.meta()
         meta["elapsed_s"] = round(time.monotonic() - t0, 1)
@@ -1783,8 +1788,8 @@ def main():
     ap.add_argument("--duration", type=int, help="seconds per wrk run (default 10, --quick 3)")
     ap.add_argument("--threads", type=int, help="server threads (default: the number of server cores)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary work directory")
-    ap.add_argument("--only", choices=["extents", "map", "check", "checkpoints", "metrics"],
-                    help="run only section 6 (16 TiB dirty extents vs nbdinfo), 9 (1 TiB allocation map vs qemu-img map), "
+    ap.add_argument("--only", choices=["throughput", "extents", "map", "check", "checkpoints", "metrics"],
+                    help="run only section 1 (throughput vs the C floor and nginx), 6 (16 TiB dirty extents vs nbdinfo), 9 (1 TiB allocation map vs qemu-img map), "
                          "10 (check vs qemu-img check, the scrubber's cost) or 11 (checkpoints of a 4 x 1 TiB chain vs "
                          "qemu-img bitmap --merge + qemu-nbd + nbdinfo) or 12 (/metrics over 1,000 images)")
     args = ap.parse_args()

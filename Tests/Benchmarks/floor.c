@@ -8,8 +8,9 @@
  * It runs libmicrohttpd exactly the way qcowscoped's MicroHTTPD wrapper does
  * (Sources/MicroHTTPD/HTTPServer.swift, MHDCallbacks.swift):
  *   - its own listening socket (backlog 128) handed over with MHD_OPTION_LISTEN_SOCKET;
- *   - MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
- *   - MHD_OPTION_THREAD_POOL_SIZE = THREADS (only when > 1, like the wrapper);
+ *   - MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG, one daemon per thread (THREADS) on duplicates of
+ *     the socket, each run by its own thread: poll on its epoll descriptor, then MHD_run (the
+ *     wrapper's EventLoop.swift), the connection limit shared out among them;
  *   - MHD_OPTION_CONNECTION_LIMIT and MHD_OPTION_CONNECTION_TIMEOUT as given (default 1024 and 30 s,
  *     the daemon's defaults; bench.py passes the values it gives qcowscoped),
  *     MHD_OPTION_CONNECTION_MEMORY_LIMIT 32 KiB (the wrapper's default);
@@ -23,6 +24,11 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +128,29 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *connection, con
     return queued;
 }
 
+/* One external-mode daemon and the thread running its loop: poll its epoll descriptor (and the stop
+   eventfd) for at most MHD_get_timeout, then MHD_run, which never blocks. */
+struct loop {
+    struct MHD_Daemon *daemon;
+    int wake;
+    atomic_int stopping;
+    pthread_t thread;
+};
+
+static void *run_loop(void *argument) {
+    struct loop *l = argument;
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(l->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    struct pollfd fds[2] = {{.fd = info ? info->epoll_fd : -1, .events = POLLIN}, {.fd = l->wake, .events = POLLIN}};
+    while (!atomic_load(&l->stopping)) {
+        MHD_UNSIGNED_LONG_LONG timeout = 0;
+        int ms = MHD_get_timeout(l->daemon, &timeout) == MHD_YES ? (int)(timeout < 1000 ? timeout : 1000) : 1000;
+        poll(fds, 2, ms);
+        if (atomic_load(&l->stopping)) break;
+        MHD_run(l->daemon);
+    }
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: floor MANIFEST THREADS [PORT [CONNECTION_LIMIT TIMEOUT]]\n");
@@ -154,31 +183,37 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    struct MHD_Daemon *daemon;
-    if (threads > 1) {
-        daemon = MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL,
-                                  MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-                                  MHD_OPTION_CONNECTION_LIMIT, connection_limit,
-                                  MHD_OPTION_CONNECTION_TIMEOUT, timeout,
-                                  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
-                                  MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_END);
-    } else {
-        daemon = MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL,
-                                  MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-                                  MHD_OPTION_CONNECTION_LIMIT, connection_limit,
-                                  MHD_OPTION_CONNECTION_TIMEOUT, timeout,
-                                  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_END);
+    /* One daemon per thread on the same socket, each in external-epoll mode run by its own loop thread,
+       as the wrapper's EventLoop does (libmicrohttpd 0.9.75's internal loop hangs at 128 x k ready events). */
+    unsigned int flags = MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (threads < 1) threads = 1;
+    struct loop *loops = calloc(threads, sizeof *loops);
+    for (unsigned int i = 0; loops && i < threads; i++) {
+        unsigned int share = connection_limit / threads + (i < connection_limit % threads ? 1 : 0);
+        int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        loops[i].daemon = MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL,
+                                           MHD_OPTION_LISTEN_SOCKET, (MHD_socket)dup_fd,
+                                           MHD_OPTION_CONNECTION_LIMIT, share ? share : 1,
+                                           MHD_OPTION_CONNECTION_TIMEOUT, timeout,
+                                           MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_END);
+        loops[i].wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (!loops[i].daemon || loops[i].wake < 0 || pthread_create(&loops[i].thread, NULL, run_loop, &loops[i]) != 0) {
+            fprintf(stderr, "floor: MHD_start_daemon failed\n");
+            return 1;
+        }
     }
-    if (!daemon) {
-        fprintf(stderr, "floor: MHD_start_daemon failed\n");
-        return 1;
-    }
+    if (!loops) return 1;
     printf("listening on 127.0.0.1:%d\n", ntohs(address.sin_port));
     fflush(stdout);
     int signal_number;
     sigwait(&stop, &signal_number);
-    MHD_stop_daemon(daemon);
+    for (unsigned int i = 0; i < threads; i++) {
+        uint64_t one = 1;
+        atomic_store(&loops[i].stopping, 1);
+        if (write(loops[i].wake, &one, sizeof one) < 0) perror("floor: write");
+        pthread_join(loops[i].thread, NULL);
+        MHD_stop_daemon(loops[i].daemon);
+    }
     close(fd);
     return 0;
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tests/Benchmarks/run.sh: the qcowscope benchmark (`make bench`). How to read its output: Tests/Benchmarks/README.md.
 #
-#   bash Tests/Benchmarks/run.sh [--quick] [--only extents|map|check|checkpoints|metrics] [--duration S] [--threads N] [--keep]
+#   bash Tests/Benchmarks/run.sh [--quick] [--only throughput|extents|map|check|checkpoints|metrics] [--duration S] [--threads N] [--keep]
 #                                [--scratch-path DIR | --bin-dir DIR] [--no-install]
 #
 # On a fresh Debian machine with Swift on PATH: installs what is missing (wrk, hyperfine, nginx-light
@@ -10,6 +10,7 @@
 # bench.py, which starts every server, measures, prints one table and writes .build/bench/results.json.
 #
 #   --quick            smoke run (3 s wrk runs, fewer samples; about 2 minutes)
+#   --only throughput  only section 1: req/s and p99 of the hot paths vs the C floor and nginx (issue 21)
 #   --only extents     only section 6: dirty extents/totals of a 16 TiB disk vs nbdinfo over qemu-nbd
 #   --only map         only section 9: the allocation map of 1 TiB disks vs qemu-img map
 #   --only check       only section 10: the check of a 1 TiB disk vs qemu-img check, the scrubber's cost
@@ -44,7 +45,7 @@ while [[ $# -gt 0 ]]; do
             [[ $# -ge 2 ]] || { echo "run.sh: $1 needs a value" >&2; exit 2; }
             bin_dir=$2; shift ;;
         --no-install) install=0 ;;
-        -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift

@@ -100,6 +100,12 @@ public final class CheckRunner: Sendable {
     }
     private let settings = Mutex(Settings())
     private let jobs = Mutex<[String: Job]>([:])
+    /// Bumped whenever a job starts, finishes or is forgotten: documents that show verdicts of several
+    /// images at once (the listing) are current only while it stays the same.
+    private let changes = Atomic<UInt64>(0)
+
+    /// The count of changes to any image's check state (see `changes`).
+    public var changeCount: UInt64 { changes.load(ordering: .acquiring) }
 
     /// A runner that checks inline with the default options.
     public init() {}
@@ -132,6 +138,7 @@ public final class CheckRunner: Sendable {
             jobs[name] = j
             return (j, true)
         }
+        if isNew { changes.add(1, ordering: .acquiringAndReleasing) }
         guard isNew else { return job }
         let (launch, base) = settings.withLock { ($0.launch, $0.options) }
         var configured = extra ?? base
@@ -145,10 +152,12 @@ public final class CheckRunner: Sendable {
         let work: @Sendable () -> Void = {
             let report = entry.watchingFailures { ImageCheck.run(entry.image, options: options) }
             job.finish(report, writerPresent: writerPresent)
+            self.changes.add(1, ordering: .acquiringAndReleasing)
         }
         if let launch, !inline {
             if !launch(work) {
                 jobs.withLock { if $0[name] === job { $0[name] = nil } }
+                changes.add(1, ordering: .acquiringAndReleasing)
                 return nil
             }
         } else {
@@ -175,7 +184,12 @@ public final class CheckRunner: Sendable {
 
     /// Forgets images no longer in the directory (keeps the verdicts of `names`).
     public func retain(_ names: Set<String>) {
-        jobs.withLock { $0 = $0.filter { names.contains($0.key) } }
+        let forgot = jobs.withLock { jobs -> Bool in
+            let before = jobs.count
+            jobs = jobs.filter { names.contains($0.key) }
+            return jobs.count != before
+        }
+        if forgot { changes.add(1, ordering: .acquiringAndReleasing) }
     }
 
     /// Wall-clock time now.

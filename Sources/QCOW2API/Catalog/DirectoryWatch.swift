@@ -24,6 +24,8 @@ final class DirectoryWatch: Sendable {
     private struct State {
         var epoch: UInt64 = 1
         var events: [String: UInt64] = [:]
+        /// Events about any name since the epoch began.
+        var total: UInt64 = 0
         var buffer = [UInt8](repeating: 0, count: 16 << 10)
     }
 
@@ -63,6 +65,14 @@ final class DirectoryWatch: Sendable {
         }
     }
 
+    /// The stamp of the whole directory now: it changes with every event about any name.
+    func stamp() -> Stamp {
+        state.withLock { s in
+            drain(&s)
+            return Stamp(epoch: s.epoch, events: s.total)
+        }
+    }
+
     /// Reads every queued event (never waits) and counts it for its name.
     private func drain(_ s: inout State) {
         while true {
@@ -96,6 +106,7 @@ final class DirectoryWatch: Sendable {
                     s.epoch &+= 1
                 }
                 s.events[name, default: 0] &+= 1
+                s.total &+= 1
             }
         }
     }

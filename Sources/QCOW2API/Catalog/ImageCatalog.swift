@@ -436,6 +436,12 @@ public final class ImageCatalog: Sendable {
     ///
     /// - Throws: ``QCOW2Error`` of kind `io` when the directory cannot be read now (no descriptor left,
     ///   or the storage fails): never an empty listing that is not true.
+    /// The stamp of the whole directory (any name created, changed, renamed or removed changes it); nil
+    /// where inotify does not watch it. Never blocks on storage.
+    func directoryStamp() -> DirectoryWatch.Stamp? {
+        watch?.stamp()
+    }
+
     public func names() throws(QCOW2Error) -> [String] {
         var st = Glibc.stat()
         let stamp: [Int]? =

@@ -472,6 +472,13 @@ public struct Documents: Sendable {
 
     /// One listed image: its sizes and status, or why it cannot be read.
     public func listItem(_ name: String) -> JSONValue {
+        listedItem(name).value
+    }
+
+    /// One listed image, and what its item follows from: the parsed image and its writer lock (nil
+    /// with `stable` when the image could not be parsed: its error stays while the file does), or
+    /// `stable` false when the item may change without the file changing (an I/O error).
+    func listedItem(_ name: String) -> (value: JSONValue, entry: ImageEntry?, writer: Bool?, stable: Bool) {
         do {
             // The lock probe is one fcntl on the descriptor the lookup opens anyway.
             let (e, locks) = try catalog.lookup(named: name, probeLocks: true)
@@ -479,7 +486,7 @@ public struct Documents: Sendable {
             let f = job?.findings(merging: e.findingIndex) ?? e.findingIndex
             let outcome = job?.outcome
             let status = outcome?.state == "corrupt" ? "errors" : f.hasSerious ? "findings" : "ok"
-            return .obj([
+            let value: JSONValue = .obj([
                 "name": .string(name), "size_bytes": .num(e.file.size), "mtime": .string(e.file.mtimeRFC3339),
                 "virtual_size": .num(e.image.header.size), "bitmaps": .num(e.image.bitmaps.count),
                 "bitmaps_in_use": .num(e.image.bitmaps.filter(\.inUse).count),
@@ -487,20 +494,25 @@ public struct Documents: Sendable {
                 "status": .string(status), "finding_counts": ImageViews.findingCounts(f),
                 "check": ImageViews.checkState(outcome), "error": .null,
             ])
+            return (value, e, locks?.writerPresent, locks?.error == nil)
         } catch {
             let info = try? catalog.fileInfo(named: name)
             let err: JSONValue
+            var stable = false
             switch error {
             case .notFound:
                 err = .obj(["kind": .string("not_found"), "code": .string("not_found"), "message": .string("the file disappeared")])
-            case .unreadable(let q): err = ImageViews.error(q)
+            case .unreadable(let q):
+                err = ImageViews.error(q)
+                stable = q.kind != .io
             }
-            return .obj([
+            let value: JSONValue = .obj([
                 "name": .string(name), "size_bytes": info.map { .num($0.size) } ?? .null,
                 "mtime": info.map { .string($0.mtimeRFC3339) } ?? .null, "virtual_size": .null, "bitmaps": .null,
                 "bitmaps_in_use": .null, "writer_present": .null, "status": .string("unreadable"), "finding_counts": .null,
                 "check": ImageViews.checkState(catalog.checks.lastOutcome(named: name)), "error": err,
             ])
+            return (value, nil, nil, stable)
         }
     }
 }

@@ -74,22 +74,28 @@ extension API {
     /// The listing's entries under a deadline: images known to be stalled at once, the others looked
     /// up in parallel; those not done within ``IOPolicy/listingWait`` are listed `stalled` (a read of
     /// them is stuck) or `pending` (still being read or parsed: a large image seen for the first time).
-    static func listItems(_ names: [String], documents: Documents, io: IOPolicy) -> [JSONValue] {
+    static func listItems(_ names: [String], documents: Documents, io: IOPolicy, into listed: ListedImages) -> [JSONValue] {
         let catalog = documents.catalog
         var items = [JSONValue?](repeating: nil, count: names.count)
         var ask: [(Int, String)] = []
         for (i, name) in names.enumerated() {
             if let p = catalog.stall(named: name, after: io.stallAfter) {
                 items[i] = Documents.stalledItem(name, p, check: catalog.checks.lastOutcome(named: name))
+                listed.images = nil
             } else {
                 ask.append((i, name))
             }
         }
-        let found = io.executor.map(ask.map(\.1), timeout: io.listingWait) { documents.listItem($0) }
+        let found = io.executor.map(ask.map(\.1), timeout: io.listingWait) { documents.listedItem($0) }
         for ((i, name), item) in zip(ask, found) {
-            // Not done in time: stalled when a read of it is stuck, else still being read (parsed).
-            items[i] = item ?? Documents.stalledItem(
-                name, catalog.stall(named: name, after: io.stallAfter), pending: true, check: catalog.checks.lastOutcome(named: name))
+            if let item {
+                items[i] = listed.add(item)
+            } else {
+                // Not done in time: stalled when a read of it is stuck, else still being read (parsed).
+                items[i] = Documents.stalledItem(
+                    name, catalog.stall(named: name, after: io.stallAfter), pending: true, check: catalog.checks.lastOutcome(named: name))
+                listed.images = nil
+            }
         }
         return items.map { $0 ?? .null }
     }

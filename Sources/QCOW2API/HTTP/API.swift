@@ -163,6 +163,7 @@ public final class API: Sendable {
                 response = try asset(request, match, path: path)
             case .health:
                 response = .json(.obj(["status": .string("ok")]), fields: [.cacheControl: "no-store"])
+                response.reuse = Reuse(condition: .always, etag: nil)
             case .metrics:
                 guard let metrics else { throw Problem.noRoute(path) }
                 let f: HTTPFields = [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"]
@@ -170,6 +171,7 @@ public final class API: Sendable {
             case .openapi:
                 let f: HTTPFields = [.contentType: "application/yaml", .cacheControl: "no-cache"]
                 response = Response(head: HTTPResponse(status: .ok, headerFields: f), body: openAPI)
+                response.reuse = Reuse(condition: .always, etag: nil)
             case .images:
                 do throws(DocumentError) { response = try listing(match.route, query: target.query) } catch { throw Problem(error) }
             default:
@@ -213,22 +215,32 @@ public final class API: Sendable {
         var f: HTTPFields = [.eTag: asset.etag, .cacheControl: "no-cache"]
         if Self.notModified(request, asset.etag) { return Response(head: HTTPResponse(status: .notModified, headerFields: f)) }
         f[.contentType] = asset.contentType
-        return Response(head: HTTPResponse(status: .ok, headerFields: f), body: asset.body)
+        var response = Response(head: HTTPResponse(status: .ok, headerFields: f), body: asset.body)
+        response.reuse = Reuse(condition: .always, etag: asset.etag)
+        return response
     }
 
     /// The images listing (entries looked up under the I/O policy's deadline when there is one).
     private func listing(_ route: Route, query: Substring) throws(DocumentError) -> Response {
         let params = try Parameters(query: query)
+        // Taken before anything is read: a change while the page is made makes it not current.
+        let stamp = catalog.directoryStamp()
+        let checks = catalog.checks.changeCount
+        let listed = ListedImages()
         let doc: Document
+        let documents = documents
         if let io {
-            let documents = documents
-            doc = try documents.listing(params) { names in Self.listItems(names, documents: documents, io: io) }
+            doc = try documents.listing(params) { names in Self.listItems(names, documents: documents, io: io, into: listed) }
         } else {
-            doc = try documents.listing(params)
+            doc = try documents.listing(params) { names in names.map { listed.add(documents.listedItem($0)) } }
         }
         var f: HTTPFields = [.cacheControl: "no-cache"]
         if let link = Self.link(route.path(), doc.next) { f[.link] = link }
-        return .json(doc.value, fields: f)
+        var response = Response.json(doc.value, fields: f)
+        if let stamp, let images = listed.images {
+            response.reuse = Reuse(condition: .listing(stamp, checks: checks, images: images), etag: nil)
+        }
+        return response
     }
 
     /// The answer to a request that a kept body answers, made without reading any file, or nil when the
@@ -338,7 +350,13 @@ public final class API: Sendable {
                 fields[.retryAfter] = String(retry)
                 return Response(head: HTTPResponse(status: .accepted, headerFields: fields), body: r.body)
             }
-            return Response(head: HTTPResponse(status: .ok, headerFields: fields), body: r.body)
+            var response = Response(head: HTTPResponse(status: .ok, headerFields: fields), body: r.body)
+            // Given again while the file (and lock state) stay as they are: never an answer that shows a
+            // check verdict (a version), a backing chain, or one made while a read failed.
+            if keep, r.cacheable, plan.version == 0, !route.readsBackingChain, catalog.watchesChanges {
+                response.reuse = Reuse(condition: .image(Reuse.Parsed(entry), locks: locks), etag: etag)
+            }
+            return response
         case .failure(let p):
             return p.response(instance: path)
         }

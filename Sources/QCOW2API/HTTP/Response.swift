@@ -11,6 +11,8 @@ public struct Response: Sendable {
     public var body: [UInt8]
     /// The route that answered, if any.
     public var route: Route?
+    /// Set when the same bytes may answer later requests for the same target (see ``Reuse``).
+    public var reuse: Reuse?
 
     /// Creates a response.
     public init(head: HTTPResponse, body: [UInt8] = [], route: Route? = nil) {
