@@ -17,6 +17,26 @@ import Synchronization
 /// The thread pool of ``HTTPServerConfiguration/threadPoolSize`` is one such daemon per thread on the
 /// same listening socket, as libmicrohttpd's own pool is.
 @safe final class EventLoop: @unchecked Sendable {
+    /// Passes of every loop so far: each pass (`MHD_run`) takes the next number (see ``currentBatch``).
+    private static let batches = Atomic<UInt64>(0)
+    /// The thread-specific slot holding the number of the pass the loop on this thread is in.
+    private static let batchKey: pthread_key_t? = {
+        var key = pthread_key_t()
+        return pthread_key_create(&key, nil) == 0 ? key : nil
+    }()
+
+    /// The number of the pass the event loop on the calling thread is serving; nil off a loop's thread.
+    ///
+    /// libmicrohttpd serves in one pass the connections epoll reported readable when the pass began,
+    /// reading each once: a request served in a pass was sent before the pass began, unless its client
+    /// sent it behind another request (or part of one) not yet read on the same connection (pipelining).
+    /// So work done once per pass on behalf of its first request (reading the inotify queue) follows
+    /// everything that happened before any other request of the pass was sent.
+    static var currentBatch: UInt64? {
+        guard let key = batchKey, let value = unsafe pthread_getspecific(key) else { return nil }
+        return UInt64(UInt(bitPattern: value))
+    }
+
     /// The daemon; stopped only after the loop's thread has ended.
     let handle: OpaquePointer
     /// The eventfd that wakes the loop: a connection was resumed, or the loop is to stop.
@@ -80,6 +100,10 @@ import Synchronization
                 _ = unsafe read(wakeFD, &count, 8)
             }
             let before = unsafe cmhd_current_connections(handle)
+            if let key = Self.batchKey {
+                let batch = Self.batches.add(1, ordering: .relaxed).newValue
+                _ = unsafe pthread_setspecific(key, UnsafeRawPointer(bitPattern: UInt(truncatingIfNeeded: batch)))
+            }
             _ = unsafe MHD_run(handle)
             // Connections closed: libmicrohttpd puts a listening socket it left at the connection limit
             // back into its epoll set only at the start of a run, so run again now, not at the next event.

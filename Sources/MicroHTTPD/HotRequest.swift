@@ -10,6 +10,11 @@ public struct HotRequest: ~Copyable {
     public let target: String
     /// Whether the method is `HEAD` (else `GET`).
     public let isHead: Bool
+    /// The event-loop pass it is served in: the same for the requests one pass of one loop serves,
+    /// different from every other pass (see `EventLoop.currentBatch`): each of them was sent before the
+    /// pass began (unless pipelined behind another one), so a check done once per batch, on behalf of its
+    /// first request, follows whatever happened before any of them was sent.
+    public let batch: UInt64?
     let connection: OpaquePointer
 
     /// The value of the first header field called `name` (case-insensitive), nil when absent.

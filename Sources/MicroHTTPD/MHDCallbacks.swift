@@ -99,7 +99,7 @@ func mhdAccessHandler(
     }
     // A GET or HEAD the application answers from a prepared response: queued as it is, no head built.
     if let hot = context.hotPath, let isHead = unsafe plainMethod(method), !context.isDraining, !context.isOverloaded {
-        let request = HotRequest(target: state.rawTarget, isHead: isHead, connection: connection)
+        let request = HotRequest(target: state.rawTarget, isHead: isHead, batch: EventLoop.currentBatch, connection: connection)
         if let prepared = hot(request) {
             let queued = unsafe MHD_queue_response(connection, UInt32(prepared.status), prepared.handle)
             if queued != .YES { context.errorLog("libmicrohttpd refused to queue a \(prepared.status) response") }

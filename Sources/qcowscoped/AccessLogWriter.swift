@@ -141,7 +141,10 @@ final class AccessLogWriter: Sendable {
             }
             var block: [UInt8] = []
             block.reserveCapacity(batch.count * 120)
-            for r in batch { formatter.append(r, to: &block) }
+            // One clock reading per batch: its lines are written now.
+            var now = timespec()
+            clock_gettime(CLOCK_REALTIME, &now)
+            for r in batch { formatter.append(r, to: &block, at: now.tv_sec) }
             Self.writeAll(fd.load(ordering: .acquiring), block)
             state.withLock { s in if s.pending.isEmpty { s.drained = true } }
         }
@@ -177,12 +180,10 @@ struct AccessLogFormatter {
     private var addresses: [ClientAddress: String] = [:]
 
     /// Appends the line of `r` to `out`.
-    mutating func append(_ r: AccessLogWriter.Record, to out: inout [UInt8]) {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        if now.tv_sec != second {
-            second = now.tv_sec
-            var t = now.tv_sec
+    mutating func append(_ r: AccessLogWriter.Record, to out: inout [UInt8], at seconds: time_t) {
+        if seconds != second {
+            second = seconds
+            var t = seconds
             var parts = tm()
             localtime_r(&t, &parts)
             var buffer = [CChar](repeating: 0, count: 64)
@@ -215,7 +216,7 @@ struct AccessLogFormatter {
             Self.decimal(Int64(u), to: &out)
         }
         out += " [qcowscoped] ".utf8
-        Self.printable(r.method.utf8, to: &out)
+        Self.printable(Substring(r.method).utf8, to: &out)
         out.append(0x20)
         Self.printable(r.path.utf8, to: &out)
         out.append(0x20)
@@ -228,7 +229,12 @@ struct AccessLogFormatter {
     }
 
     /// Appends `bytes` as ``AccessLog/printable(_:)`` writes them: control bytes and backslashes as `\xNN`.
-    static func printable(_ bytes: some Sequence<UInt8>, to out: inout [UInt8]) {
+    static func printable(_ bytes: Substring.UTF8View, to out: inout [UInt8]) {
+        // Almost always nothing to escape: one scan, one copy.
+        if bytes.allSatisfy({ $0 >= 0x20 && $0 != 0x7f && $0 != 0x5c }) {
+            out += bytes
+            return
+        }
         let hex = Array("0123456789ABCDEF".utf8)
         for b in bytes {
             if b >= 0x20 && b != 0x7f && b != 0x5c {

@@ -13,19 +13,29 @@ import Synchronization
 /// kept `304`. Anything else goes the usual way (``Service``), which offers its answer back
 /// (``offer(_:_:)``). Requests answered here are counted and logged as every other one.
 final class HotAnswers: Sendable {
-    /// An answer kept for one request target.
-    struct Entry: Sendable {
+    /// An answer kept for one request target (a class: one reference to take out of the table).
+    final class Entry: Sendable {
         let ok: PreparedResponse
         let notModified: PreparedResponse?
         let reuse: Reuse
         let route: Route?
         /// The target without its query, as the access log shows it.
         let path: Substring
+
+        init(ok: PreparedResponse, notModified: PreparedResponse?, reuse: Reuse, route: Route?, path: Substring) {
+            self.ok = ok
+            self.notModified = notModified
+            self.reuse = reuse
+            self.route = route
+            self.path = path
+        }
     }
 
     /// Targets kept at most, and bytes of bodies; past either everything is dropped and kept anew.
     static let maxEntries = 4096
-    static let maxBytes = 32 << 20
+    static let maxBytes = 8 << 20
+    /// Larger bodies are not kept (they cost their copy more than the lookup).
+    static let maxBody = 256 << 10
     /// Longer targets are not kept.
     static let maxTarget = 1024
 
@@ -63,7 +73,7 @@ final class HotAnswers: Sendable {
             guard api.admits(entry.route, authorization: authorization) else { return nil }
             tokenName = token?.name(for: authorization)
         }
-        guard api.isCurrent(entry.reuse) else {
+        guard api.isCurrent(entry.reuse, batch: request.batch) else {
             state.withLock { s in
                 if let gone = s.entries.removeValue(forKey: request.target) { s.bytes -= gone.ok.bodyCount }
             }
@@ -102,7 +112,7 @@ final class HotAnswers: Sendable {
     /// plain one (`GET` or `HEAD`, no `Origin` while CORS is configured, a target of at most ``maxTarget`` bytes).
     func offer(_ request: HTTPRequest, _ response: Response) {
         guard let reuse = response.reuse, response.status == 200, request.method == .get || request.method == .head,
-            let target = request.path, target.utf8.count <= Self.maxTarget,
+            let target = request.path, target.utf8.count <= Self.maxTarget, response.body.count <= Self.maxBody,
             !(api.variesWithOrigin && request.headerFields[.origin] != nil),
             let ok = PreparedResponse(response.head, body: response.body)
         else { return }

@@ -258,6 +258,39 @@ struct HTTPServerTests {
         #expect(try first.request("GET", "/still").status == 200)
     }
 
+    @Test func perIPLimitHoldsAcrossEventLoops() throws {
+        // Two event loops accept from one socket: the count per address is theirs together.
+        let server = try startServer {
+            $0.threadPoolSize = 2; $0.perIPConnectionLimit = 2
+        }
+        let port = server.boundAddresses[0].port
+        let kept = try (0..<2).map { _ in try HTTPTestClient(host: "127.0.0.1", port: port) }
+        for c in kept { #expect(try c.request("GET", "/kept").status == 200) }
+        for _ in 0..<4 {
+            let extra = try HTTPTestClient(host: "127.0.0.1", port: port)
+            #expect(extra.waitForClose())
+        }
+        kept[0].close()
+        // Its slot is free once the server saw it close.
+        #expect(eventually { (try? HTTPTestClient(host: "127.0.0.1", port: port).request("GET", "/again").status) == 200 })
+        #expect(try kept[1].request("GET", "/still").status == 200)
+    }
+
+    @Test func manyClientsWaitingAtOnceAreAllServed() throws {
+        // libmicrohttpd 0.9.75's own epoll loop waits a whole timeout after exactly 128 events: with
+        // 256 clients waiting at once it hung. The server's own event loops never do.
+        let server = try startServer { $0.threadPoolSize = 1 }
+        let port = server.boundAddresses[0].port
+        for count in [128, 256, 512] {
+            let clients = try (0..<count).map { _ in try HTTPTestClient(host: "127.0.0.1", port: port, timeoutSeconds: 5) }
+            for round in 0..<3 {
+                for c in clients { try c.send("GET /r\(round) HTTP/1.1\r\nHost: t\r\n\r\n") }
+                for c in clients { #expect(try c.readResponse().text.hasPrefix("GET /r\(round) ")) }
+            }
+            clients.forEach { $0.close() }
+        }
+    }
+
     @Test func invalidStatusBecomes500() throws {
         let server = try startServer(handler: { _, _ in reply(42) })
         let client = try HTTPTestClient(host: "127.0.0.1", port: server.boundAddresses[0].port)

@@ -26,6 +26,9 @@ final class DirectoryWatch: Sendable {
         var events: [String: UInt64] = [:]
         /// Events about any name since the epoch began.
         var total: UInt64 = 0
+        /// Batches (``stamp(of:batch:)``) whose requests already saw a drain made while they were served.
+        var drainedBatches = [UInt64](repeating: 0, count: 16)
+        var nextBatchSlot = 0
         var buffer = [UInt8](repeating: 0, count: 16 << 10)
     }
 
@@ -58,19 +61,34 @@ final class DirectoryWatch: Sendable {
     }
 
     /// The stamp of `name` now, after every event queued so far was read.
-    func stamp(of name: String) -> Stamp {
+    ///
+    /// With `batch` (a server's event-loop pass, see `HotRequest.batch`), the queue is read only once
+    /// per batch: a request of a pass was sent before the pass began serving (unless pipelined behind
+    /// another on its connection), so a write that completed before its client sent it was queued
+    /// before the first drain made while serving the pass.
+    func stamp(of name: String, batch: UInt64? = nil) -> Stamp {
         state.withLock { s in
-            drain(&s)
+            drainOnce(&s, batch: batch)
             return Stamp(epoch: s.epoch, events: s.events[name] ?? 0)
         }
     }
 
-    /// The stamp of the whole directory now: it changes with every event about any name.
-    func stamp() -> Stamp {
+    /// The stamp of the whole directory now: it changes with every event about any name. `batch` as
+    /// for ``stamp(of:batch:)``.
+    func stamp(batch: UInt64? = nil) -> Stamp {
         state.withLock { s in
-            drain(&s)
+            drainOnce(&s, batch: batch)
             return Stamp(epoch: s.epoch, events: s.total)
         }
+    }
+
+    /// Drains the queue, or, with `batch`, only when no drain was made for that batch yet.
+    private func drainOnce(_ s: inout State, batch: UInt64?) {
+        guard let batch else { return drain(&s) }
+        guard !s.drainedBatches.contains(batch) else { return }
+        drain(&s)
+        s.drainedBatches[s.nextBatchSlot] = batch
+        s.nextBatchSlot = (s.nextBatchSlot + 1) % s.drainedBatches.count
     }
 
     /// Reads every queued event (never waits) and counts it for its name.

@@ -348,13 +348,13 @@ public final class ImageCatalog: Sendable {
     /// earlier lookup, and no inotify event about its name (or its backing file's) since. Nil otherwise
     /// (no watch, not cached, changed, tainted by a failed read, a symlink or second link): then use
     /// ``lookup(named:probeLocks:)``. Never blocks on storage: one non-blocking read of the inotify queue.
-    public func freshEntry(named name: String) -> ImageEntry? {
+    public func freshEntry(named name: String, batch: UInt64? = nil) -> ImageEntry? {
         guard let watch, let slot = cache.withLock({ $0.entries[name] }), case .success(let entry)? = slot.result.ifComputed,
             !entry.isTainted, let v = slot.validated.withLock({ $0 })
         else { return nil }
-        guard watch.stamp(of: name) == v.own else { return nil }
+        guard watch.stamp(of: name, batch: batch) == v.own else { return nil }
         if let b = v.backing {
-            guard let backingName = entry.backing?.lookedFor, watch.stamp(of: backingName) == b else { return nil }
+            guard let backingName = entry.backing?.lookedFor, watch.stamp(of: backingName, batch: batch) == b else { return nil }
         } else if entry.backing?.lookedFor != nil {
             return nil
         }
@@ -438,8 +438,8 @@ public final class ImageCatalog: Sendable {
     ///   or the storage fails): never an empty listing that is not true.
     /// The stamp of the whole directory (any name created, changed, renamed or removed changes it); nil
     /// where inotify does not watch it. Never blocks on storage.
-    func directoryStamp() -> DirectoryWatch.Stamp? {
-        watch?.stamp()
+    func directoryStamp(batch: UInt64? = nil) -> DirectoryWatch.Stamp? {
+        watch?.stamp(batch: batch)
     }
 
     public func names() throws(QCOW2Error) -> [String] {

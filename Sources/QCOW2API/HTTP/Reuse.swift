@@ -61,17 +61,20 @@ extension API {
     /// (one non-blocking read of the inotify queue) and its lock bytes are as they were (one `fcntl`
     /// when nothing holds them, as QEMU is not running). Never blocks on storage: lock state is the
     /// kernel's, and images are only marked where inotify watches the directory (a local filesystem).
-    public func isCurrent(_ reuse: Reuse) -> Bool {
+    ///
+    /// `batch` is the server's event-loop pass the request is served in (see `DirectoryWatch`): the
+    /// inotify queue is then read once per pass, not once per request.
+    public func isCurrent(_ reuse: Reuse, batch: UInt64? = nil) -> Bool {
         switch reuse.condition {
         case .always:
             return true
         case .image(let parsed, let locks):
-            guard let entry = parsed.entry, catalog.freshEntry(named: parsed.name) === entry else { return false }
+            guard let entry = parsed.entry, catalog.freshEntry(named: parsed.name, batch: batch) === entry else { return false }
             guard let locks else { return true }
             guard let file = entry.image.source as? FileImageSource else { return false }
             return LockState.probe(fd: file.fd) == locks
         case .listing(let stamp, let checks, let images):
-            guard catalog.directoryStamp() == stamp, catalog.checks.changeCount == checks else { return false }
+            guard catalog.directoryStamp(batch: batch) == stamp, catalog.checks.changeCount == checks else { return false }
             for (parsed, writer) in images {
                 guard let entry = parsed.entry, let file = entry.image.source as? FileImageSource else { return false }
                 let locks = LockState.probe(fd: file.fd)
