@@ -32,10 +32,12 @@ final class HotAnswers: Sendable {
     }
 
     /// Targets kept at most, and bytes of bodies; past either everything is dropped and kept anew.
-    static let maxEntries = 4096
-    static let maxBytes = 8 << 20
+    /// Small on purpose: a kept answer is a second copy of a body (libmicrohttpd's), and the daemon
+    /// must fit in 64 MiB with hostile images (Tests/Reliability/limits.py).
+    static let maxEntries = 1024
+    static let maxBytes = 2 << 20
     /// Larger bodies are not kept (they cost their copy more than the lookup).
-    static let maxBody = 256 << 10
+    static let maxBody = 64 << 10
     /// Longer targets are not kept.
     static let maxTarget = 1024
 

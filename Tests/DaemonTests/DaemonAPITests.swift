@@ -291,7 +291,7 @@ fileprivate let passwdMarker: String = {
 struct DaemonAPITests {
     /// Every documented route of `RouteTable.all`, as the tests below exercise them.
     static let routes = [
-        "/healthz", "/v1/openapi.yaml", "/v1/images", "/v1/images/{image}", "/v1/images/{image}/header",
+        "/healthz", "/v1/openapi.yaml", "/v1/rules", "/v1/images", "/v1/images/{image}", "/v1/images/{image}/header",
         "/v1/images/{image}/extensions", "/v1/images/{image}/bitmaps", "/v1/images/{image}/bitmaps/{bitmap}",
         "/v1/images/{image}/bitmaps/{bitmap}/table", "/v1/images/{image}/bitmaps/{bitmap}/extents",
         "/v1/images/{image}/snapshots", "/v1/images/{image}/findings", "/v1/images/{image}/locks",

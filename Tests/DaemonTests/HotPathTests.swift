@@ -63,8 +63,8 @@ struct HotPathTests {
             #expect(head.status == 200 && head.body.isEmpty)
             #expect(head.header("Content-Length") == first.header("Content-Length"), "\(target)")
         }
-        // Every repeat (and HEAD) came from the hot path.
-        #expect(try Self.prepared(client) - before >= targets.count * 4)
+        // Every repeat (and HEAD) came from the hot path, but the spec's: over 64 KiB, it is not kept.
+        #expect(try Self.prepared(client) - before >= (targets.count - 1) * 4)
         // They are counted and logged as any other answer.
         let metrics = try client.request("GET", "/metrics").text
         #expect(metrics.contains(#"qcowscope_http_requests_total{endpoint="/v1/images/{image}/header",method="GET",status="200"} 4"#))

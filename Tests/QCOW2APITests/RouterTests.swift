@@ -249,6 +249,24 @@ struct RouterTests {
         #expect(f["offset"] as? Int != nil && (f["message"] as? String)?.isEmpty == false)
     }
 
+    @Test("/v1/rules is the registry: every rule once, in order, with its meaning and what to do; ETag and 304")
+    func rulesServed() throws {
+        let r = try fx.get("/v1/rules")
+        #expect(r.status == 200 && r.header("Content-Type") == "application/json")
+        let o = try fx.json("/v1/rules")
+        let rules = try #require(o["rules"] as? [[String: Any]])
+        #expect(rules.map { $0["code"] as? String } == Rule.all.map(\.code))
+        for (rule, served) in zip(Rule.all, rules) {
+            #expect(served["summary"] as? String == rule.summary && served["action"] as? String == rule.action)
+            #expect(served["severity"] as? String == rule.severity.rawValue)
+            #expect(served["structure"] as? String == rule.structure.rawValue)
+        }
+        let t1 = try #require(rules.first { $0["code"] as? String == "T1" })
+        #expect(t1["not_checked_severity"] as? String == Rule.t1.notCheckedSeverity?.rawValue)
+        let tag = try #require(r.header("ETag"))
+        #expect(try fx.get("/v1/rules", headers: [("If-None-Match", tag)]).status == 304)
+    }
+
     @Test func openAPIServed() throws {
         let r = try fx.get("/v1/openapi.yaml")
         #expect(r.status == 200 && r.header("Content-Type") == "application/yaml")

@@ -153,7 +153,7 @@ public struct Documents: Sendable {
             return try checkPlan(entry, locks: locks)
         case .checkpoints, .checkpoint, .checkpointExtents:
             return try checkpointPlan(route, entry: entry, locks: locks, name: bitmap, parameters: p)
-        case .root, .ui, .health, .metrics, .openapi, .images:
+        case .root, .ui, .health, .metrics, .openapi, .rules, .images:
             throw .unavailable("\(RouteTable.route(route).pattern) is not a document about one image")
         }
     }
@@ -475,10 +475,11 @@ public struct Documents: Sendable {
         listedItem(name).value
     }
 
-    /// One listed image, and what its item follows from: the parsed image and its writer lock (nil
-    /// with `stable` when the image could not be parsed: its error stays while the file does), or
-    /// `stable` false when the item may change without the file changing (an I/O error).
-    func listedItem(_ name: String) -> (value: JSONValue, entry: ImageEntry?, writer: Bool?, stable: Bool) {
+    /// One listed image, and what its item follows from: the parsed image (held weakly: a listing of
+    /// more images than the catalog keeps must not keep them all open) and its writer lock (nil with
+    /// `stable` when the image could not be parsed: its error stays while the file does), or `stable`
+    /// false when the item may change without the file changing (an I/O error).
+    func listedItem(_ name: String) -> (value: JSONValue, parsed: Reuse.Parsed?, writer: Bool?, stable: Bool) {
         do {
             // The lock probe is one fcntl on the descriptor the lookup opens anyway.
             let (e, locks) = try catalog.lookup(named: name, probeLocks: true)
@@ -494,7 +495,7 @@ public struct Documents: Sendable {
                 "status": .string(status), "finding_counts": ImageViews.findingCounts(f),
                 "check": ImageViews.checkState(outcome), "error": .null,
             ])
-            return (value, e, locks?.writerPresent, locks?.error == nil)
+            return (value, Reuse.Parsed(e), locks?.writerPresent, locks?.error == nil)
         } catch {
             let info = try? catalog.fileInfo(named: name)
             let err: JSONValue

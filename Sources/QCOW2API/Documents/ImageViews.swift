@@ -228,6 +228,21 @@ public enum ImageViews {
         ])
     }
 
+    /// The rule registry: `{"rules": [{code, severity, not_checked_severity, structure, summary, action,
+    /// reference}]}`, in the registry's order.
+    public static func rules() -> JSONValue {
+        .obj([
+            "rules": .array(
+                Rule.all.map { r in
+                    .obj([
+                        "code": .string(r.code), "severity": .string(r.severity.rawValue),
+                        "not_checked_severity": .str(r.notCheckedSeverity?.rawValue), "structure": .string(r.structure.rawValue),
+                        "summary": .string(r.summary), "action": .string(r.action), "reference": .string(r.reference),
+                    ])
+                })
+        ])
+    }
+
     /// Counts of findings by severity: `{error, warning, info}`.
     public static func findingCounts(_ index: FindingIndex) -> JSONValue {
         .object(Finding.Severity.allCases.map { s in (s.rawValue, .num(index.count(s))) })

@@ -172,6 +172,8 @@ public final class API: Sendable {
                 let f: HTTPFields = [.contentType: "application/yaml", .cacheControl: "no-cache"]
                 response = Response(head: HTTPResponse(status: .ok, headerFields: f), body: openAPI)
                 response.reuse = Reuse(condition: .always, etag: nil)
+            case .rules:
+                response = Self.rulesAnswer(request)
             case .images:
                 do throws(DocumentError) { response = try listing(match.route, query: target.query) } catch { throw Problem(error) }
             default:
@@ -204,6 +206,21 @@ public final class API: Sendable {
         let path = (request.path ?? "").prefix { $0 != "?" }
         var response = Problem.overloaded.response(instance: path)
         SecurityHeaders.apply(to: &response.head.headerFields, route: nil)
+        return response
+    }
+
+    /// The rule registry as JSON, made once (it never changes while the daemon runs).
+    private static let rules: Asset = Asset(
+        contentType: "application/json", body: JSONWriter(style: .compact).bytes(ImageViews.rules()) + [0x0a])
+
+    /// `/v1/rules`, or 304 when the client holds it.
+    private static func rulesAnswer(_ request: HTTPRequest) -> Response {
+        let etag = rules.etag
+        var f: HTTPFields = [.eTag: etag, .cacheControl: "no-cache"]
+        if notModified(request, etag) { return Response(head: HTTPResponse(status: .notModified, headerFields: f)) }
+        f[.contentType] = rules.contentType
+        var response = Response(head: HTTPResponse(status: .ok, headerFields: f), body: rules.body)
+        response.reuse = Reuse(condition: .always, etag: etag)
         return response
     }
 

@@ -46,11 +46,11 @@ final class ListedImages {
     var images: [(Reuse.Parsed, writer: Bool?)]? = []
 
     /// Records one item and returns its value.
-    func add(_ item: (value: JSONValue, entry: ImageEntry?, writer: Bool?, stable: Bool)) -> JSONValue {
+    func add(_ item: (value: JSONValue, parsed: Reuse.Parsed?, writer: Bool?, stable: Bool)) -> JSONValue {
         if !item.stable {
             images = nil
-        } else if let entry = item.entry {
-            images?.append((Reuse.Parsed(entry), item.writer))
+        } else if let parsed = item.parsed {
+            images?.append((parsed, item.writer))
         }
         return item.value
     }

@@ -64,7 +64,7 @@ public struct Route: Sendable {
     /// `/metrics` reads the images for its per-image series.
     public var readsFiles: Bool {
         switch id {
-        case .health, .openapi, .root, .ui: false
+        case .health, .openapi, .rules, .root, .ui: false
         default: true
         }
     }

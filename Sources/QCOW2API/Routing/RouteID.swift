@@ -12,6 +12,8 @@ public enum RouteID: String, Sendable, Hashable, CaseIterable {
     case metrics
     /// `/v1/openapi.yaml`.
     case openapi
+    /// `/v1/rules`: every rule an image can break, with its meaning and what to do.
+    case rules
     /// `/v1/images`: the listing.
     case images
     /// `/v1/images/{image}`: the summary.

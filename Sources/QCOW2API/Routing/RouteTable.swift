@@ -4,6 +4,7 @@ public enum RouteTable {
     public static let all: [Route] = [
         Route(.health, "/healthz", caching: .noStore, access: .health),
         Route(.openapi, "/v1/openapi.yaml", caching: .revalidate),
+        Route(.rules, "/v1/rules", caching: .content),
         Route(.images, "/v1/images", paging: PageLimits(default: 100, maximum: 1000), caching: .revalidate),
         Route(.summary, "/v1/images/{image}", probesLocks: true),
         Route(.header, "/v1/images/{image}/header"),
