@@ -2,8 +2,9 @@ import Glibc
 
 /// Where and how an ``HTTPServer`` listens, and the limits it enforces.
 ///
-/// The server runs one libmicrohttpd daemon per listening socket, so ``threadPoolSize``,
-/// ``connectionLimit`` and ``perIPConnectionLimit`` apply to each socket separately.
+/// The server runs its own libmicrohttpd daemons for each listening socket (one per thread, each with
+/// its ``EventLoop``), so ``threadPoolSize``, ``connectionLimit`` and ``perIPConnectionLimit`` apply to
+/// each socket separately.
 public struct HTTPServerConfiguration: Sendable {
     /// Addresses to bind and listen on; port 0 picks a free port.
     public var listenAddresses: [ListenAddress]
@@ -11,14 +12,17 @@ public struct HTTPServerConfiguration: Sendable {
     ///
     /// The server takes them over: it makes them non-blocking and closes them when it stops.
     public var listenDescriptors: [Int32]
-    /// Threads serving each socket (`MHD_OPTION_THREAD_POOL_SIZE`); 1 means a single polling thread.
+    /// Threads serving each socket, each running one daemon's event loop; 1 means a single thread.
     public var threadPoolSize: Int
-    /// Connections served at once per socket (`MHD_OPTION_CONNECTION_LIMIT`).
+    /// Connections served at once per socket (`MHD_OPTION_CONNECTION_LIMIT`, shared out among the
+    /// socket's event loops, one per thread, as libmicrohttpd's own pool does).
     ///
     /// At the limit libmicrohttpd stops accepting: new clients wait in the kernel's listen backlog
     /// until a connection closes (or they time out).
     public var connectionLimit: Int
-    /// Connections per client IP address per socket (`MHD_OPTION_PER_IP_CONNECTION_LIMIT`); 0 means no limit.
+    /// Connections per client IP address per socket; 0 means no limit. Counted over the socket's event
+    /// loops together (``AddressLimit``): two connections from one address accepted at the same instant
+    /// by two loops may both pass, one over the limit per other loop at most.
     public var perIPConnectionLimit: Int
     /// Seconds an idle connection stays open (`MHD_OPTION_CONNECTION_TIMEOUT`); 0 means forever.
     public var connectionTimeoutSeconds: Int

@@ -161,7 +161,7 @@ private func bodyFitsDiscardLimit(_ connection: OpaquePointer, limit: Int) -> Bo
 }
 
 /// The client's numeric address, or an empty string.
-func mhdRemoteAddress(_ connection: OpaquePointer) -> String {
+private func mhdRemoteAddress(_ connection: OpaquePointer) -> String {
     if let address = unsafe cmhd_client_address(connection), let decoded = unsafe SocketAddress.decode(address) {
         return decoded.host
     }

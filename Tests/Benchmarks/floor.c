@@ -3,8 +3,10 @@
  *
  *   floor MANIFEST THREADS [PORT [CONNECTION_LIMIT TIMEOUT]]
  *
- * Serves fixed bodies: MANIFEST has one "PATH<TAB>FILE" per line; GET PATH (query ignored, as MHD
- * hands the URL without it) answers 200 with FILE's bytes as application/json, anything else 404.
+ * Serves fixed bodies: MANIFEST has one "PATH<TAB>FILE[<TAB>FIELDS]" per line; GET PATH (query ignored,
+ * as MHD hands the URL without it) answers 200 with FILE's bytes and the "Name: value" header fields of
+ * FIELDS (qcowscoped's own, but Date and Content-Length; without FIELDS, Content-Type: application/json),
+ * anything else 404.
  * It runs libmicrohttpd exactly the way qcowscoped's MicroHTTPD wrapper does
  * (Sources/MicroHTTPD/HTTPServer.swift, MHDCallbacks.swift):
  *   - its own listening socket (backlog 128) handed over with MHD_OPTION_LISTEN_SOCKET;
@@ -40,6 +42,11 @@ struct route {
     char *path;
     char *body;
     size_t length;
+    /* The header fields qcowscoped sends with this body (but Date and Content-Length, which
+       libmicrohttpd adds): "Name: value" lines of the manifest's third column. */
+    char **names;
+    char **values;
+    size_t field_count;
 };
 
 static struct route *routes;
@@ -81,14 +88,35 @@ static int load_manifest(const char *manifest) {
         char *tab = strchr(line, '\t');
         if (!tab) continue;
         *tab = 0;
+        char *fields_file = strchr(tab + 1, '\t');
+        if (fields_file) *fields_file++ = 0;
         routes = realloc(routes, (route_count + 1) * sizeof *routes);
         struct route *r = &routes[route_count];
+        memset(r, 0, sizeof *r);
         r->path = strdup(line);
         r->body = read_file(tab + 1, &r->length);
         if (!r->path || !r->body) {
             fprintf(stderr, "floor: cannot read %s\n", tab + 1);
             fclose(f);
             return -1;
+        }
+        if (fields_file) {
+            FILE *hf = fopen(fields_file, "r");
+            char field[4096];
+            while (hf && fgets(field, sizeof field, hf)) {
+                field[strcspn(field, "\r\n")] = 0;
+                char *colon = strchr(field, ':');
+                if (!colon) continue;
+                *colon = 0;
+                char *value = colon + 1;
+                while (*value == ' ') value++;
+                r->names = realloc(r->names, (r->field_count + 1) * sizeof *r->names);
+                r->values = realloc(r->values, (r->field_count + 1) * sizeof *r->values);
+                r->names[r->field_count] = strdup(field);
+                r->values[r->field_count] = strdup(value);
+                r->field_count++;
+            }
+            if (hf) fclose(hf);
         }
         route_count++;
     }
@@ -112,17 +140,23 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *connection, con
     const char *body = not_found;
     size_t length = sizeof not_found - 1;
     unsigned int status = MHD_HTTP_NOT_FOUND;
+    const struct route *found = NULL;
     for (size_t i = 0; i < route_count; i++) {
         if (strcmp(routes[i].path, url) == 0) {
-            body = routes[i].body;
-            length = routes[i].length;
+            found = &routes[i];
+            body = found->body;
+            length = found->length;
             status = MHD_HTTP_OK;
             break;
         }
     }
     struct MHD_Response *response = MHD_create_response_from_buffer(length, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!response) return MHD_NO;
-    MHD_add_response_header(response, "Content-Type", "application/json");
+    if (found && found->field_count) {
+        for (size_t i = 0; i < found->field_count; i++) MHD_add_response_header(response, found->names[i], found->values[i]);
+    } else {
+        MHD_add_response_header(response, "Content-Type", "application/json");
+    }
     enum MHD_Result queued = MHD_queue_response(connection, status, response);
     MHD_destroy_response(response);
     return queued;

@@ -514,6 +514,72 @@ def image_status_map_and_chain(ui):
 
 
 @test
+def status_rules(ui):
+    """The status panel says, for each rule the image breaks, how often, what the rule means and what to
+    do: the text of /v1/rules for that code, worst severity first."""
+    status, _, body = http_get(f"{ui.args.base}/v1/rules")
+    check(status == 200, f"/v1/rules: {status}")
+    rules = {r["code"]: r for r in json.loads(body)["rules"]}
+    status, _, body = http_get(f"{ui.args.base}/v1/images/bitmap-in-use.qcow2/findings")
+    codes = sorted({f["code"] for f in json.loads(body)["findings"]})
+    check(codes, "bitmap-in-use.qcow2 has findings")
+    ui.load("#/images/bitmap-in-use.qcow2")
+    ui.wait(lambda: ui.js("return document.querySelectorAll('#finding-rules li.rule-item').length") == len(codes),
+            message="one rule line per code")
+    items = ui.js("return [...document.querySelectorAll('#finding-rules li.rule-item')].map(li => "
+                  "[li.dataset.code, li.querySelector('.meaning').textContent, li.querySelector('.todo').textContent])")
+    for code, meaning, todo in items:
+        check(meaning == rules[code]["summary"], f"{code}: meaning {meaning!r}")
+        check(todo == f" What to do: {rules[code]['action']}", f"{code}: what to do {todo!r}")
+    check(ui.js("return document.querySelector('#status #finding-rules') !== null"), "the rules are in the status section")
+    ui.shot("image-rules")
+    # An image that breaks no rule has no list.
+    ui.go("#/images/bitmaps.qcow2")
+    ui.wait(lambda: ui.h1() == "Image bitmaps.qcow2", message="bitmaps.qcow2")
+    ui.wait(lambda: ui.js("return document.querySelector('#findings table, #findings .none') !== null"), message="its findings")
+    check(ui.js("return document.querySelectorAll('#finding-rules li').length") == 0, "rule lines for an image without findings")
+
+
+@test
+def deep_chain_colours(ui):
+    """A chain of 8 layers (layer k writes 64 KiB at k MiB): the top's allocation map colours each
+    layer's data by its depth (the six colours taken again past depth 6), the legend has one entry per
+    depth, and the chain lists every layer as a link."""
+    images = os.path.join(ui.args.work, "deep")
+    os.makedirs(images, exist_ok=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", os.path.join(images, "deep0.qcow2"), "8M"], check=True)
+    for k in range(1, 8):
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", f"deep{k - 1}.qcow2", "-F", "qcow2",
+                        os.path.join(images, f"deep{k}.qcow2")], check=True)
+    for k in range(8):
+        subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P {k + 1} {k}M 64k", os.path.join(images, f"deep{k}.qcow2")],
+                       check=True, stdout=subprocess.DEVNULL)
+    proc, base = start_daemon(ui, images, [], "deep")
+    try:
+        ui.load("#/images/deep7.qcow2", base=base)
+        ui.wait(lambda: ui.js("return document.querySelector('.alloc-canvas') !== null"), message="the allocation map")
+        # 8 MiB over 1000 columns: layer k's data starts at column 125 k (depth 7 - k).
+        colours = ["#2f81f7", "#8957e5", "#bf8700", "#1a7f37", "#cf222e", "#0a7ea4", "#7d4e24"]
+        rgb = lambda c: [int(c[i:i + 2], 16) for i in (1, 3, 5)]
+        for k in range(8):
+            depth = 7 - k
+            want = colours[0] if depth == 0 else colours[1 + (depth - 1) % 6]
+            got = alloc_pixel(ui, 125 * k + 2)
+            check(got[:3] == rgb(want) and got[3] == 255, f"depth {depth} (layer deep{k}) at column {125 * k + 2}: {got}, want {want}")
+        check(alloc_pixel(ui, 125 * 3 + 60)[3] == 0, "unallocated between the layers' data")
+        depths = ui.js("return [...document.querySelectorAll('.alloc-legend li[data-depth]')].map(li => [li.dataset.depth, "
+                       "li.querySelector('.swatch').className, li.textContent])")
+        check([d for d, _, _ in depths] == [str(d) for d in range(1, 8)], f"legend depths: {depths}")
+        check(all(f"swatch-depth-{(int(d) - 1) % 6 + 1}" in c and "64 KiB" in t for d, c, t in depths), f"legend: {depths}")
+        links = ui.js("return [...document.querySelectorAll('#chain a.chain-link')].map(a => a.textContent)")
+        check(links == [f"deep{k}.qcow2" for k in range(7, -1, -1)], f"chain: {links}")
+        ui.shot("image-deep-chain")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@test
 def bitmap_page_and_dirty_map(ui):
     """The bitmap page: totals, flags, fields, and the canvas map coloured where dirty, with a tooltip."""
     ui.load("#/images/bitmaps.qcow2")
@@ -653,6 +719,47 @@ def dirty_map_zoom(ui):
     ui.wait(lambda: ui.js("return !!document.getElementById('zoom-reset')"), message="the whole-disk link")
     ui.driver.find_element(By.ID, "zoom-reset").click()
     ui.wait(lambda: ui.driver.current_url.endswith(base), message="back to the whole disk")
+    # The wheel: up zooms into the cell under the pointer (cell 7), down zooms out again.
+    ui.wait(lambda: ui.js("return document.querySelector('.map-canvas[data-cells]')?.dataset.length") == "67108864", message="the whole disk")
+    g = ui.map_geometry()
+    wheel = ("const c = document.querySelector('.map-canvas'), r = c.getBoundingClientRect(); "
+             "c.dispatchEvent(new WheelEvent('wheel', {deltaY: arguments[0], clientX: r.left + arguments[1], "
+             "clientY: r.top + arguments[2], bubbles: true, cancelable: true}))")
+    x, y = ui.cell_center(7, g)
+    ui.js(wheel, -100, x, y)
+    ui.wait(lambda: ui.driver.current_url.endswith(base + "?start=458752&length=65536"), message=f"the wheel's zoom, at {ui.driver.current_url}")
+    ui.wait(lambda: ui.js("return document.querySelector('.map-canvas[data-from]')?.dataset.from") == "458752", message="the wheel-zoomed map")
+    check(axis() == ["0x70000 (448 KiB)", "0x78000 (480 KiB)", "0x80000 (512 KiB)"], f"axis after the wheel: {axis()}")
+    ui.js(wheel, 100, 10, 10)
+    ui.wait(lambda: "length=524288" in ui.driver.current_url, message=f"the wheel zoomed out, at {ui.driver.current_url}")
+
+    # 16 TiB (a sparse image with one bitmap, data at 8 TiB and near the end): the axis gives exact
+    # offsets at every zoom, and a zoom at 8 TiB asks only that range.
+    images = os.path.join(ui.args.work, "huge16")
+    os.makedirs(images, exist_ok=True)
+    huge = os.path.join(images, "huge16.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", huge, "16T"], check=True)
+    subprocess.run(["qemu-img", "bitmap", "--add", huge, "b"], check=True)
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write 8T 64k", "-c", f"write {(16 << 40) - 65536} 64k", huge],
+                   check=True, stdout=subprocess.DEVNULL)
+    proc, hbase = start_daemon(ui, images, [], "huge16")
+    try:
+        ui.load("#/images/huge16.qcow2/bitmaps/b", base=hbase)
+        ui.wait(lambda: ui.js("return document.querySelector('.map-canvas[data-cells]')?.dataset.length") == str(16 << 40), message="the 16 TiB map")
+        check(axis() == ["0x0 (0 bytes)", "0x80000000000 (8 TiB)", "0x100000000000 (16 TiB)"], f"16 TiB axis: {axis()}")
+        ui.network_statuses("extents")
+        ui.go(f"#/images/huge16.qcow2/bitmaps/b?start={8 << 40}&length={1 << 30}")
+        ui.wait(lambda: ui.js("return document.querySelector('.map-canvas[data-from]')?.dataset.from") == str(8 << 40), message="the 1 GiB at 8 TiB")
+        check(axis() == ["0x80000000000 (8 TiB)", "0x80020000000 (8 TiB)", "0x80040000000 (8 TiB)"] or
+              all(a.startswith(p) for a, p in zip(axis(), ["0x80000000000 ", "0x80020000000 ", "0x80040000000 "])), f"axis at 8 TiB: {axis()}")
+        asked = [u for _, u in ui.network_statuses("/extents")]
+        # The range's extents, and at most a one-extent page for the disk's size: never the whole disk.
+        ranged = [u for u in asked if "limit=1&" not in u and not u.endswith("limit=1")]
+        check(ranged and all(f"start={8 << 40}&length={1 << 30}" in u for u in ranged), f"extents asked at 8 TiB: {asked}")
+        ui.shot("bitmap-16tib-zoomed")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 @test

@@ -234,11 +234,44 @@ export function statusPanel(s) {
   const f = s.finding_counts || {};
   const e = Number(f.error || 0), w = Number(f.warning || 0), i = Number(f.info || 0);
   items.push(h("li", { class: `status-item status-${e ? "bad" : w ? "warn" : "ok"}`, id: "findings-status" },
-    badge(e ? "errors" : w ? "warnings" : "no findings", e ? "bad" : w ? "warn" : "ok"), " ",
+    badge(e ? "errors" : w ? "warnings" : i ? "notes only" : "no findings", e ? "bad" : w ? "warn" : "ok"), " ",
     h("span", { class: "meaning" }, e || w || i ? [`${int(e)} error${e === 1 ? "" : "s"}, ${int(w)} warning${w === 1 ? "" : "s"}, ${int(i)} info: `,
       h("a", { href: "#findings-h", class: "to-findings" }, "each with its rule, structure and file offset"), "."]
       : "The image breaks none of the format's rules.")));
   return h("ul", { class: "status-list plain" }, items);
+}
+
+const SEVERITY_RANK = { error: 0, warning: 1, info: 2 };
+const SEVERITY_KIND = { error: "bad", warning: "warn", info: "info" };
+
+/**
+ * The findings grouped by rule, worst first: for each rule broken, how often, what the rule means and
+ * what to do (from /v1/rules, the registry). `more`: the findings document has further pages.
+ */
+export function findingRules(findings, rules, more) {
+  if (!findings.length) return null;
+  const byCode = new Map();
+  for (const f of findings) {
+    const r = byCode.get(f.code) || { code: f.code, severity: f.severity, count: 0 };
+    r.count += 1;
+    if ((SEVERITY_RANK[f.severity] ?? 3) < (SEVERITY_RANK[r.severity] ?? 3)) r.severity = f.severity;
+    byCode.set(f.code, r);
+  }
+  const list = [...byCode.values()].sort((a, b) => (SEVERITY_RANK[a.severity] ?? 3) - (SEVERITY_RANK[b.severity] ?? 3)
+    || b.count - a.count || (a.code < b.code ? -1 : a.code > b.code ? 1 : 0));
+  const items = list.map((r) => {
+    const rule = rules.get(r.code);
+    return h("li", { class: `rule-item rule-${r.severity}`, "data-code": r.code },
+      badge(r.severity, SEVERITY_KIND[r.severity] || "info"), " ",
+      h("strong", { class: "rule-code" }, r.code), ` ×${int(r.count)} `,
+      h("span", { class: "meaning" }, rule ? rule.summary : "(a rule this page does not know)"),
+      rule ? h("span", { class: "todo" }, ` What to do: ${rule.action}`) : null);
+  });
+  return [
+    h("h3", { class: "rules-title" }, "What the findings mean"),
+    h("ul", { class: "rule-list plain" }, items),
+    more ? h("p", { class: "note" }, `From the first ${int(findings.length)} findings.`) : null,
+  ];
 }
 
 /** The backing chain: each layer a link to its own page, with its format, size and state. */
@@ -262,7 +295,8 @@ export function chainList(doc) {
 /** Colours of the allocation map, by kind (and, for data, by the layer that holds it). */
 const ALLOC_COLOURS = {
   own: "#2f81f7",
-  backing: ["#8957e5", "#bf8700", "#1a7f37", "#cf222e"],
+  // Depth 1, 2, ... (deeper layers take the colours again, their legend says which depths share one).
+  backing: ["#8957e5", "#bf8700", "#1a7f37", "#cf222e", "#0a7ea4", "#7d4e24"],
   zero: "#9ba6b2",
   compressed: "#db61a2",
   unallocated: null,
@@ -286,7 +320,7 @@ export function allocationMap(doc) {
     "data-virtual-size": String(doc.virtual_size), "data-width": String(width),
   });
   const totals = { own: 0, backing: 0, zero: 0, compressed: 0, unallocated: 0 };
-  const depths = new Set();
+  const byDepth = new Map();
   let covered = 0;
   const ctx = canvas.getContext("2d");
   for (const e of doc.extents || []) {
@@ -294,8 +328,9 @@ export function allocationMap(doc) {
     const start = Number(e.start), length = Number(e.length);
     totals[kind] += length;
     covered = Math.max(covered, start + length);
-    if (kind === "backing") depths.add(Number(e.depth));
-    const colour = kind === "backing" ? ALLOC_COLOURS.backing[(Number(e.depth) - 1) % 4] : ALLOC_COLOURS[kind];
+    if (kind === "backing") byDepth.set(Number(e.depth), (byDepth.get(Number(e.depth)) || 0) + length);
+    const shades = ALLOC_COLOURS.backing.length;
+    const colour = kind === "backing" ? ALLOC_COLOURS.backing[(Math.max(1, Number(e.depth)) - 1) % shades] : ALLOC_COLOURS[kind];
     if (!colour || !size) continue;
     const x0 = Math.floor((start / size) * width);
     const x1 = Math.max(x0 + 1, Math.ceil(((start + length) / size) * width));
@@ -305,10 +340,19 @@ export function allocationMap(doc) {
   const pct = (n) => (size ? `${((n / size) * 100).toFixed(n && n / size < 0.001 ? 3 : 1)}%` : "—");
   const label = `Allocation map of ${sizeNode(doc.virtual_size).textContent}: ${pct(totals.own)} data in this image, ${pct(totals.backing)} from backing files, ${pct(totals.zero)} zero, ${pct(totals.compressed)} compressed, ${pct(totals.unallocated)} unallocated.`;
   canvas.setAttribute("aria-label", label);
+  const entry = (k, swatch, text, n, extra = {}) => h("li", { "data-kind": k, ...extra },
+    h("span", { class: `swatch ${swatch}` }), ` ${text}: ${sizeNode(n).textContent} (${pct(n)})`);
+  const shades = ALLOC_COLOURS.backing.length;
   const legend = h("ul", { class: "alloc-legend plain" },
-    [["own", "data in this image"], ["backing", `data from backing file${depths.size === 1 ? "" : "s"}`], ["zero", "zero"],
-      ["compressed", "compressed"], ["unallocated", "unallocated"]].map(([k, text]) => h("li", { "data-kind": k },
-      h("span", { class: `swatch swatch-${k}` }), ` ${text}: ${sizeNode(totals[k]).textContent} (${pct(totals[k])})`)));
+    entry("own", "swatch-own", "data in this image", totals.own),
+    // One entry per backing depth that holds data, in its colour.
+    [...byDepth.keys()].sort((a, b) => a - b).map((d) => entry("backing", `swatch-depth-${((Math.max(1, d) - 1) % shades) + 1}`,
+      `data from the backing file at depth ${int(d)}${d > shades ? ` (the colour of depth ${((d - 1) % shades) + 1})` : ""}`,
+      byDepth.get(d), { "data-depth": String(d) })),
+    byDepth.size ? null : entry("backing", "swatch-depth-1", "data from backing files", 0),
+    entry("zero", "swatch-zero", "zero", totals.zero),
+    entry("compressed", "swatch-compressed", "compressed", totals.compressed),
+    entry("unallocated", "swatch-unallocated", "unallocated", totals.unallocated));
   const axis = h("div", { class: "alloc-axis" }, h("span", {}, "0"), h("span", {}, sizeNode(doc.virtual_size).textContent));
   const parts = [canvas, axis, legend];
   if (doc.next !== null && covered < size) {
@@ -325,6 +369,9 @@ export async function imageView(main, params, live, app) {
 
   const summaryBox = h("div", {});
   const statusBox = h("div", {});
+  const rulesBox = h("div", { id: "finding-rules" });
+  // The rule registry, once per page (it never changes while the daemon runs): what each code means.
+  const rules = app.get("/v1/rules").then((doc) => new Map(doc.rules.map((r) => [r.code, r]))).catch(() => new Map());
   const mapBox = h("div", {});
   const chainBox = h("div", {});
   const statusLine = h("p", { class: "lead" });
@@ -367,7 +414,10 @@ export async function imageView(main, params, live, app) {
     }],
     [`${base}/map?limit=10000`, mapBox, (doc) => replace(mapBox, allocationMap(doc))],
     [`${base}/chain`, chainBox, (doc) => replace(chainBox, chainList(doc))],
-    [`${base}/findings`, findingsBox, (doc) => replace(findingsBox, findingsTable(doc.findings, "Findings"))],
+    [`${base}/findings`, findingsBox, async (doc) => {
+      replace(findingsBox, findingsTable(doc.findings, "Findings"));
+      replace(rulesBox, findingRules(doc.findings, await rules, doc.next !== null));
+    }],
     [`${base}/header`, headerBox, (doc) => replace(headerBox, headerFields(doc))],
     [`${base}/extensions`, extBox, (doc) => replace(extBox, extensionsTable(doc))],
     [`${base}/snapshots?limit=1000`, snapBox, (doc) => replace(snapBox, snapshotsTable(doc))],
@@ -378,7 +428,7 @@ export async function imageView(main, params, live, app) {
   main.replaceChildren(
     h("h1", {}, h("span", { class: "kind" }, "Image "), image),
     statusLine,
-    section("status", "Status", statusBox),
+    section("status", "Status", statusBox, rulesBox),
     section("allocation", "Allocation", mapBox),
     section("chain", "Backing chain", chainBox),
     section("bitmaps", "Bitmaps", bitmapsBox),
