@@ -13,8 +13,8 @@
 #include <errno.h>
 #include <stddef.h>
 #include <sys/un.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
+#include <sys/eventfd.h>
 #include <microhttpd.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
@@ -27,7 +27,7 @@ static inline struct MHD_Daemon *cmhd_start_daemon(unsigned int flags, uint16_t 
     return MHD_start_daemon(flags, port, accept, accept_cls, handler, handler_cls,
                             MHD_OPTION_ARRAY, options, MHD_OPTION_END);
 }
-/// A non-blocking, close-on-exec eventfd (an event loop's stop signal), -1 with errno on failure.
+/// A non-blocking, close-on-exec eventfd (an event loop's wake-up), -1 with errno on failure.
 static inline int cmhd_eventfd(void) {
     return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 }

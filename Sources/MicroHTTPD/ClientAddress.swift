@@ -1,3 +1,4 @@
+import CMicroHTTPD
 import Glibc
 
 /// A client's IPv4 or IPv6 address without its port: a small value to count, compare and cache by,

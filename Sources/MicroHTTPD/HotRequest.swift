@@ -23,6 +23,18 @@ public struct HotRequest: ~Copyable {
         return unsafe String(cString: value)
     }
 
+    /// Whether the first header field called `name` is present and its value is exactly `bytes`, without
+    /// making a string of it.
+    public func header(_ name: String, is bytes: [UInt8]) -> Bool {
+        guard let value = unsafe MHD_lookup_connection_value(connection, .HEADER_KIND, name) else { return false }
+        let length = unsafe strlen(value)
+        guard length == bytes.count else { return false }
+        return unsafe bytes.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress else { return true }
+            return unsafe memcmp(value, base, length) == 0
+        }
+    }
+
     /// Whether a header field called `name` is present.
     public func has(_ name: String) -> Bool {
         unsafe MHD_lookup_connection_value(connection, .HEADER_KIND, name) != nil

@@ -1,3 +1,4 @@
+import CMicroHTTPD
 import Glibc
 
 /// A numeric IPv4 or IPv6 address and a TCP port to listen on, or a Unix-domain socket path.

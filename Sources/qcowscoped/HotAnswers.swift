@@ -21,13 +21,17 @@ final class HotAnswers: Sendable {
         let route: Route?
         /// The target without its query, as the access log shows it.
         let path: Substring
+        /// The `Host` of the request the answer was made for (the API allowed it): the same value needs
+        /// no second look at the host policy.
+        let host: [UInt8]?
 
-        init(ok: PreparedResponse, notModified: PreparedResponse?, reuse: Reuse, route: Route?, path: Substring) {
+        init(ok: PreparedResponse, notModified: PreparedResponse?, reuse: Reuse, route: Route?, path: Substring, host: [UInt8]?) {
             self.ok = ok
             self.notModified = notModified
             self.reuse = reuse
             self.route = route
             self.path = path
+            self.host = host
         }
     }
 
@@ -67,7 +71,9 @@ final class HotAnswers: Sendable {
         let clock = ContinuousClock()
         let start = clock.now
         guard let entry = state.withLock({ $0.entries[request.target] }) else { return nil }
-        if api.checksHost, !api.allowsHost(request.header("Host")) { return nil }
+        if api.checksHost, !(entry.host.map { request.header("Host", is: $0) } ?? false), !api.allowsHost(request.header("Host")) {
+            return nil
+        }
         if api.variesWithOrigin, request.has("Origin") { return nil }
         var tokenName: String? = nil
         if api.checksToken {
@@ -121,7 +127,7 @@ final class HotAnswers: Sendable {
         let notModified = reuse.etag == nil ? nil : API.notModified(response)
         let entry = Entry(
             ok: ok, notModified: notModified.flatMap { PreparedResponse($0.head, body: []) }, reuse: reuse,
-            route: response.route, path: Self.path(of: target))
+            route: response.route, path: Self.path(of: target), host: request.authority.map { Array($0.utf8) })
         state.withLock { s in
             if s.entries.count >= Self.maxEntries || s.bytes + ok.bodyCount > Self.maxBytes {
                 s.entries.removeAll(keepingCapacity: true)

@@ -63,9 +63,15 @@ public final class FileImageSource: ImageSource {
     /// The file's size now (`fstat` on the descriptor), nil when fstat fails: a read that ended early
     /// while this still equals ``size`` is the storage's doing, not a truncation.
     public var currentSize: UInt64? {
+        currentState?.size
+    }
+
+    /// The file's size and change time now (`fstat` on the descriptor), nil when fstat fails. A file
+    /// truncated and written again to its old size has its old size but a new change time.
+    public var currentState: (size: UInt64, ctimeSec: Int64, ctimeNsec: Int64)? {
         var st = stat()
         guard unsafe fstat(fd, &st) == 0 else { return nil }
-        return UInt64(clamping: st.st_size)
+        return (UInt64(clamping: st.st_size), Int64(st.st_ctim.tv_sec), Int64(st.st_ctim.tv_nsec))
     }
 
     /// Reads exactly `count` bytes with `pread`, retrying on EINTR and short reads.

@@ -362,6 +362,18 @@ public final class ImageCatalog: Sendable {
         return entry
     }
 
+    /// Whether inotify saw the file `entry` was parsed from change (a write, a truncation, a rename over
+    /// it) since it was looked up, or the catalog holds another version of it now. False where no
+    /// watch exists (there the caller has only the file's size to go by).
+    public func hasChanged(since entry: ImageEntry) -> Bool {
+        guard let watch else { return false }
+        let name = entry.file.name
+        guard let slot = cache.withLock({ $0.entries[name] }), case .success(let cached)? = slot.result.ifComputed, cached === entry,
+            let v = slot.validated.withLock({ $0 })
+        else { return true }
+        return watch.stamp(of: name) != v.own
+    }
+
     /// Looks for the backing file `stored` beneath the directory, as QEMU would next to the overlay.
     ///
     /// A relative name is opened beneath the directory (symlinks that stay inside are followed); an

@@ -111,13 +111,7 @@ public struct LockState: Sendable, Hashable {
     /// bytes 100 to 203 first: when nothing holds any of them (no QEMU has the image open), every byte
     /// is free and that is the answer; otherwise one `fcntl` per byte, eight in all, says who holds which.
     public static func probe(fd: Int32) -> LockState {
-        var anyHeld: Int32 = 0
-        var anyType: Int32 = 0
-        var anyPID: Int32 = 0
-        let span = notSharedBase + Int64(permissions.count) - permissionBase
-        if unsafe css_ofd_test_write(fd, permissionBase, span, &anyHeld, &anyType, &anyPID) == 0, anyHeld == 0 {
-            return free
-        }
+        if noneHeld(fd: fd) { return free }
         var out: [Byte] = []
         for kind in [Kind.permission, .notShared] {
             for bit in 0..<permissions.count {
@@ -143,6 +137,19 @@ public struct LockState: Sendable, Hashable {
     }
 
     /// The 8 bytes, none probed.
+    /// Whether nothing holds any of QEMU's lock bytes on `fd` (one `fcntl` over bytes 100 to 203);
+    /// false when something does or the probe failed.
+    public static func noneHeld(fd: Int32) -> Bool {
+        var anyHeld: Int32 = 0
+        var anyType: Int32 = 0
+        var anyPID: Int32 = 0
+        let span = notSharedBase + Int64(permissions.count) - permissionBase
+        return unsafe css_ofd_test_write(fd, permissionBase, span, &anyHeld, &anyType, &anyPID) == 0 && anyHeld == 0
+    }
+
+    /// Whether every lock byte was probed and is free (no QEMU has the image open).
+    public var isFree: Bool { self == Self.free }
+
     /// Every lock byte probed and free.
     private static let free = LockState(
         bytes: [Kind.permission, .notShared].flatMap { kind in

@@ -335,7 +335,7 @@ public final class API: Sendable {
         let render = { () -> Result<ResponseCache.Rendered, Problem> in
             do throws(DocumentError) {
                 let doc = try entry.watchingFailures { () throws(DocumentError) in try plan.render() }
-                if let failed = Self.storageFailure(entry, since: failures) {
+                if let failed = Self.storageFailure(entry, since: failures, changed: { self.catalog.hasChanged(since: entry) }) {
                     return .failure(Problem(.unreadable(failed, image: entry.file.name)))
                 }
                 return .success(
@@ -371,7 +371,7 @@ public final class API: Sendable {
             // Given again while the file (and lock state) stay as they are: never an answer that shows a
             // check verdict (a version), a backing chain, or one made while a read failed.
             if keep, r.cacheable, plan.version == 0, !route.readsBackingChain, catalog.watchesChanges {
-                response.reuse = Reuse(condition: .image(Reuse.Parsed(entry), locks: locks), etag: etag)
+                response.reuse = Reuse(condition: .image(Reuse.Parsed(entry), locks: locks, free: locks?.isFree ?? false), etag: etag)
             }
             return response
         case .failure(let p):
@@ -383,14 +383,18 @@ public final class API: Sendable {
     /// `before`), as an I/O error: the storage failed, not the image, so the answer is `503 io-error`
     /// naming the errno (or the read that ended early) and the file offset, never a document with a
     /// field missing for a reason that is gone by the next request. Nil when no read failed, and for a
-    /// read that ended early because the file was truncated or replaced meanwhile (its size changed):
-    /// that answer stands as made, and the next request reads the new file.
-    static func storageFailure(_ entry: ImageEntry, since before: Int?) -> QCOW2Error? {
+    /// read that ended early because the file was truncated or rewritten meanwhile (`changed` says so,
+    /// from inotify, or its size changed): that answer stands as made, and the next request reads the
+    /// new file. (Its change time cannot tell: a truncation and a rewrite within one clock tick keep it.)
+    static func storageFailure(_ entry: ImageEntry, since before: Int?, changed: () -> Bool = { false }) -> QCOW2Error? {
         guard let activity = entry.activity, let before, activity.failureCount != before, var e = activity.lastFailure else {
             return nil
         }
         if e.kind != .io {
-            guard let file = entry.image.source as? FileImageSource, file.currentSize == file.size else { return nil }
+            // Truncated or rewritten meanwhile: inotify saw it, or the size is not the parsed one's.
+            guard let file = entry.image.source as? FileImageSource, let now = file.currentState, now.size == file.size,
+                !changed()
+            else { return nil }
             e.kind = .io
             e.value = "short read"
         }

@@ -16,7 +16,7 @@ public struct Reuse: Sendable {
         case always
         /// The image file is the version this entry parsed (inotify says unchanged) and, when not nil,
         /// its lock bytes are in this state.
-        case image(Parsed, locks: LockState?)
+        case image(Parsed, locks: LockState?, free: Bool)
         /// No name in the directory changed (inotify), no check state changed, and each listed image
         /// that was parsed still has (or has not) a writer.
         case listing(DirectoryWatch.Stamp, checks: UInt64, images: [(Parsed, writer: Bool?)])
@@ -28,10 +28,13 @@ public struct Reuse: Sendable {
         weak let entry: ImageEntry?
         /// The image's name in the directory.
         let name: String
+        /// The entry's file descriptor, to probe its lock bytes: valid while `entry` is (hold it meanwhile).
+        let fd: Int32?
 
         init(_ entry: ImageEntry) {
             self.entry = entry
             name = entry.file.name
+            fd = (entry.image.source as? FileImageSource)?.fd
         }
     }
 
@@ -68,16 +71,21 @@ extension API {
         switch reuse.condition {
         case .always:
             return true
-        case .image(let parsed, let locks):
+        case .image(let parsed, let locks, let free):
             guard let entry = parsed.entry, catalog.freshEntry(named: parsed.name, batch: batch) === entry else { return false }
             guard let locks else { return true }
-            guard let file = entry.image.source as? FileImageSource else { return false }
-            return LockState.probe(fd: file.fd) == locks
+            guard let fd = parsed.fd else { return false }
+            return withExtendedLifetime(entry) {
+                // Free then, free now: one fcntl, nothing to compare.
+                if free && LockState.noneHeld(fd: fd) { return true }
+                return LockState.probe(fd: fd) == locks
+            }
         case .listing(let stamp, let checks, let images):
             guard catalog.directoryStamp(batch: batch) == stamp, catalog.checks.changeCount == checks else { return false }
             for (parsed, writer) in images {
-                guard let entry = parsed.entry, let file = entry.image.source as? FileImageSource else { return false }
-                let locks = LockState.probe(fd: file.fd)
+                // The entry is held while its descriptor is probed.
+                guard let entry = parsed.entry, let fd = parsed.fd else { return false }
+                let locks = withExtendedLifetime(entry) { LockState.probe(fd: fd) }
                 guard locks.error == nil, locks.writerPresent == writer else { return false }
             }
             return true
