@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -158,6 +159,11 @@ static inline int css_is_sole_name(int dirfd, const char *name, uint64_t inode) 
     struct stat st;
     if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return 0;
     return S_ISREG(st.st_mode) && st.st_nlink == 1 && (uint64_t)st.st_ino == inode;
+}
+
+/// Caps glibc's malloc arenas at `count` (mallopt M_ARENA_MAX); 1 on success.
+static inline int css_limit_malloc_arenas(int count) {
+    return mallopt(M_ARENA_MAX, count);
 }
 
 #endif
