@@ -9,7 +9,7 @@ import Synchronization
 /// waiting for their answers at once (a load generator, a dashboard fleet polling in step) no further event
 /// comes, and every one of them waits for the next connection timeout: the server hangs. This loop runs
 /// the daemon in libmicrohttpd's documented external mode instead: it waits with `poll` on the daemon's
-/// epoll descriptor (and on an eventfd that stops it) for at most ``MHD_get_timeout``, then calls
+/// epoll descriptor (and on an eventfd that stops it) for at most `MHD_get_timeout`, then calls
 /// `MHD_run`, which never blocks (`MHD_epoll` with a zero timeout). libmicrohttpd drops its own
 /// inter-thread channel in this mode, so a connection resumed from another thread (a deferred answer,
 /// ``HTTPResponder``) wakes the loop with ``wake()``.

@@ -9,7 +9,7 @@ import Synchronization
 ///
 /// A request is answered here only when the API would give the same bytes: its `Host` is allowed, it
 /// has no `Origin` while CORS is configured, its token is accepted where one is needed, and
-/// ``API/isCurrent(_:)`` says the image (and its lock state) did not change; `If-None-Match` picks the
+/// ``API/isCurrent(_:batch:)`` says the image (and its lock state) did not change; `If-None-Match` picks the
 /// kept `304`. Anything else goes the usual way (``Service``), which offers its answer back
 /// (``offer(_:_:)``). Requests answered here are counted and logged as every other one.
 final class HotAnswers: Sendable {
@@ -62,9 +62,6 @@ final class HotAnswers: Sendable {
         self.accessLog = accessLog
         self.token = token
     }
-
-    /// Targets kept now.
-    var count: Int { state.withLock { $0.entries.count } }
 
     /// The prepared answer to `request`, counted and logged, or nil to send it the usual way.
     func answer(_ request: borrowing HotRequest) -> PreparedResponse? {

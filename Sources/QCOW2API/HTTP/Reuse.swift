@@ -2,12 +2,12 @@ import HTTPTypes
 import QCOW2
 
 /// When an answer may be given again, byte for byte, to a later `GET` or `HEAD` of the same target:
-/// what a server's hot path keeps with a prepared response and checks with ``API/isCurrent(_:)``.
+/// what a server's hot path keeps with a prepared response and checks with ``API/isCurrent(_:batch:)``.
 ///
 /// Set by the API only on answers whose every byte follows from the request target and what the
-/// condition covers: a fixed answer (`/healthz`, the spec, the web view's files), or a kept document
-/// of one image file version (and its lock state, for the routes that show it), never one that shows a
-/// check verdict, a backing chain or a failed read. The request's `Host`, `Origin`, `Authorization`
+/// condition covers: a fixed answer (`/healthz`, the spec, `/v1/rules`, the web view's files), a kept
+/// document of one image file version (and its lock state, for the routes that show it), never one that
+/// shows a check verdict, a backing chain or a failed read, or a listing page. The request's `Host`, `Origin`, `Authorization`
 /// and `If-None-Match` fields are for the hot path to check, as the API would (see ``API``).
 public struct Reuse: Sendable {
     /// What must still hold.
@@ -15,7 +15,7 @@ public struct Reuse: Sendable {
         /// Nothing: the answer never changes while the daemon runs.
         case always
         /// The image file is the version this entry parsed (inotify says unchanged) and, when not nil,
-        /// its lock bytes are in this state.
+        /// its lock bytes are in this state (`free`: every one of them was free).
         case image(Parsed, locks: LockState?, free: Bool)
         /// No name in the directory changed (inotify), no check state changed, and each listed image
         /// that was parsed still has (or has not) a writer.
