@@ -1,3 +1,4 @@
+import CSystemShim
 import Glibc
 import Logging
 import MicroHTTPD
