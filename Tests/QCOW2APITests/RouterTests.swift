@@ -264,6 +264,8 @@ struct RouterTests {
         let t1 = try #require(rules.first { $0["code"] as? String == "T1" })
         #expect(t1["not_checked_severity"] as? String == Rule.t1.notCheckedSeverity?.rawValue)
         let tag = try #require(r.header("ETag"))
+        // The API's ETag form: 16 hex digits in quotes.
+        #expect(tag.count == 18 && tag.hasPrefix("\"") && tag.hasSuffix("\"") && tag.dropFirst().dropLast().allSatisfy(\.isHexDigit), "\(tag)")
         #expect(try fx.get("/v1/rules", headers: [("If-None-Match", tag)]).status == 304)
     }
 

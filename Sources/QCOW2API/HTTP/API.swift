@@ -213,9 +213,17 @@ public final class API: Sendable {
     private static let rules: Asset = Asset(
         contentType: "application/json", body: JSONWriter(style: .compact).bytes(ImageViews.rules()) + [0x0a])
 
+    /// The registry's ETag: 16 hex digits of a 64-bit FNV-1a hash of its bytes (the form of every
+    /// ETag of the API, see `components/headers/ETag`).
+    private static let rulesETag: String = {
+        let hash = rules.body.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
+        let hex = String(hash, radix: 16)
+        return "\"" + String(repeating: "0", count: 16 - hex.count) + hex + "\""
+    }()
+
     /// `/v1/rules`, or 304 when the client holds it.
     private static func rulesAnswer(_ request: HTTPRequest) -> Response {
-        let etag = rules.etag
+        let etag = rulesETag
         var f: HTTPFields = [.eTag: etag, .cacheControl: "no-cache"]
         if notModified(request, etag) { return Response(head: HTTPResponse(status: .notModified, headerFields: f)) }
         f[.contentType] = rules.contentType
