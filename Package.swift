@@ -57,7 +57,7 @@ let package = Package(
         .executableTarget(
             name: "qcowscoped",
             dependencies: [
-                "MicroHTTPD", "QCOW2API", "QCOW2", "CSystemShim",
+                "MicroHTTPD", "QCOW2API", "QCOW2",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

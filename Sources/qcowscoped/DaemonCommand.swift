@@ -1,5 +1,4 @@
 import ArgumentParser
-import CSystemShim
 import Glibc
 import Logging
 import MicroHTTPD
@@ -174,15 +173,6 @@ struct DaemonCommand: ParsableCommand {
         }
     }
 
-    /// Keeps glibc to two malloc arenas (unless `MALLOC_ARENA_MAX` says otherwise): with one arena per
-    /// thread that allocates (event loops, I/O workers, the scrubber, the access log) freed memory stays
-    /// spread over up to 8 per core; in a 64 MiB cgroup with hostile images (Tests/Reliability/limits.py)
-    /// the peak RSS goes from 77-82 MB to 69-72 MB.
-    private static func limitMallocArenas() {
-        guard getenv("MALLOC_ARENA_MAX") == nil else { return }
-        _ = css_limit_malloc_arenas(2)
-    }
-
     /// Prints `qcowscoped: error: <message>` on stderr and exits.
     private static func fail(_ message: String, code: Int32) -> Never {
         let line = Array("qcowscoped: error: \(message)\n".utf8)
@@ -201,7 +191,7 @@ struct DaemonCommand: ParsableCommand {
         }
         let logger = Logger(label: "qcowscoped")
         Self.raiseDescriptorLimit(logger)
-        Self.limitMallocArenas()
+        MallocArenas.limit(to: 2)
         let catalog: ImageCatalog
         do {
             // Every image a scrape exports stays parsed (and its descriptor open): with fewer, each scrape

@@ -1,4 +1,3 @@
-import CSystemShim
 import Glibc
 import Logging
 import MicroHTTPD
