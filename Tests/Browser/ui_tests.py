@@ -725,6 +725,9 @@ def dirty_map_zoom(ui):
     wheel = ("const c = document.querySelector('.map-canvas'), r = c.getBoundingClientRect(); "
              "c.dispatchEvent(new WheelEvent('wheel', {deltaY: arguments[0], clientX: r.left + arguments[1], "
              "clientY: r.top + arguments[2], bubbles: true, cancelable: true}))")
+    # Point at cell 7 first (the map is then live and cell 7 selected), then turn the wheel there.
+    ui.hover_cell(7)
+    g = ui.map_geometry()
     x, y = ui.cell_center(7, g)
     ui.js(wheel, -100, x, y)
     ui.wait(lambda: ui.driver.current_url.endswith(base + "?start=458752&length=65536"), message=f"the wheel's zoom, at {ui.driver.current_url}")
