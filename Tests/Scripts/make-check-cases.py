@@ -499,8 +499,11 @@ def make_src(path):
 def run(argv, cwd, step, may_fail):
     env = dict(os.environ, LC_ALL='C')
     # qemu-img 7.2 fails LUKS creation now and then on a busy machine ("Unable to get accurate CPU
-    # usage", from its PBKDF2 benchmark): such a step is tried up to three times.
-    for attempt in range(3):
+    # usage", from its PBKDF2 benchmark, when its thread got no CPU time measured): such a step is
+    # tried up to eight times, a moment apart (three in a row failed once under a full test run).
+    for attempt in range(8):
+        if attempt:
+            time.sleep(0.3)
         try:
             p = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
                                text=True, errors='replace', timeout=STEP_TIMEOUT)
